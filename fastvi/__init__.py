@@ -1,0 +1,14 @@
+"""fastvi: fast, streaming EM and variational Bayes for Gaussian mixtures.
+
+The estimators follow scikit-learn's ``sklearn.mixture`` API; the work is done by fused
+Numba kernels (``fastvi.kernels``) that compute responsibilities and sufficient statistics
+in one pass over each chunk of rows.
+"""
+from ._base import ConvergenceWarning, NotFittedError
+from ._stats import SufficientStats
+from .mixture import BayesianGaussianMixture, GaussianMixture
+
+__version__ = "0.1.0"
+
+__all__ = ["BayesianGaussianMixture", "ConvergenceWarning", "GaussianMixture",
+           "NotFittedError", "SufficientStats", "__version__"]

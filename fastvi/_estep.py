@@ -1,0 +1,106 @@
+"""Drives the fused kernel over the chunks of a data set.
+
+A data set here is anything with ``shape``, ``dtype`` and row slicing: an ndarray, an
+``h5py.Dataset`` (read chunk by chunk), a memory map.  Each chunk is handed to the kernel as
+a C-contiguous float32 or float64 array; the statistics of the chunks are added in chunk
+order, so a result depends on the chunk size but never on the number of threads.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._stats import SufficientStats
+from .kernels import estep_diag, estep_full
+
+DEFAULT_CHUNK_ROWS = 65536
+_EMPTY1 = np.zeros(0)
+
+
+@dataclass
+class KernelParams:
+    """Components in the canonical form ``log rho_nk = c_k - 1/2 ||U_k^T (x_n - m_k)||^2``.
+
+    ``factor`` is (K, D, D) upper-triangular for full/tied, (K, D) for diag/spherical.
+    """
+
+    c: np.ndarray
+    means: np.ndarray
+    factor: np.ndarray
+
+    @property
+    def full(self):
+        return self.factor.ndim == 3
+
+    @property
+    def kernel(self):
+        return estep_full if self.full else estep_diag
+
+
+def iter_chunks(X, chunk_rows=DEFAULT_CHUNK_ROWS, sample_weight=None):
+    """Yield ``(start, chunk, weights)``; ``weights`` is None when unweighted."""
+    n_rows = X.shape[0]
+    for start in range(0, n_rows, chunk_rows):
+        stop = min(start + chunk_rows, n_rows)
+        chunk = X[start:stop]
+        if chunk.dtype not in (np.float32, np.float64):
+            chunk = chunk.astype(np.float64)
+        chunk = np.ascontiguousarray(chunk)
+        weights = None if sample_weight is None else sample_weight[start:stop]
+        yield start, chunk, weights
+
+
+def _weights_arg(weights):
+    return _EMPTY1 if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+
+
+def accumulate(X, params, sample_weight=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+    """One E-step pass: the sufficient statistics of ``X`` about ``params.means``."""
+    stats = SufficientStats.zeros(params.means, params.full)
+    for _, chunk, weights in iter_chunks(X, chunk_rows, sample_weight):
+        stats.log_norm += accumulate_chunk(chunk, params, weights, stats)
+        stats.weight += chunk.shape[0] if weights is None else float(weights.sum())
+    mirror_upper(stats)
+    return stats
+
+
+def accumulate_chunk(chunk, params, weights, stats):
+    """Add one chunk's statistics into ``stats`` (upper triangle); return its log-norm sum."""
+    n_components = params.means.shape[0]
+    none = np.zeros((0, n_components))
+    return params.kernel(chunk, _weights_arg(weights), params.c, params.means, params.factor,
+                         stats.nk, stats.s1, stats.s2, _EMPTY1, none,
+                         np.zeros(0, dtype=np.int64))
+
+
+def mirror_upper(stats):
+    """Copy the accumulated upper triangle of full second moments into the lower one."""
+    if stats.full:
+        lower = np.tril_indices(stats.s2.shape[1], -1)
+        stats.s2[:, lower[0], lower[1]] = stats.s2[:, lower[1], lower[0]]
+
+
+def per_row(X, params, log_norm=False, resp=False, labels=False,
+            chunk_rows=DEFAULT_CHUNK_ROWS):
+    """Per-row outputs without statistics: any of log-normaliser, responsibilities, labels.
+
+    Returns a dict with the requested arrays (``resp`` is the one N x K array fastvi makes,
+    and only because the caller asked for it).
+    """
+    n_rows = X.shape[0]
+    n_components, n_features = params.means.shape
+    out = {}
+    if log_norm:
+        out["log_norm"] = np.empty(n_rows)
+    if resp:
+        out["resp"] = np.empty((n_rows, n_components))
+    if labels:
+        out["labels"] = np.empty(n_rows, dtype=np.int64)
+    no_stats = (np.zeros(0), np.zeros((0, n_features)),
+                np.zeros((0, n_features, n_features)) if params.full else np.zeros((0, n_features)))
+    for start, chunk, _ in iter_chunks(X, chunk_rows):
+        stop = start + chunk.shape[0]
+        params.kernel(chunk, _EMPTY1, params.c, params.means, params.factor, *no_stats,
+                      out["log_norm"][start:stop] if log_norm else _EMPTY1,
+                      out["resp"][start:stop] if resp else np.zeros((0, n_components)),
+                      out["labels"][start:stop] if labels else np.zeros(0, dtype=np.int64))
+    return out

@@ -1,0 +1,98 @@
+"""Initial responsibilities, computed on a bounded random sample of the rows.
+
+Like scikit-learn, an initialisation method produces responsibilities and one M-step turns
+them into parameters.  Unlike scikit-learn it never needs the whole data in memory: the
+methods run on at most ``init_sample_size`` rows, and the statistics of the sample are
+scaled up to the total weight of the data.  When the data fit in the sample, it is all the
+data, in order.
+"""
+import warnings
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from ._stats import SufficientStats
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def draw_sample(X, n_rows, rng, sample_weight=None):
+    """At most ``n_rows`` rows of ``X`` (float64) and their weights (None if unweighted)."""
+    n_total = X.shape[0]
+    if n_total <= n_rows:
+        index = slice(None)
+    else:
+        # Sorted, because an h5py dataset only takes increasing index lists.
+        index = np.sort(rng.choice(n_total, n_rows, replace=False))
+    sample = np.asarray(X[index], dtype=np.float64)
+    weights = None if sample_weight is None else np.asarray(sample_weight[index], dtype=np.float64)
+    return sample, weights
+
+
+def _nearest(sample, centres):
+    """Index of the nearest centre of every row (squared Euclidean distance)."""
+    dist = (-2.0 * sample @ centres.T + (centres ** 2).sum(axis=1))
+    return np.argmin(dist, axis=1)
+
+
+def _kmeans_plusplus(sample, n_components, rng):
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): D^2-weighted draws of centres."""
+    centres = np.empty((n_components, sample.shape[1]))
+    centres[0] = sample[rng.integers(sample.shape[0])]
+    closest = ((sample - centres[0]) ** 2).sum(axis=1)
+    for k in range(1, n_components):
+        total = closest.sum()
+        if total > 0:
+            pick = rng.choice(sample.shape[0], p=closest / total)
+        else:
+            pick = rng.integers(sample.shape[0])
+        centres[k] = sample[pick]
+        np.minimum(closest, ((sample - centres[k]) ** 2).sum(axis=1), out=closest)
+    return centres
+
+
+def _one_hot(labels, n_components):
+    resp = np.zeros((labels.shape[0], n_components))
+    resp[np.arange(labels.shape[0]), labels] = 1.0
+    return resp
+
+
+def initial_resp(sample, n_components, init_params, rng):
+    """Responsibilities (n_sample, K) of the sample rows by the named method.
+
+    ``kmeans`` runs Lloyd's algorithm from k-means++ seeds (scipy's ``kmeans2``);
+    ``k-means++`` and ``random_from_data`` pick centres (D^2-weighted, or uniformly) and give
+    each sample row to its nearest centre; ``random`` draws uniform responsibilities.
+    """
+    if init_params == "kmeans":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # an empty cluster is harmless here
+            _, labels = kmeans2(sample, n_components, minit="++", seed=rng)
+        return _one_hot(labels, n_components)
+    if init_params == "k-means++":
+        return _one_hot(_nearest(sample, _kmeans_plusplus(sample, n_components, rng)),
+                        n_components)
+    if init_params == "random_from_data":
+        centres = sample[rng.choice(sample.shape[0], n_components, replace=False)]
+        return _one_hot(_nearest(sample, centres), n_components)
+    if init_params == "random":
+        resp = rng.uniform(size=(sample.shape[0], n_components))
+        return resp / resp.sum(axis=1, keepdims=True)
+    raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
+
+
+def stats_from_resp(sample, resp, full, sample_weight=None):
+    """Statistics of the sample under given responsibilities, centred on their means."""
+    wr = resp if sample_weight is None else resp * sample_weight[:, None]
+    nk = wr.sum(axis=0)
+    ref = (wr.T @ sample) / np.maximum(nk, np.finfo(float).tiny)[:, None]
+    n_components, n_features = ref.shape
+    stats = SufficientStats.zeros(ref, full)
+    stats.nk[:] = nk
+    for k in range(n_components):
+        diff = sample - ref[k]
+        weighted = wr[:, k:k + 1] * diff
+        stats.s1[k] = weighted.sum(axis=0)
+        stats.s2[k] = weighted.T @ diff if full else (weighted * diff).sum(axis=0)
+    stats.weight = float(sample.shape[0] if sample_weight is None else sample_weight.sum())
+    return stats

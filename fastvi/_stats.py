@@ -1,0 +1,115 @@
+"""Sufficient statistics of a Gaussian mixture as an additive value.
+
+Chunks, threads, memoized batches and Dask workers all produce a ``SufficientStats``; the
+algorithms only ever add them up and map the sum to parameters.  The moments are kept
+centred about a reference point per component (the mean the E-step used), because raw
+moments ``sum r x x^T`` lose the covariance to cancellation when the mean is large
+compared with the spread.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SufficientStats:
+    """Weighted, centred sufficient statistics of K components.
+
+    Attributes
+    ----------
+    nk : (K,) ndarray
+        ``sum_n w_n r_nk``.
+    s1 : (K, D) ndarray
+        ``sum_n w_n r_nk (x_n - ref_k)``.
+    s2 : (K, D, D) or (K, D) ndarray
+        ``sum_n w_n r_nk (x_n - ref_k)(x_n - ref_k)^T``, or its diagonal.
+    ref : (K, D) ndarray
+        The reference point of each component.
+    log_norm : float
+        ``sum_n w_n log sum_k rho_nk`` of the rows that produced these statistics.
+    weight : float
+        ``sum_n w_n``, the (weighted) number of rows.
+    """
+
+    nk: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    ref: np.ndarray
+    log_norm: float = 0.0
+    weight: float = 0.0
+
+    @classmethod
+    def zeros(cls, ref, full):
+        """Empty statistics about ``ref`` (K, D); ``full`` selects (K, D, D) second moments."""
+        ref = np.array(ref, dtype=np.float64)
+        n_components, n_features = ref.shape
+        shape2 = (n_components, n_features, n_features) if full else (n_components, n_features)
+        return cls(np.zeros(n_components), np.zeros((n_components, n_features)),
+                   np.zeros(shape2), ref)
+
+    @property
+    def full(self):
+        return self.s2.ndim == 3
+
+    def copy(self):
+        return SufficientStats(self.nk.copy(), self.s1.copy(), self.s2.copy(),
+                               self.ref.copy(), self.log_norm, self.weight)
+
+    def shift(self, new_ref):
+        """The same statistics about ``new_ref``; exact up to rounding.
+
+        With ``d = ref - new_ref``, ``x - new_ref = (x - ref) + d``, so
+        ``s1' = s1 + N d`` and ``s2' = s2 + s1 d^T + d s1^T + N d d^T``.
+        """
+        new_ref = np.asarray(new_ref, dtype=np.float64)
+        d = self.ref - new_ref
+        nk = self.nk[:, None]
+        s1 = self.s1 + nk * d
+        if self.full:
+            outer = self.s1[:, :, None] * d[:, None, :]
+            s2 = (self.s2 + outer + outer.transpose(0, 2, 1)
+                  + nk[:, :, None] * d[:, :, None] * d[:, None, :])
+        else:
+            s2 = self.s2 + 2.0 * self.s1 * d + nk * d * d
+        return SufficientStats(self.nk.copy(), s1, s2, new_ref.copy(),
+                               self.log_norm, self.weight)
+
+    def __add__(self, other):
+        if not np.array_equal(self.ref, other.ref):
+            other = other.shift(self.ref)
+        return SufficientStats(self.nk + other.nk, self.s1 + other.s1, self.s2 + other.s2,
+                               self.ref.copy(), self.log_norm + other.log_norm,
+                               self.weight + other.weight)
+
+    def __sub__(self, other):
+        if not np.array_equal(self.ref, other.ref):
+            other = other.shift(self.ref)
+        return SufficientStats(self.nk - other.nk, self.s1 - other.s1, self.s2 - other.s2,
+                               self.ref.copy(), self.log_norm - other.log_norm,
+                               self.weight - other.weight)
+
+    def scale(self, factor):
+        """The statistics of ``factor`` copies of the data (used by stochastic updates)."""
+        return SufficientStats(self.nk * factor, self.s1 * factor, self.s2 * factor,
+                               self.ref.copy(), self.log_norm * factor, self.weight * factor)
+
+    def moments(self, nk_floor=0.0):
+        """Per-component weighted means and centred covariances (not regularised).
+
+        Parameters
+        ----------
+        nk_floor : float
+            Added to ``nk`` before dividing, so that empty components stay finite.
+
+        Returns
+        -------
+        nk, means, covariances : (K,), (K, D), (K, D, D) or (K, D)
+        """
+        nk = self.nk + nk_floor
+        delta = self.s1 / nk[:, None]
+        means = self.ref + delta
+        if self.full:
+            cov = self.s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+        else:
+            cov = self.s2 / nk[:, None] - delta * delta
+        return nk, means, cov

@@ -1,0 +1,253 @@
+"""scikit-learn-style Gaussian mixture estimators on the fused kernels."""
+import numpy as np
+
+from . import _em, _vb
+from ._base import BaseMixture
+from ._gaussian import (covariances_from_precisions, n_parameters, precision_cholesky,
+                        precisions_from_cholesky)
+
+_COMMON_DOC = """
+    n_components : int, default=1
+        Number of mixture components K.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Convergence threshold on the change of the per-row lower bound.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance estimate.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Number of initialisations; the best bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How initial responsibilities are drawn, on at most ``init_sample_size`` rows.
+    random_state : int, numpy Generator or None
+    warm_start : bool, default=False
+        Start a new ``fit`` from the fitted parameters.
+    verbose : int, default=0
+        1 prints each initialisation, 2 also every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+    dtype : {None, 'float32', 'float64'}, default=None
+        Working dtype of in-memory data: None keeps float32 as float32 and converts
+        anything else to float64.  Accumulation is always in float64.
+    chunk_size : int, default=65536
+        Rows per kernel call.  Results are bit-identical for a given chunk size and seed,
+        whatever the number of threads.
+    init_sample_size : int, default=100000
+        At most this many rows are used for initialisation.
+    n_jobs : int or None, default=None
+        Numba threads for the kernels (None: Numba's default, -1: all)."""
+
+
+class GaussianMixture(BaseMixture):
+    __doc__ = """Gaussian mixture fitted by maximum likelihood with EM.
+
+    Parameters
+    ----------""" + _COMMON_DOC + """
+    weights_init, means_init, precisions_init : array-like, optional
+        Initial parameters (scikit-learn's shapes); when all three are missing for a
+        part, it comes from ``init_params``.
+
+    Attributes
+    ----------
+    weights_ : (K,)
+    means_ : (K, D)
+    covariances_ : (K, D, D), (D, D), (K, D) or (K,) by ``covariance_type``
+    precisions_ : like ``covariances_``
+    precisions_cholesky_ : like ``covariances_``; upper-triangular U with U U^T = precision
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean (weighted) log-likelihood of the parameters entering the last iteration.
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, dtype=None, chunk_size=65536,
+                 init_sample_size=100_000, n_jobs=None):
+        super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
+                         init_params, random_state, warm_start, verbose, verbose_interval,
+                         dtype, chunk_size, init_sample_size, n_jobs)
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+
+    # hooks ------------------------------------------------------------------
+    def _initialize(self, X, sample_weight, rng):
+        given = (self.weights_init, self.means_init, self.precisions_init)
+        if any(part is None for part in given):
+            super()._initialize(X, sample_weight, rng)
+        if self.weights_init is not None:
+            self.weights_ = self._checked_init("weights_init", (self.n_components,))
+            if not np.isclose(self.weights_.sum(), 1.0) or np.any(self.weights_ < 0):
+                raise ValueError("weights_init must be non-negative and sum to 1")
+        if self.means_init is not None:
+            self.means_ = self._checked_init("means_init", (self.n_components, X.shape[1]))
+        if self.precisions_init is not None:
+            shape = self._parameter_shape(X.shape[1])
+            precisions = self._checked_init("precisions_init", shape)
+            self.covariances_ = covariances_from_precisions(precisions, self.covariance_type)
+            self.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type)
+
+    def _parameter_shape(self, n_features):
+        k, d = self.n_components, n_features
+        return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[
+            self.covariance_type]
+
+    def _checked_init(self, name, shape):
+        value = np.array(getattr(self, name), dtype=np.float64)
+        if value.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+        return value
+
+    def _initialize_from_stats(self, stats):
+        self._m_step(stats)
+
+    def _kernel_params(self):
+        return _em.kernel_params(self.weights_, self.means_, self.precisions_cholesky_,
+                                 self.covariance_type)
+
+    def _bound(self, stats):
+        return stats.log_norm / stats.weight
+
+    def _m_step(self, stats):
+        self.weights_, self.means_, self.covariances_ = _em.m_step(
+            stats, self.covariance_type, self.reg_covar)
+        self.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type)
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+
+    @property
+    def precisions_(self):
+        return precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    # model selection ----------------------------------------------------------
+    def _n_parameters(self):
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n_rows = X.shape[0]
+        return -2.0 * self.score(X) * n_rows + self._n_parameters() * np.log(n_rows)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
+
+
+class BayesianGaussianMixture(BaseMixture):
+    __doc__ = """Gaussian mixture fitted by variational Bayes EM (Bishop 2006, section 10.2).
+
+    The weights have a Dirichlet-distribution or a truncated Dirichlet-process
+    (stick-breaking) prior; each component a Normal-Wishart prior (full), one shared
+    Wishart (tied), or Normal-Gamma priors (diag, spherical).
+
+    Parameters
+    ----------""" + _COMMON_DOC + """
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}
+    weight_concentration_prior : float, default 1/n_components
+    mean_precision_prior : float, default 1
+    mean_prior : (D,), default the mean of the data
+    degrees_of_freedom_prior : float, default D
+    covariance_prior : (D, D), (D,) or float by covariance_type, default from the data's
+        covariance (ddof=1), as in scikit-learn
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : expected values
+        under q, in scikit-learn's layout (``covariances_`` is the inverse of E[Lambda]).
+    weight_concentration_ : (K,) or a pair of (K,) arrays (stick-breaking Beta parameters)
+    mean_precision_ : (K,)
+    degrees_of_freedom_ : (K,)
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_,
+    degrees_of_freedom_prior_, covariance_prior_ : the prior actually used
+    converged_, n_iter_ : as GaussianMixture
+    lower_bound_ : float
+        The exact evidence lower bound per unit of weight (nats per row),
+        ``(sum_n w_n log sum_k rho_nk - KL(q(theta) || p(theta))) / sum_n w_n``, of the
+        parameters entering the last iteration.  (scikit-learn reports a total without
+        the constant terms, and its ``tol`` is on that total; here ``tol`` is on the
+        per-row bound, hence the smaller default of 1e-5.)
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-5, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans",
+                 weight_concentration_prior_type="dirichlet_process",
+                 weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
+                 degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
+                 warm_start=False, verbose=0, verbose_interval=10, dtype=None,
+                 chunk_size=65536, init_sample_size=100_000, n_jobs=None):
+        super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
+                         init_params, random_state, warm_start, verbose, verbose_interval,
+                         dtype, chunk_size, init_sample_size, n_jobs)
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+
+    # hooks ------------------------------------------------------------------
+    def _prepare(self, X, sample_weight):
+        prior = _vb.default_prior(
+            self._data_stats(X, sample_weight), self.covariance_type, self.n_components,
+            self.weight_concentration_prior_type, self.weight_concentration_prior,
+            self.mean_precision_prior, self.mean_prior, self.degrees_of_freedom_prior,
+            self.covariance_prior)
+        self._prior = prior
+        self.weight_concentration_prior_ = prior.weight_concentration_prior
+        self.mean_precision_prior_ = prior.mean_precision_prior
+        self.mean_prior_ = prior.mean_prior
+        self.degrees_of_freedom_prior_ = prior.degrees_of_freedom_prior
+        self.covariance_prior_ = prior.covariance_prior
+
+    def _initialize_from_stats(self, stats):
+        self._m_step(stats)
+
+    def _kernel_params(self):
+        return _vb.kernel_params(self._posterior, self.covariance_type, self._prior)
+
+    def _bound(self, stats):
+        kl = _vb.kl_divergence(self._posterior, self.covariance_type, self._prior)
+        return (stats.log_norm - kl) / stats.weight
+
+    def _m_step(self, stats):
+        self._posterior = _vb.m_step(stats, self.covariance_type, self._prior, self.reg_covar)
+
+    def _get_parameters(self):
+        return self._posterior
+
+    def _set_parameters(self, posterior):
+        self._posterior = posterior
+        self.weight_concentration_ = posterior.weight_concentration
+        self.mean_precision_ = posterior.mean_precision
+        self.means_ = posterior.means
+        self.degrees_of_freedom_ = posterior.degrees_of_freedom
+        self.covariances_ = posterior.covariances
+        self.precisions_cholesky_ = posterior.precisions_cholesky
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            a, b = posterior.weight_concentration
+            stick = a / (a + b)
+            weights = stick * np.hstack((1.0, np.cumprod(b / (a + b))[:-1]))
+        else:
+            weights = posterior.weight_concentration
+        self.weights_ = weights / weights.sum()
+
+    @property
+    def precisions_(self):
+        return precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    def elbo(self, X, sample_weight=None):
+        """The exact total ELBO of the fitted q on ``X``: sum of ``score_samples`` - KL."""
+        log_norm = self.score_samples(X)
+        if sample_weight is not None:
+            log_norm = log_norm * np.asarray(sample_weight, dtype=np.float64)
+        return float(log_norm.sum()) - _vb.kl_divergence(self._posterior, self.covariance_type,
+                                                          self._prior)
+
+
+__all__ = ["GaussianMixture", "BayesianGaussianMixture"]
