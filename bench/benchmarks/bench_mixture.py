@@ -1,0 +1,54 @@
+"""asv benchmarks: one E-step + M-step iteration of fastvi and of scikit-learn, same data.
+
+Run from ``bench/``: ``asv run --quick`` (or ``asv dev``).  ``compare_sklearn.py`` beside
+this folder prints the same comparison as a table of ratios without asv.
+"""
+import warnings
+
+import fastvi
+from fastvi import _estep
+
+from .common import mixture_data
+
+N_SAMPLES, N_FEATURES, N_COMPONENTS = 200_000, 16, 16
+
+
+class EStepPass:
+    """The fused kernel alone: one pass over the rows, statistics included."""
+
+    params = (["full", "diag"], ["float64", "float32"])
+    param_names = ["covariance_type", "dtype"]
+
+    def setup(self, covariance_type, dtype):
+        self.X = mixture_data(N_SAMPLES, N_FEATURES, N_COMPONENTS, dtype)
+        model = fastvi.GaussianMixture(N_COMPONENTS, covariance_type=covariance_type,
+                                       init_params="random_from_data", max_iter=0,
+                                       random_state=0).fit(self.X)
+        self.kernel_params = model._kernel_params()
+        _estep.accumulate(self.X[:1000], self.kernel_params)
+
+    def time_accumulate(self, covariance_type, dtype):
+        _estep.accumulate(self.X, self.kernel_params)
+
+
+class Iteration:
+    """Whole fits of a few iterations: fastvi and scikit-learn side by side."""
+
+    params = (["fastvi", "sklearn"], ["em", "vb"], ["full", "diag"])
+    param_names = ["library", "model", "covariance_type"]
+    timeout = 300
+
+    def setup(self, library, model, covariance_type):
+        self.X = mixture_data(N_SAMPLES, N_FEATURES, N_COMPONENTS, "float64")
+        if library == "fastvi":
+            cls = fastvi.GaussianMixture if model == "em" else fastvi.BayesianGaussianMixture
+        else:
+            from sklearn import mixture as sk
+            cls = sk.GaussianMixture if model == "em" else sk.BayesianGaussianMixture
+        self.model = cls(n_components=N_COMPONENTS, covariance_type=covariance_type,
+                         max_iter=3, tol=0.0, init_params="random_from_data", random_state=0)
+        warnings.simplefilter("ignore")
+        self.model.fit(self.X[:2000])
+
+    def time_fit_3_iterations(self, library, model, covariance_type):
+        self.model.fit(self.X)
