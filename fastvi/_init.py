@@ -6,10 +6,7 @@ methods run on at most ``init_sample_size`` rows, and the statistics of the samp
 scaled up to the total weight of the data.  When the data fit in the sample, it is all the
 data, in order.
 """
-import warnings
-
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from ._stats import SufficientStats
 
@@ -36,19 +33,43 @@ def _nearest(sample, centres):
 
 
 def _kmeans_plusplus(sample, n_components, rng):
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): D^2-weighted draws of centres."""
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with 2 + log K candidates per
+    draw as in scikit-learn): D^2-weighted candidates, keep the one that lowers the
+    potential most.  The greedy step avoids most of the plain method's split clusters."""
+    n_rows = sample.shape[0]
+    n_trials = 2 + int(np.log(n_components))
     centres = np.empty((n_components, sample.shape[1]))
-    centres[0] = sample[rng.integers(sample.shape[0])]
+    centres[0] = sample[rng.integers(n_rows)]
     closest = ((sample - centres[0]) ** 2).sum(axis=1)
     for k in range(1, n_components):
         total = closest.sum()
         if total > 0:
-            pick = rng.choice(sample.shape[0], p=closest / total)
+            candidates = rng.choice(n_rows, n_trials, p=closest / total)
         else:
-            pick = rng.integers(sample.shape[0])
-        centres[k] = sample[pick]
-        np.minimum(closest, ((sample - centres[k]) ** 2).sum(axis=1), out=closest)
+            candidates = rng.integers(n_rows, size=n_trials)
+        dist = ((sample[None, :, :] - sample[candidates][:, None, :]) ** 2).sum(axis=2)
+        dist = np.minimum(closest[None, :], dist)
+        best = int(np.argmin(dist.sum(axis=1)))
+        centres[k] = sample[candidates[best]]
+        closest = dist[best]
     return centres
+
+
+def _lloyd(sample, centres, max_iter=100):
+    """Lloyd's k-means iterations until the labels stop changing; empty clusters keep
+    their centre."""
+    labels = _nearest(sample, centres)
+    for _ in range(max_iter):
+        counts = np.bincount(labels, minlength=centres.shape[0])
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, sample)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+        new_labels = _nearest(sample, centres)
+        if np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+    return labels
 
 
 def _one_hot(labels, n_components):
@@ -60,15 +81,13 @@ def _one_hot(labels, n_components):
 def initial_resp(sample, n_components, init_params, rng):
     """Responsibilities (n_sample, K) of the sample rows by the named method.
 
-    ``kmeans`` runs Lloyd's algorithm from k-means++ seeds (scipy's ``kmeans2``);
+    ``kmeans`` runs Lloyd's algorithm from greedy k-means++ seeds;
     ``k-means++`` and ``random_from_data`` pick centres (D^2-weighted, or uniformly) and give
     each sample row to its nearest centre; ``random`` draws uniform responsibilities.
     """
     if init_params == "kmeans":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")     # an empty cluster is harmless here
-            _, labels = kmeans2(sample, n_components, minit="++", seed=rng)
-        return _one_hot(labels, n_components)
+        centres = _kmeans_plusplus(sample, n_components, rng)
+        return _one_hot(_lloyd(sample, centres), n_components)
     if init_params == "k-means++":
         return _one_hot(_nearest(sample, _kmeans_plusplus(sample, n_components, rng)),
                         n_components)

@@ -1,0 +1,520 @@
+"""Reading data sets and saving / loading fitted models.
+
+Data
+----
+``open_data(spec)`` opens the rows a model is fitted to or applied on, without reading
+them: ``spec`` is
+
+* ``rows.npy``: a NumPy file, memory-mapped (``np.load(..., mmap_mode="r")``);
+* ``file.h5:/group/dataset``: one dataset of an HDF5 file, read chunk by chunk later;
+* ``file.h5``: its ``/X`` dataset, or else its only 2-D dataset.
+
+Model files (format_version 1)
+------------------------------
+A model is one HDF5 file.  Root attributes:
+
+==================  ==========================================================
+``format``          ``"fastvi-model"``
+``format_version``  ``1``; a reader refuses files with a newer version
+``fastvi_version``  the ``fastvi.__version__`` that wrote the file
+``class``           ``"GaussianMixture"`` or ``"BayesianGaussianMixture"``
+``params``          JSON object of the constructor arguments (read from the
+                    signature of ``__init__``).  Array-valued arguments that are
+                    set (``means_init``, ``mean_prior``, ...) are stored as
+                    datasets ``/param_arrays/<name>`` instead, and unset
+                    ``*_init`` arrays are left out; a ``random_state`` that is
+                    not an int or None is stored as null.
+==================  ==========================================================
+
+Datasets at the root, float64 unless said otherwise, with scikit-learn's shapes
+(``covariances_`` is (K, D, D), (D, D), (K, D) or (K,) by ``covariance_type``):
+
+* both classes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
+  ``precisions_cholesky_`` (like ``covariances_``), and scalars ``converged_`` (bool),
+  ``n_iter_`` (int64), ``lower_bound_``, ``n_features_in_`` (int64);
+* ``BayesianGaussianMixture`` also: ``mean_precision_`` (K,), ``degrees_of_freedom_``
+  (K,), ``weight_concentration_`` (a (K,) dataset for a Dirichlet distribution, or a
+  group holding datasets ``0`` and ``1``, the two (K,) Beta parameters of the
+  stick-breaking weights, for a Dirichlet process), and the prior actually used:
+  ``weight_concentration_prior_``, ``mean_precision_prior_``,
+  ``degrees_of_freedom_prior_`` (scalars), ``mean_prior_`` (D,), ``covariance_prior_``
+  ((D, D), (D,) or a scalar).
+
+Every array is stored bit for bit, so a loaded model predicts and scores exactly as the
+saved one did.  Files are written to a temporary name in the target directory and renamed
+into place, so a reader never sees half a file.
+"""
+import inspect
+import json
+import numbers
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+
+import h5py
+import numpy as np
+
+FORMAT = "fastvi-model"
+FORMAT_VERSION = 1
+
+_COMMON_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+_SCALARS = {"converged_": bool, "n_iter_": int, "lower_bound_": float,
+            "n_features_in_": int}
+_BAYES_ARRAYS = ("mean_precision_", "degrees_of_freedom_", "mean_prior_",
+                 "covariance_prior_")
+_BAYES_FLOATS = ("weight_concentration_prior_", "mean_precision_prior_",
+                 "degrees_of_freedom_prior_")
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary file lives in the same directory so that ``os.replace`` is an atomic
+    rename on the same file system; on any error it is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file name.
+
+    Yields
+    ------
+    str
+        A fresh, empty file name to write to.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        # BaseException: a Ctrl-C in the middle of a long write must not leave the file.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- data
+
+class DataSource:
+    """An opened data set: ``array`` (ndarray memmap or h5py.Dataset) and what it is.
+
+    Use it as a context manager; entering it returns ``array``, leaving it closes the file.
+
+    Attributes
+    ----------
+    array : numpy.memmap or h5py.Dataset
+        The (n_samples, n_features) rows, not read yet.
+    path : str
+        The file.
+    dataset : str or None
+        The HDF5 dataset name (None for .npy).
+    label : str
+        How error messages name the data, e.g. ``'data.h5:/X'``.
+    """
+
+    def __init__(self, array, path, dataset, h5file=None):
+        self.array = array
+        self.path = path
+        self.dataset = dataset
+        self._h5file = h5file
+        self.label = path if dataset is None else f"{path}:{dataset}"
+
+    def close(self):
+        """Close the HDF5 file (a memmap is released when it is garbage-collected)."""
+        if self._h5file is not None:
+            self._h5file.close()
+            self._h5file = None
+
+    def __enter__(self):
+        return self.array
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def split_spec(spec):
+    """``'file.h5:/dset'`` -> ``('file.h5', '/dset')``; a path that exists is taken whole.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+
+    Returns
+    -------
+    path : str
+    dataset : str or None
+    """
+    spec = os.fspath(spec)
+    if os.path.exists(spec) or ":" not in spec:
+        return spec, None
+    path, dataset = spec.rsplit(":", 1)
+    return path, dataset or None
+
+
+def _is_npy(path):
+    if path.lower().endswith(".npy"):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
+
+
+def open_h5(path, mode="r"):
+    """``h5py.File(path, mode)`` with errors that name the file.
+
+    Parameters
+    ----------
+    path : str
+    mode : str, default "r"
+
+    Returns
+    -------
+    h5py.File
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is not an HDF5 file.
+    OSError
+        If the file is an HDF5 file that cannot be read (truncated, corrupt, permissions).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a directory, not a file")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path!r} is not an HDF5 file (or it is corrupt)")
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        raise OSError(f"cannot read HDF5 file {path!r}: {exc}") from None
+
+
+def list_datasets(h5file):
+    """Names of all datasets in an open HDF5 file, as ``['/X', '/truth/means', ...]``."""
+    names = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            names.append("/" + name)
+
+    h5file.visititems(visit)
+    return names
+
+
+def _check_rows(array, label):
+    if len(array.shape) != 2:
+        raise ValueError(f"{label} must be 2-D (n_samples, n_features), got shape "
+                         f"{tuple(array.shape)}")
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"{label} must hold numbers, got dtype {array.dtype}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{label} is empty (shape {tuple(array.shape)})")
+
+
+def _open_npy(path, dataset):
+    if dataset is not None:
+        raise ValueError(f"{path!r} is a .npy file; it has no dataset {dataset!r}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        # np.load refuses object arrays and garbled headers with ValueError.
+        raise ValueError(f"cannot read {path!r} as a .npy file: {exc}") from None
+    return DataSource(array, path, None)
+
+
+def _pick_dataset(h5file, path):
+    """The default dataset of a file: ``/X``, or else its only 2-D dataset."""
+    if isinstance(h5file.get("X"), h5py.Dataset):
+        return "/X"
+    names = list_datasets(h5file)
+    two_d = [name for name in names if len(h5file[name].shape) == 2]
+    if len(two_d) == 1:
+        return two_d[0]
+    listing = ", ".join(names) if names else "none"
+    raise KeyError(f"{path!r} has no dataset /X and {len(two_d)} 2-D datasets; name one "
+                   f"as {path}:/DATASET (datasets: {listing})")
+
+
+def open_data(spec):
+    """Open rows for fitting or prediction without reading them.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        ``file.npy``, ``file.h5:/dataset`` or ``file.h5`` (its ``/X``, or its only 2-D
+        dataset).
+
+    Returns
+    -------
+    DataSource
+        A context manager: ``with open_data(spec) as X: ...`` gives the array or
+        h5py dataset and closes the file afterwards.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    KeyError
+        The dataset does not exist (the message lists those that do).
+    ValueError
+        Not a .npy or HDF5 file, not 2-D, not numeric, or empty.
+    OSError
+        An HDF5 file that cannot be read.
+    """
+    path, dataset = split_spec(spec)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"data {path!r} is a directory, not a file")
+    if _is_npy(path):
+        source = _open_npy(path, dataset)
+    else:
+        h5file = open_h5(path)
+        try:
+            if dataset is None:
+                dataset = _pick_dataset(h5file, path)
+            elif not dataset.startswith("/"):
+                dataset = "/" + dataset
+            obj = h5file.get(dataset)
+            if not isinstance(obj, h5py.Dataset):
+                what = "is a group, not a dataset" if obj is not None else "does not exist"
+                listing = ", ".join(list_datasets(h5file)) or "none"
+                raise KeyError(f"dataset {dataset!r} {what} in {path!r} "
+                               f"(datasets: {listing})")
+            source = DataSource(obj, path, dataset, h5file)
+        except BaseException:
+            h5file.close()
+            raise
+    try:
+        _check_rows(source.array, source.label)
+    except BaseException:
+        source.close()
+        raise
+    return source
+
+
+# ----------------------------------------------------------------------------- models
+
+def _estimator_classes():
+    # Imported here: fastvi.mixture pulls in Numba, which `fastvi info` on data never needs.
+    from .mixture import BayesianGaussianMixture, GaussianMixture
+    return {"GaussianMixture": GaussianMixture,
+            "BayesianGaussianMixture": BayesianGaussianMixture}
+
+
+def _json_value(value):
+    """A JSON-able form of a scalar constructor argument, or raise TypeError."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (type, np.dtype)):
+        return np.dtype(value).name              # dtype=np.float32 -> "float32"
+    raise TypeError(type(value).__name__)
+
+
+def get_params(estimator):
+    """Constructor arguments of ``estimator``, from the signature of its ``__init__``.
+
+    Returns
+    -------
+    params : dict
+        JSON-able values by name (arrays, and ``*_init`` arguments that are None,
+        excluded).
+    arrays : dict
+        Array-valued arguments that are set (None ones are left out).
+    """
+    params, arrays = {}, {}
+    signature = inspect.signature(type(estimator).__init__)
+    for name, parameter in signature.parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL,
+                                                parameter.VAR_KEYWORD):
+            continue
+        value = getattr(estimator, name, parameter.default)
+        if value is None and name.endswith("_init"):
+            continue            # unset initial arrays: the constructor's default restores them
+        if isinstance(value, (np.ndarray, list, tuple)):
+            arrays[name] = np.asarray(value)
+            continue
+        try:
+            params[name] = _json_value(value)
+        except TypeError:
+            # A Generator as random_state cannot be stored; it only matters for refitting.
+            params[name] = None
+    return params, arrays
+
+
+def _check_fitted(estimator):
+    if not hasattr(estimator, "means_"):
+        raise ValueError(f"cannot save an unfitted {type(estimator).__name__}; call fit first")
+
+
+def save_model(path, estimator):
+    """Write a fitted estimator to an HDF5 model file (schema in the module docstring).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file; replaced atomically if it exists.
+    estimator : GaussianMixture or BayesianGaussianMixture
+        A fitted estimator.
+    """
+    from . import __version__
+    name = type(estimator).__name__
+    if name not in _estimator_classes():
+        raise TypeError(f"save_model takes a fastvi GaussianMixture or "
+                        f"BayesianGaussianMixture, got {name}")
+    _check_fitted(estimator)
+    params, arrays = get_params(estimator)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["fastvi_version"] = __version__
+        f.attrs["class"] = name
+        f.attrs["params"] = json.dumps(params, sort_keys=True)
+        for key, value in arrays.items():
+            f.create_dataset(f"param_arrays/{key}", data=value)
+        for key in _COMMON_FITTED:
+            f.create_dataset(key, data=np.asarray(getattr(estimator, key)))
+        for key, kind in _SCALARS.items():
+            f.create_dataset(key, data=kind(getattr(estimator, key)))
+        if name == "BayesianGaussianMixture":
+            _save_bayes(f, estimator)
+
+
+def _save_bayes(f, estimator):
+    concentration = estimator.weight_concentration_
+    if isinstance(concentration, tuple):
+        group = f.create_group("weight_concentration_")
+        for i, part in enumerate(concentration):
+            group.create_dataset(str(i), data=np.asarray(part))
+    else:
+        f.create_dataset("weight_concentration_", data=np.asarray(concentration))
+    for key in _BAYES_ARRAYS:
+        f.create_dataset(key, data=np.asarray(getattr(estimator, key)))
+    for key in _BAYES_FLOATS:
+        f.create_dataset(key, data=float(getattr(estimator, key)))
+
+
+def _attr_str(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_header(f, path):
+    """Check the root attributes of an open model file; return (class name, params).
+
+    Raises
+    ------
+    ValueError
+        Not a fastvi model file, a newer format version, or an unknown class.
+    """
+    if _attr_str(f.attrs.get("format", "")) != FORMAT:
+        raise ValueError(f"{path!r} is not a fastvi model file (no format={FORMAT!r} "
+                         "attribute)")
+    version = f.attrs.get("format_version")
+    if not isinstance(version, numbers.Integral) or version < 1:
+        raise ValueError(f"{path!r} has an invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path!r} has format_version {int(version)}, written by fastvi "
+                         f"{_attr_str(f.attrs.get('fastvi_version', '?'))}; this fastvi "
+                         f"reads format_version <= {FORMAT_VERSION}: upgrade fastvi")
+    name = _attr_str(f.attrs.get("class", ""))
+    if name not in _estimator_classes():
+        raise ValueError(f"{path!r} holds an unknown model class {name!r}")
+    try:
+        params = json.loads(_attr_str(f.attrs["params"]))
+    except (KeyError, ValueError):
+        raise ValueError(f"{path!r} has a missing or invalid 'params' attribute") from None
+    return name, params
+
+
+def _read(f, key, path):
+    if key not in f:
+        raise ValueError(f"model file {path!r} lacks the dataset {key!r}")
+    return f[key][()]
+
+
+def load_model(path):
+    """Read an estimator written by ``save_model``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    GaussianMixture or BayesianGaussianMixture
+        Fitted, with the same parameters bit for bit: ``predict``, ``score_samples`` and
+        (Bayesian) ``elbo`` give the results of the saved estimator.
+    """
+    path = os.fspath(path)
+    with open_h5(path) as f:
+        name, params = read_header(f, path)
+        cls = _estimator_classes()[name]
+        if "param_arrays" in f:
+            params.update({key: f["param_arrays"][key][()] for key in f["param_arrays"]})
+        accepted = inspect.signature(cls.__init__).parameters
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            # A model from a later 1.x fastvi with new options still loads, without them.
+            warnings.warn(f"{path!r}: ignoring unknown parameters {unknown}", stacklevel=2)
+        estimator = cls(**{k: v for k, v in params.items() if k in accepted})
+        fitted = {key: np.asarray(_read(f, key, path)) for key in _COMMON_FITTED}
+        for key, kind in _SCALARS.items():
+            fitted[key] = kind(_read(f, key, path))
+        if name == "BayesianGaussianMixture":
+            _load_bayes(f, path, estimator, fitted)
+        else:
+            for key, value in fitted.items():
+                setattr(estimator, key, value)
+    return estimator
+
+
+def _load_bayes(f, path, estimator, fitted):
+    from ._vb import Posterior, Prior
+    if isinstance(f.get("weight_concentration_"), h5py.Group):
+        group = f["weight_concentration_"]
+        concentration = (group["0"][()], group["1"][()])
+    else:
+        concentration = np.asarray(_read(f, "weight_concentration_", path))
+    arrays = {key: np.asarray(_read(f, key, path)) for key in _BAYES_ARRAYS}
+    floats = {key: float(_read(f, key, path)) for key in _BAYES_FLOATS}
+    # The same objects in the private state and the public attributes, as after fit.
+    estimator._prior = Prior(estimator.weight_concentration_prior_type,
+                             floats["weight_concentration_prior_"],
+                             floats["mean_precision_prior_"], arrays["mean_prior_"],
+                             floats["degrees_of_freedom_prior_"], arrays["covariance_prior_"])
+    estimator._posterior = Posterior(concentration, arrays["mean_precision_"],
+                                     fitted["means_"], arrays["degrees_of_freedom_"],
+                                     fitted["covariances_"], fitted["precisions_cholesky_"])
+    for key, value in {**fitted, **arrays, **floats}.items():
+        setattr(estimator, key, value)
+    estimator.weight_concentration_ = concentration
+
+
+def is_model_file(path):
+    """Whether ``path`` is an HDF5 file with ``format="fastvi-model"`` (no other checks)."""
+    try:
+        if not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            return _attr_str(f.attrs.get("format", "")) == FORMAT
+    except OSError:
+        return False

@@ -1,0 +1,245 @@
+"""The ``fastvi`` command end to end, through ``fastvi.cli.main`` on small files."""
+import os
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from fastvi.cli import main
+from fastvi.io import load_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::fastvi.ConvergenceWarning")
+
+N_ROWS, N_FEATURES, K = 3000, 4, 3
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A generated data set and one fitted model of each class, made through the CLI."""
+    d = tmp_path_factory.mktemp("cli")
+    assert main(["make-data", str(d / "data.h5"), "--n-samples", str(N_ROWS),
+                 "--n-features", str(N_FEATURES), "--n-components", str(K),
+                 "--seed", "3", "--chunk-rows", "1000"]) == 0
+    for model in ("gmm", "bgmm"):
+        assert main(["fit", str(d / "data.h5"), "--k", str(K), "--model", model,
+                     "--cov", "full", "--max-iter", "20", "--seed", "0",
+                     "--chunk-size", "700", "-o", str(d / f"{model}.h5")]) == 0
+    return d
+
+
+def _data(d):
+    with h5py.File(d / "data.h5", "r") as f:
+        return f["X"][()], f["labels"][()]
+
+
+def _error(capsys, argv):
+    """Run ``main(argv)``; assert exit status 2 and one error line; return the message."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("fastvi: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def test_make_data_writes_the_schema(workdir):
+    with h5py.File(workdir / "data.h5", "r") as f:
+        assert f["X"].shape == (N_ROWS, N_FEATURES) and f["X"].dtype == np.float32
+        assert f["X"].chunks == (1000, N_FEATURES)
+        assert f["labels"].dtype == np.int32
+        assert f["truth/means"].shape == (K, N_FEATURES)
+        assert f.attrs["seed"] == "3"
+
+
+@pytest.mark.parametrize("model", ["gmm", "bgmm"])
+def test_fit_prints_a_summary_and_saves(workdir, capsys, model):
+    out = workdir / f"{model}-again.h5"
+    assert main(["fit", f"{workdir / 'data.h5'}:/X", "--k", str(K), "--model", model,
+                 "--cov", "diag", "--max-iter", "5", "--init", "k-means++", "--threads", "1",
+                 "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    for word in ("Mixture", "K=3", "iterations", "lower bound", "rows/s", "weights", str(out)):
+        assert word in text
+    loaded = load_model(out)
+    assert loaded.covariance_type == "diag" and loaded.init_params == "k-means++"
+    expected = "GaussianMixture" if model == "gmm" else "BayesianGaussianMixture"
+    assert type(loaded).__name__ == expected
+
+
+def test_fit_verbose_and_weight_prior(workdir, capsys):
+    out = workdir / "dd.h5"
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--model", "bgmm",
+                 "--weight-prior", "dirichlet_distribution", "--max-iter", "3", "--verbose",
+                 "-o", str(out)]) == 0
+    assert "Iteration 1" in capsys.readouterr().out
+    assert load_model(out).weight_concentration_prior_type == "dirichlet_distribution"
+
+
+def test_fit_from_npy(workdir, tmp_path):
+    X, _ = _data(workdir)
+    np.save(tmp_path / "rows.npy", X)
+    assert main(["fit", str(tmp_path / "rows.npy"), "--k", "2", "--max-iter", "3",
+                 "-o", str(tmp_path / "m.h5")]) == 0
+    assert load_model(tmp_path / "m.h5").n_features_in_ == N_FEATURES
+
+
+@pytest.mark.parametrize("model", ["gmm", "bgmm"])
+def test_predict_matches_the_estimator(workdir, tmp_path, model):
+    X, _ = _data(workdir)
+    estimator = load_model(workdir / f"{model}.h5")
+    out = tmp_path / "pred.h5"
+    # A chunk size that does not divide the rows: the last chunk is short.
+    assert main(["predict", str(workdir / f"{model}.h5"), str(workdir / "data.h5"),
+                 "-o", str(out), "--proba", "--chunk-size", "700"]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["labels"].dtype == np.int32 and f["resp"].dtype == np.float32
+        np.testing.assert_array_equal(f["labels"][()], estimator.predict(X))
+        np.testing.assert_array_equal(f["resp"][()],
+                                      estimator.predict_proba(X).astype(np.float32))
+    assert os.listdir(tmp_path) == ["pred.h5"]
+    assert main(["predict", str(workdir / f"{model}.h5"), str(workdir / "data.h5"),
+                 "-o", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        assert "resp" not in f
+
+
+@pytest.mark.parametrize("model", ["gmm", "bgmm"])
+def test_score_matches_the_estimator(workdir, capsys, model):
+    X, _ = _data(workdir)
+    estimator = load_model(workdir / f"{model}.h5")
+    assert main(["score", str(workdir / f"{model}.h5"), str(workdir / "data.h5"),
+                 "--chunk-size", "1000"]) == 0
+    text = capsys.readouterr().out
+    mean = float(re.search(r"score\s+(\S+)", text).group(1))
+    total = float(re.search(r"total\s+(\S+)", text).group(1))
+    # Chunked sums differ from one np.mean only by rounding.
+    assert mean == pytest.approx(estimator.score(X), rel=1e-12)
+    assert total == pytest.approx(estimator.score_samples(X).sum(), rel=1e-12)
+
+
+def test_info_on_model_data_and_npy(workdir, tmp_path, capsys):
+    assert main(["info", str(workdir / "bgmm.h5")]) == 0
+    text = capsys.readouterr().out
+    for word in ("BayesianGaussianMixture", "params", "n_features", "K ", "lower bound",
+                 "weights", '"covariance_type": "full"'):
+        assert word in text
+    assert main(["info", str(workdir / "data.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "/X" in text and "(3000, 4)" in text and "float32" in text and "chunks" in text
+    np.save(tmp_path / "rows.npy", np.zeros((5, 2), dtype=np.float64))
+    assert main(["info", str(tmp_path / "rows.npy")]) == 0
+    assert "(5, 2)" in capsys.readouterr().out
+
+
+def test_demo_small(tmp_path, capsys):
+    assert main(["demo", "--n-samples", "4000", "--max-iter", "10",
+                 "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    ari = float(re.search(r"ARI\s+(\S+)", text).group(1))
+    assert -1.0 <= ari <= 1.0
+    assert sorted(os.listdir(tmp_path)) == ["mixture.h5", "model.h5"]
+    assert load_model(tmp_path / "model.h5").n_components == 16
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    with h5py.File(d / "bad.h5", "w") as f:
+        f["flat"] = np.arange(10.0)
+        f["text"] = np.array([[b"a", b"b"], [b"c", b"d"]])
+        f["X"] = np.zeros((10, N_FEATURES + 1), dtype=np.float32)
+    (d / "corrupt.h5").write_bytes(np.random.default_rng(0).bytes(2048))
+    return d
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "score"])
+@pytest.mark.parametrize("data, words", [
+    ("missing.h5", ["missing.h5", "does not exist"]),
+    ("bad.h5:/nope", ["/nope", "bad.h5", "/flat"]),
+    ("bad.h5:/flat", ["bad.h5:/flat", "2-D"]),
+    ("bad.h5:/text", ["bad.h5:/text", "dtype"]),
+    ("corrupt.h5", ["corrupt.h5", "HDF5"]),
+])
+def test_bad_data_exits_2_naming_it(workdir, bad_files, tmp_path, capsys, command, data,
+                                    words):
+    spec = str(bad_files / data)
+    out = tmp_path / "out.h5"
+    argv = {"fit": ["fit", spec, "--k", "2", "-o", str(out)],
+            "predict": ["predict", str(workdir / "gmm.h5"), spec, "-o", str(out), "--proba"],
+            "score": ["score", str(workdir / "gmm.h5"), spec]}[command]
+    err = _error(capsys, argv)
+    for word in words:
+        assert word in err
+    assert os.listdir(tmp_path) == []           # no output and no temporary file
+
+
+@pytest.mark.parametrize("command", ["predict", "score"])
+def test_feature_count_mismatch(workdir, bad_files, tmp_path, capsys, command):
+    argv = [command, str(workdir / "gmm.h5"), str(bad_files / "bad.h5:/X")]
+    if command == "predict":
+        argv += ["-o", str(tmp_path / "out.h5")]
+    err = _error(capsys, argv)
+    assert "bad.h5:/X" in err and "5 features" in err and "gmm.h5" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_nan_rows_name_the_file_and_row(tmp_path, capsys):
+    X = np.ones((50, 2))
+    X[7, 1] = np.nan
+    np.save(tmp_path / "nan.npy", X)
+    err = _error(capsys, ["fit", str(tmp_path / "nan.npy"), "--k", "2",
+                          "-o", str(tmp_path / "m.h5")])
+    assert "nan.npy" in err and "row 7" in err
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_failed_predict_leaves_no_output(workdir, tmp_path, capsys, monkeypatch):
+    # A failure in the middle of the chunk loop (after the output was opened).
+    from fastvi.mixture import GaussianMixture
+    calls = []
+
+    def failing_predict(self, X):
+        calls.append(len(X))
+        if len(calls) == 2:
+            raise ValueError("simulated failure in chunk 2")
+        return np.zeros(len(X), dtype=np.int64)
+
+    monkeypatch.setattr(GaussianMixture, "predict", failing_predict)
+    err = _error(capsys, ["predict", str(workdir / "gmm.h5"), str(workdir / "data.h5"),
+                          "-o", str(tmp_path / "out.h5"), "--chunk-size", "1000"])
+    assert "chunk 2" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_model_files(workdir, bad_files, tmp_path, capsys):
+    data = str(workdir / "data.h5")
+    err = _error(capsys, ["predict", data, data, "-o", str(tmp_path / "o.h5")])
+    assert "data.h5" in err and "not a fastvi model" in err
+    err = _error(capsys, ["score", str(bad_files / "corrupt.h5"), data])
+    assert "corrupt.h5" in err
+    err = _error(capsys, ["info", str(tmp_path / "nothing.h5")])
+    assert "nothing.h5" in err
+    err = _error(capsys, ["info", str(bad_files / "corrupt.h5")])
+    assert "corrupt.h5" in err
+
+
+def test_output_may_not_overwrite_an_input(workdir, capsys):
+    err = _error(capsys, ["predict", str(workdir / "gmm.h5"), str(workdir / "data.h5"),
+                          "-o", str(workdir / "data.h5")])
+    assert "overwrite" in err
+    with h5py.File(workdir / "data.h5", "r") as f:
+        assert "X" in f
+
+
+def test_usage_errors(capsys):
+    assert main([]) == 2
+    assert main(["fit"]) == 2                                   # argparse: DATA missing
+    assert main(["fit", "x.h5", "--k", "0", "-o", "m.h5"]) == 2
+    assert main(["--version"]) == 0
+    capsys.readouterr()
+    err = _error(capsys, ["fit", "x.h5", "--k", "2", "--weight-prior", "dirichlet_process",
+                          "-o", "m.h5"])
+    assert "--weight-prior" in err

@@ -1,0 +1,297 @@
+"""Data opening, generated mixtures, and model files (fastvi.io, fastvi.datasets)."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from fastvi import BayesianGaussianMixture, GaussianMixture, datasets
+from fastvi.datasets import adjusted_rand_index, make_mixture, write_mixture_h5
+from fastvi.io import atomic_path, get_params, load_model, open_data, save_model
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+
+# The fits here stop after a few iterations on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::fastvi.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    X, labels, truth = make_mixture(600, 3, 3, separation=5.0, random_state=1)
+    return X, labels, truth
+
+
+def _fit(cls, cov, X, **kwargs):
+    # Few iterations: the round trip, not convergence, is under test.
+    return cls(n_components=3, covariance_type=cov, max_iter=5, tol=0.0, random_state=0,
+               **kwargs).fit(X)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def test_make_mixture_is_deterministic_and_separated():
+    X, labels, truth = make_mixture(2000, 5, 4, separation=3.0, random_state=7)
+    X2, labels2, _ = make_mixture(2000, 5, 4, separation=3.0, random_state=7)
+    assert X.dtype == np.float32 and X.shape == (2000, 5)
+    assert labels.dtype == np.int32 and set(np.unique(labels)) <= set(range(4))
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(labels, labels2)
+    means = truth["means"]
+    dist = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(4, 1)]
+    assert dist.min() >= 3.0
+    eig = np.linalg.eigvalsh(truth["covariances"])
+    assert eig.min() >= 0.25 - 1e-12 and eig.max() <= 1.0 + 1e-12
+    assert np.isclose(truth["weights"].sum(), 1.0)
+    # The rows follow the truth: per-component means are close to the true means.
+    for k in range(4):
+        assert np.allclose(X[labels == k].mean(axis=0), means[k], atol=0.2)
+    other, _, _ = make_mixture(2000, 5, 4, separation=3.0, random_state=8)
+    assert not np.array_equal(X, other)
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_make_mixture_covariance_layouts(cov):
+    X, _, truth = make_mixture(50, 3, 2, covariance_type=cov, dtype="float64")
+    shapes = {"full": (2, 3, 3), "tied": (3, 3), "diag": (2, 3), "spherical": (2,)}
+    assert truth["covariances"].shape == shapes[cov]
+    assert X.dtype == np.float64
+
+
+def test_write_mixture_h5_matches_make_mixture(tmp_path, monkeypatch):
+    # Small generator blocks so that several blocks and an unaligned chunking are exercised.
+    monkeypatch.setattr(datasets, "BLOCK_ROWS", 700)
+    X, labels, truth = make_mixture(2500, 4, 3, random_state=3)
+    path = tmp_path / "mix.h5"
+    write_mixture_h5(path, 2500, 4, 3, random_state=3, chunk_rows=512)
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["X"][()], X)
+        np.testing.assert_array_equal(f["labels"][()], labels)
+        assert f["X"].chunks == (512, 4) and f["X"].dtype == np.float32
+        assert f["labels"].dtype == np.int32
+        for key in ("weights", "means", "covariances"):
+            np.testing.assert_array_equal(f["truth"][key][()], truth[key])
+        assert f.attrs["seed"] == "3" and f.attrs["n_components"] == 3
+        assert f.attrs["generator"] == "fastvi.datasets.write_mixture_h5"
+    assert os.listdir(tmp_path) == ["mix.h5"]          # no temporary file left behind
+
+
+def test_make_mixture_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="n_samples"):
+        make_mixture(0)
+    with pytest.raises(ValueError, match="covariance_type"):
+        make_mixture(10, covariance_type="banana")
+    with pytest.raises(ValueError, match="dtype"):
+        make_mixture(10, dtype="int32")
+
+
+def test_adjusted_rand_index_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.integers(0, 5, 300)
+        b = np.where(rng.random(300) < 0.7, a, rng.integers(0, 7, 300))
+        assert np.isclose(adjusted_rand_index(a, b), metrics.adjusted_rand_score(a, b),
+                          rtol=1e-12, atol=1e-12)
+    assert adjusted_rand_index([0, 0, 1, 1], [5, 5, 3, 3]) == 1.0
+    assert adjusted_rand_index([0, 0, 0], [1, 1, 1]) == 1.0
+
+
+def test_atomic_path_removes_the_temporary_file_on_error(tmp_path):
+    target = tmp_path / "out.h5"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(b"new")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.h5"]
+
+
+# ----------------------------------------------------------------------------- open_data
+
+@pytest.fixture
+def data_files(tmp_path):
+    X = np.arange(24, dtype=np.float32).reshape(8, 3)
+    npy = tmp_path / "rows.npy"
+    np.save(npy, X)
+    h5 = tmp_path / "rows.h5"
+    with h5py.File(h5, "w") as f:
+        f["X"] = X
+        f["group/other"] = X[:, :2]
+        f["flat"] = np.arange(5.0)
+        f["text"] = np.array([[b"a", b"b"], [b"c", b"d"]])
+        f.create_group("empty")
+    single = tmp_path / "single.h5"
+    with h5py.File(single, "w") as f:
+        f["data/rows"] = X
+        f["ids"] = np.arange(8)
+    return X, npy, h5, single
+
+
+def test_open_data_npy_and_h5(data_files):
+    X, npy, h5, single = data_files
+    with open_data(npy) as rows:
+        assert isinstance(rows, np.memmap)
+        np.testing.assert_array_equal(rows, X)
+    for spec in (str(h5), f"{h5}:/X", f"{h5}:X"):
+        source = open_data(spec)
+        with source as rows:
+            assert isinstance(rows, h5py.Dataset)
+            np.testing.assert_array_equal(rows[()], X)
+        assert source.label.endswith(":/X")
+    with open_data(f"{h5}:/group/other") as rows:
+        assert rows.shape == (8, 2)
+    with open_data(single) as rows:                     # its only 2-D dataset
+        assert rows.name == "/data/rows"
+
+
+def test_open_data_closes_the_file(data_files):
+    _, _, h5, _ = data_files
+    source = open_data(h5)
+    with source as rows:
+        pass
+    assert not rows.id.valid
+
+
+@pytest.mark.parametrize("suffix, error, words", [
+    ("missing.h5", FileNotFoundError, ["missing.h5", "does not exist"]),
+    ("missing.npy", FileNotFoundError, ["missing.npy"]),
+    ("rows.h5:/nope", KeyError, ["/nope", "rows.h5", "/X", "/group/other"]),
+    ("rows.h5:/empty", KeyError, ["/empty", "group"]),
+    ("rows.h5:/flat", ValueError, ["rows.h5:/flat", "2-D", "(5,)"]),
+    ("rows.h5:/text", ValueError, ["rows.h5:/text", "dtype"]),
+    ("rows.npy:/X", ValueError, ["rows.npy", ".npy"]),
+])
+def test_open_data_errors_name_the_file_and_dataset(data_files, tmp_path, suffix, error, words):
+    with pytest.raises(error) as info:
+        open_data(f"{tmp_path}/{suffix}")
+    message = info.value.args[0]
+    for word in words:
+        assert word in message
+
+
+def test_open_data_corrupt_and_ambiguous_files(tmp_path):
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match="corrupt.h5.*not an HDF5 file"):
+        open_data(corrupt)
+    truncated = tmp_path / "truncated.h5"
+    with h5py.File(truncated, "w") as f:
+        f["X"] = np.zeros((1000, 10))
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+    with pytest.raises((OSError, ValueError), match="truncated.h5"):
+        open_data(truncated)
+    two = tmp_path / "two.h5"
+    with h5py.File(two, "w") as f:
+        f["a"] = np.zeros((3, 2))
+        f["b"] = np.zeros((3, 2))
+    with pytest.raises(KeyError, match="/a, /b"):
+        open_data(two)
+    bad_npy = tmp_path / "objects.npy"
+    np.save(bad_npy, np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="objects.npy"):
+        open_data(bad_npy)
+
+
+# ----------------------------------------------------------------------------- models
+
+def _assert_same_predictions(a, b, X):
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_gaussian_mixture_round_trip(tmp_path, small_data, cov):
+    X = small_data[0]
+    model = _fit(GaussianMixture, cov, X)
+    path = tmp_path / "gmm.h5"
+    save_model(path, model)
+    loaded = load_model(path)
+    assert type(loaded) is GaussianMixture
+    assert get_params(loaded)[0] == get_params(model)[0]
+    for key in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(model, key))
+    for key in ("converged_", "n_iter_", "lower_bound_", "n_features_in_"):
+        assert getattr(loaded, key) == getattr(model, key)
+    assert loaded.covariance_type == cov and loaded.n_components == 3
+    _assert_same_predictions(model, loaded, X)
+    assert loaded.score(X) == model.score(X)
+
+
+@pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_bayesian_mixture_round_trip(tmp_path, small_data, cov, prior_type):
+    X = small_data[0]
+    model = _fit(BayesianGaussianMixture, cov, X, weight_concentration_prior_type=prior_type)
+    path = tmp_path / "bgmm.h5"
+    save_model(path, model)
+    loaded = load_model(path)
+    assert type(loaded) is BayesianGaussianMixture
+    assert loaded.weight_concentration_prior_type == prior_type
+    _assert_same_predictions(model, loaded, X)
+    assert loaded.elbo(X) == model.elbo(X)
+    if prior_type == "dirichlet_process":
+        assert isinstance(loaded.weight_concentration_, tuple)
+        for part, original in zip(loaded.weight_concentration_, model.weight_concentration_):
+            np.testing.assert_array_equal(part, original)
+    else:
+        np.testing.assert_array_equal(loaded.weight_concentration_,
+                                      model.weight_concentration_)
+    for key in ("mean_precision_", "degrees_of_freedom_", "mean_prior_", "covariance_prior_",
+                "weights_"):
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(model, key))
+    for key in ("weight_concentration_prior_", "mean_precision_prior_",
+                "degrees_of_freedom_prior_", "lower_bound_", "n_iter_", "converged_"):
+        assert getattr(loaded, key) == getattr(model, key)
+    # A loaded model can be refitted (warm start reuses the rebuilt private state).
+    loaded.warm_start, loaded.max_iter = True, 2
+    loaded.fit(X)
+
+
+def test_model_file_schema(tmp_path, small_data):
+    X = small_data[0]
+    model = _fit(GaussianMixture, "diag", X, means_init=np.zeros((3, 3)), dtype=np.float64)
+    path = tmp_path / "gmm.h5"
+    save_model(path, model)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "fastvi-model"
+        assert f.attrs["format_version"] == 1
+        assert f.attrs["class"] == "GaussianMixture"
+        params = json.loads(f.attrs["params"])
+        assert params["covariance_type"] == "diag" and params["n_components"] == 3
+        assert params["dtype"] == "float64" and params["random_state"] == 0
+        assert "means_init" not in params and "weights_init" not in params
+        np.testing.assert_array_equal(f["param_arrays/means_init"][()], np.zeros((3, 3)))
+        assert f["weights_"].shape == (3,) and f["covariances_"].shape == (3, 3)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.means_init, np.zeros((3, 3)))
+    assert loaded.weights_init is None and loaded.dtype == "float64"
+    assert os.listdir(tmp_path) == ["gmm.h5"]
+
+
+def test_load_model_errors(tmp_path, small_data):
+    X = small_data[0]
+    path = tmp_path / "gmm.h5"
+    save_model(path, _fit(GaussianMixture, "full", X))
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 2
+        f.attrs["fastvi_version"] = "9.0"
+    with pytest.raises(ValueError, match="format_version 2.*upgrade"):
+        load_model(path)
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["X"] = X
+    with pytest.raises(ValueError, match="data.h5.*not a fastvi model"):
+        load_model(data)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="junk.h5"):
+        load_model(junk)
+    with pytest.raises(FileNotFoundError, match="nothing.h5"):
+        load_model(tmp_path / "nothing.h5")
+    with pytest.raises(ValueError, match="unfitted"):
+        save_model(tmp_path / "unfitted.h5", GaussianMixture(2))
+    assert not (tmp_path / "unfitted.h5").exists()
