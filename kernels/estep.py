@@ -30,83 +30,412 @@ Optional inputs and outputs are passed as arrays of length 0 when not wanted (th
 statistics too):
 ``sample_weight`` (n,), ``log_norm_out`` (n,), ``resp_out`` (n, K), ``labels_out`` (n,).
 All float accumulation is in float64 whatever the dtype of ``X`` (float32 or float64).
+
+Speed (why the code looks the way it does)
+------------------------------------------
+LLVM vectorises innermost loops only.  So inside a block the rows become the vector
+dimension: the block is copied transposed, ``xT[i, t] = X[start + t, i]`` (converted to
+float64 there, so float32 input costs the same), and every inner loop runs over the ``t``
+rows of the block, contiguous in memory.  The feature dimension is padded with zeros to a
+multiple of ``_TILE`` (4), so the loops over features are unrolled by hand four at a time
+without a remainder: a padded feature has ``x = m = 0`` and a zero factor, and adds
+exactly zero.  The centred differences ``x_i - m_ki`` are formed on the fly inside those
+loops (an add per use, on otherwise idle adder ports) rather than stored: writing a
+(D, rows) array per component costs more memory traffic than it saves.  Hand-unrolled
+tiles keep several running sums in registers per loaded vector: the triangular product
+``U_k^T (x - m_k)`` four output columns and four input features at a time, the second
+moments as 4 x 4 tiles of dot products over the rows.  Each slot entry is written once
+per block (never updated in an inner loop, which would block vectorisation).
+
+``math.exp`` and ``math.log`` are scalar libm calls, so the responsibilities use
+:func:`_exp_rows` and :func:`_log_rows`, written out in vectorisable arithmetic (relative
+error ~2e-16).  The responsibilities are ``exp(l_k - max_k l) / sum_k exp(l_k - max_k l)``:
+one exp per (row, component) and one log per row.
+
+No BLAS is used, so the kernels need no thread limits from the caller.
 """
-import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 BLOCK_ROWS = 256
 GROUP_BLOCKS = 32
+_TILE = 4  # feature padding and hand-unrolling width
 
-# 'reassoc' lets LLVM vectorise the short dot products; 'nnan' and 'ninf' are left out on
+# 'reassoc' lets LLVM vectorise the sums over rows; 'nnan' and 'ninf' are left out on
 # purpose, so a NaN or an underflowed -inf keeps its IEEE meaning.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 _KERNEL = dict(parallel=True, nogil=True, cache=True, fastmath=_FASTMATH)
-_INNER = dict(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+_INNER = dict(nogil=True, cache=True, fastmath=_FASTMATH)
+
+# exp(x) = 2^n exp(f), n = round(x / ln 2), f = x - n ln 2 (Cody-Waite: ln 2 in two parts).
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+# Adding 1.5 * 2^52 rounds to an integer, which then sits in the low mantissa bits.
+_ROUND_MAGIC = 6755399441055744.0
+_EXP_MIN = -708.0  # below it exp underflows to subnormals; we return 0 there
+
+
+@intrinsic
+def _as_int64(typingctx, x):
+    """The bits of a float64 as an int64 (a register move, vectorisable)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _as_float64(typingctx, x):
+    """The int64 bits as a float64 (a register move, vectorisable)."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+# Only 'contract' here: 'reassoc' would fold (t + MAGIC) - MAGIC into t.  Never give this
+# function numba's inline='always' (it would take the caller's flags); LLVM inlining
+# keeps the flags per instruction and is harmless.
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _exp_rows(z, shift, out, total, n):
+    """out[k, :n] = exp(z[k, :n] - shift[:n]) and total[:n] = sum_k out[k, :n].
+
+    A vectorisable exp for arguments <= ~0: below -708 it gives 0 (-inf too), NaN gives
+    NaN.  The order of the sum over k is fixed (k ascending).
+    """
+    for t in range(n):
+        total[t] = 0.0
+    for k in range(z.shape[0]):
+        zk = z[k]
+        ok = out[k]
+        for t in range(n):
+            z_t = zk[t] - shift[t]
+            x = _EXP_MIN if z_t < _EXP_MIN else z_t
+            r = x * _LOG2E + _ROUND_MAGIC
+            nf = r - _ROUND_MAGIC
+            f = x - nf * _LN2_HI - nf * _LN2_LO
+            # Taylor series of exp(f), |f| <= ln2 / 2, to degree 13 (Horner)
+            p = 1.0 / 6227020800.0
+            p = p * f + 1.0 / 479001600.0
+            p = p * f + 1.0 / 39916800.0
+            p = p * f + 1.0 / 3628800.0
+            p = p * f + 1.0 / 362880.0
+            p = p * f + 1.0 / 40320.0
+            p = p * f + 1.0 / 5040.0
+            p = p * f + 1.0 / 720.0
+            p = p * f + 1.0 / 120.0
+            p = p * f + 1.0 / 24.0
+            p = p * f + 1.0 / 6.0
+            p = p * f + 0.5
+            p = p * f + 1.0
+            p = p * f + 1.0
+            # the integer n is in the low bits of r; (n + 1023) << 52 is the double 2^n
+            # (the high bits of the magic number shift out of the 64-bit word)
+            scale = _as_float64((_as_int64(r) + 1023) << 52)
+            v = 0.0 if z_t < _EXP_MIN else p * scale
+            ok[t] = v
+            total[t] += v
+
+
+_SQRT2 = 1.4142135623730951
+_MANTISSA = (1 << 52) - 1
+_EXP_ONE = 1023 << 52  # the exponent bits of 1.0
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _log_rows(s, out, bits, n):
+    """out[:n] = log(s[:n]) for s >= 0 (a vectorisable log; 0 gives -inf, NaN gives NaN).
+
+    s = 2^e m with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(z), z = (m - 1)/(m + 1),
+    |z| <= 0.172, by its odd series to z^21 (truncation < 3e-17 relative).  Subnormal s
+    are not handled (they do not occur: s is a sum of exps whose largest term is 1).
+    """
+    s_bits = s.view(np.int64)
+    mant = bits.view(np.float64)
+    for t in range(n):
+        b = s_bits[t]
+        out[t] = float((b >> 52) - 1023)  # the exponent e (s >= 0, so no sign bit)
+        bits[t] = (b & _MANTISSA) | _EXP_ONE  # m in [1, 2)
+    for t in range(n):
+        m = mant[t]
+        e = out[t]
+        if m > _SQRT2:
+            m *= 0.5
+            e += 1.0
+        z = (m - 1.0) / (m + 1.0)
+        w = z * z
+        p = 1.0 / 21.0
+        p = p * w + 1.0 / 19.0
+        p = p * w + 1.0 / 17.0
+        p = p * w + 1.0 / 15.0
+        p = p * w + 1.0 / 13.0
+        p = p * w + 1.0 / 11.0
+        p = p * w + 1.0 / 9.0
+        p = p * w + 1.0 / 7.0
+        p = p * w + 1.0 / 5.0
+        p = p * w + 1.0 / 3.0
+        log_m = 2.0 * z + (2.0 * z) * (w * p)
+        v = e * _LN2_HI + (e * _LN2_LO + log_m)
+        st = s[t]
+        out[t] = v if (st > 0.0 and st < np.inf) else (-np.inf if st == 0.0 else st)
 
 
 @njit(**_INNER)
-def _log_sum_exp(log_rho):
-    """Stable log sum_k exp(log_rho[k]); -inf when every entry is -inf."""
-    top = -np.inf
-    for k in range(log_rho.shape[0]):
-        if log_rho[k] > top:
-            top = log_rho[k]
-    if top == -np.inf:
-        return top
-    total = 0.0
-    for k in range(log_rho.shape[0]):
-        total += math.exp(log_rho[k] - top)
-    return top + math.log(total)
+def _padded(n_features):
+    return (n_features + _TILE - 1) // _TILE * _TILE
 
 
 @njit(**_INNER)
-def _log_rho_full(x, c, means, prec_chol, diff, y, log_rho):
-    """log rho_k for one row; leaves x - m_k in diff[k] for the statistics."""
-    n_components, n_features = means.shape
-    for k in range(n_components):
-        for i in range(n_features):
-            diff[k, i] = x[i] - means[k, i]
-            y[i] = 0.0
-        # y = U_k^T diff, U_k upper triangular: y_j = sum_{i <= j} diff_i U_k[i, j]
-        for i in range(n_features):
-            d = diff[k, i]
-            for j in range(i, n_features):
-                y[j] += d * prec_chol[k, i, j]
-        sq = 0.0
-        for j in range(n_features):
-            sq += y[j] * y[j]
-        log_rho[k] = c[k] - 0.5 * sq
+def _block_start(X, sample_weight, start, n, n_pad, n_components):
+    """Scratch arrays of one block (BLOCK_ROWS columns each), with the rows loaded.
+
+    xT[i, t] = X[start + t, i] in float64, its padding features zero; w the row weights;
+    lr, e (K, BLOCK_ROWS) log rho and exps; ws, scale, lse, tmp, bits per-row scratch.
+    """
+    n_features = X.shape[1]
+    xT = np.empty((n_pad, BLOCK_ROWS))
+    xT[n_features:, :] = 0.0
+    rows = X[start:start + n]
+    for i in range(n_features):
+        xi = xT[i]
+        for t in range(n):
+            xi[t] = rows[t, i]
+    w = np.empty(BLOCK_ROWS)
+    for t in range(n):
+        w[t] = sample_weight[start + t] if sample_weight.shape[0] > 0 else 1.0
+    lr = np.empty((n_components, BLOCK_ROWS))
+    e = np.empty((n_components, BLOCK_ROWS))
+    ws = np.empty(BLOCK_ROWS)
+    scale = np.empty(BLOCK_ROWS)
+    lse = np.empty(BLOCK_ROWS)
+    tmp = np.empty(BLOCK_ROWS)
+    bits = np.empty(BLOCK_ROWS, dtype=np.int64)
+    return xT, lr, e, w, ws, scale, lse, tmp, bits
 
 
 @njit(**_INNER)
-def _log_rho_diag(x, c, means, prec_sqrt, diff, log_rho):
-    n_components, n_features = means.shape
-    for k in range(n_components):
-        sq = 0.0
-        for i in range(n_features):
-            d = x[i] - means[k, i]
-            diff[k, i] = d
-            t = d * prec_sqrt[k, i]
-            sq += t * t
-        log_rho[k] = c[k] - 0.5 * sq
+def _normalise(lr, n, e, bits, scale, lse, tmp):
+    """Log-sum-exp over components of the block's log rho ``lr`` (K, B).
+
+    Leaves ``e[k, t] = exp(lr[k, t] - top_t)`` and ``lse[t] = log sum_k rho_tk``, and
+    ``scale[t] = 1 / sum_k e[k, t]`` (0 for a row whose rho are all 0), so that the
+    responsibility is ``e[k, t] * scale[t]``.  A NaN anywhere in a row makes its lse and
+    responsibilities NaN; a row with every log rho = -inf gets lse = -inf and r = 0.
+    """
+    n_components = lr.shape[0]
+    top = scale  # reuse: the largest log rho per row
+    for t in range(n):
+        top[t] = lr[0, t]
+    for k in range(1, n_components):
+        for t in range(n):
+            v = lr[k, t]
+            top[t] = v if v > top[t] else top[t]
+    for t in range(n):
+        # shift by 0 when the max is -inf (all -inf) or NaN, so no inf - inf appears
+        top[t] = top[t] if top[t] > -np.inf else 0.0
+    total = tmp
+    _exp_rows(lr, top, e, total, n)
+    _log_rows(total, lse, bits, n)
+    for t in range(n):
+        lse[t] += top[t]
+        scale[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
 
 
 @njit(**_INNER)
-def _emit_row(row, log_rho, lse, log_norm_out, resp_out, labels_out):
+def _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out):
     """Write the per-row outputs that the caller asked for."""
+    n_components = lr.shape[0]
     if log_norm_out.shape[0] > 0:
-        log_norm_out[row] = lse
+        for t in range(n):
+            log_norm_out[start + t] = lse[t]
     if resp_out.shape[0] > 0:
-        for k in range(log_rho.shape[0]):
-            resp_out[row, k] = math.exp(log_rho[k] - lse) if lse > -np.inf else 0.0
+        for t in range(n):
+            for k in range(n_components):
+                resp_out[start + t, k] = e[k, t] * scale[t]
     if labels_out.shape[0] > 0:
-        best = 0
-        for k in range(1, log_rho.shape[0]):
-            if log_rho[k] > log_rho[best]:
-                best = k
-        labels_out[row] = best
+        for t in range(n):
+            best = 0
+            for k in range(1, n_components):
+                if lr[k, t] > lr[best, t]:
+                    best = k
+            labels_out[start + t] = best
+
+
+@njit(**_INNER)
+def _weighted_lse(w, lse, n):
+    total = 0.0
+    for t in range(n):
+        total += w[t] * lse[t]
+    return total
+
+
+@njit(**_INNER)
+def _quad_full(xT, mean, U, n, y, c, lr):
+    """lr[t] = c - 1/2 || U^T (xT[:, t] - mean) ||^2 for upper-triangular U (zero-padded).
+
+    Four output columns j..j+3 are done together, four input rows i..i+3 at a time: each
+    centred vector d_i = x_i - m_i (formed on the fly, never stored) feeds four
+    multiply-adds, and the 16 factor entries of the tile stay in registers.  The partial
+    sums of the columns live in y (4, B).
+    """
+    y0, y1, y2, y3 = y[0], y[1], y[2], y[3]
+    for t in range(n):
+        lr[t] = 0.0
+    for j in range(0, xT.shape[0], _TILE):
+        for i in range(0, j + _TILE, _TILE):
+            a0, a1, a2, a3 = U[i, j], U[i + 1, j], U[i + 2, j], U[i + 3, j]
+            b0, b1, b2, b3 = U[i, j + 1], U[i + 1, j + 1], U[i + 2, j + 1], U[i + 3, j + 1]
+            c0, c1, c2, c3 = U[i, j + 2], U[i + 1, j + 2], U[i + 2, j + 2], U[i + 3, j + 2]
+            e0, e1, e2, e3 = U[i, j + 3], U[i + 1, j + 3], U[i + 2, j + 3], U[i + 3, j + 3]
+            x0, x1, x2, x3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
+            m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+            if i == 0 and i == j:  # the only tile of these columns: square them now
+                for t in range(n):
+                    d0, d1, d2, d3 = x0[t] - m0, x1[t] - m1, x2[t] - m2, x3[t] - m3
+                    va = a0 * d0 + a1 * d1 + a2 * d2 + a3 * d3
+                    vb = b0 * d0 + b1 * d1 + b2 * d2 + b3 * d3
+                    vc = c0 * d0 + c1 * d1 + c2 * d2 + c3 * d3
+                    ve = e0 * d0 + e1 * d1 + e2 * d2 + e3 * d3
+                    lr[t] += (va * va + vb * vb) + (vc * vc + ve * ve)
+            elif i == 0:
+                for t in range(n):
+                    d0, d1, d2, d3 = x0[t] - m0, x1[t] - m1, x2[t] - m2, x3[t] - m3
+                    y0[t] = a0 * d0 + a1 * d1 + a2 * d2 + a3 * d3
+                    y1[t] = b0 * d0 + b1 * d1 + b2 * d2 + b3 * d3
+                    y2[t] = c0 * d0 + c1 * d1 + c2 * d2 + c3 * d3
+                    y3[t] = e0 * d0 + e1 * d1 + e2 * d2 + e3 * d3
+            elif i == j:  # the diagonal tile, last: finish the columns and square them
+                for t in range(n):
+                    d0, d1, d2, d3 = x0[t] - m0, x1[t] - m1, x2[t] - m2, x3[t] - m3
+                    va = y0[t] + a0 * d0 + a1 * d1 + a2 * d2 + a3 * d3
+                    vb = y1[t] + b0 * d0 + b1 * d1 + b2 * d2 + b3 * d3
+                    vc = y2[t] + c0 * d0 + c1 * d1 + c2 * d2 + c3 * d3
+                    ve = y3[t] + e0 * d0 + e1 * d1 + e2 * d2 + e3 * d3
+                    lr[t] += (va * va + vb * vb) + (vc * vc + ve * ve)
+            else:
+                for t in range(n):
+                    d0, d1, d2, d3 = x0[t] - m0, x1[t] - m1, x2[t] - m2, x3[t] - m3
+                    y0[t] += a0 * d0 + a1 * d1 + a2 * d2 + a3 * d3
+                    y1[t] += b0 * d0 + b1 * d1 + b2 * d2 + b3 * d3
+                    y2[t] += c0 * d0 + c1 * d1 + c2 * d2 + c3 * d3
+                    y3[t] += e0 * d0 + e1 * d1 + e2 * d2 + e3 * d3
+    for t in range(n):
+        lr[t] = c - 0.5 * lr[t]
+
+
+@njit(**_INNER)
+def _moments_full(xT, mean, r, n, s1, s2):
+    """Centred moments of one component over the block; returns sum_t r[t].
+
+    s1[i] = sum_t r_t d_it and s2[i, j] = sum_t r_t d_it d_jt (i <= j), d = xT - mean,
+    as 4 x 4 tiles of dot products over the rows; d is formed on the fly (never stored),
+    and each tile's 16 running sums stay in registers.
+    """
+    n_features = s2.shape[0]
+    total = 0.0
+    for t in range(n):
+        total += r[t]
+    for i in range(0, xT.shape[0], _TILE):
+        xa0, xa1, xa2, xa3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
+        ma0, ma1, ma2, ma3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+        # diagonal tile: the upper triangle of the 4 x 4 block, and the first moments
+        f0 = f1 = f2 = f3 = 0.0
+        c00 = c01 = c02 = c03 = c11 = c12 = c13 = c22 = c23 = c33 = 0.0
+        for t in range(n):
+            u0, u1, u2, u3 = xa0[t] - ma0, xa1[t] - ma1, xa2[t] - ma2, xa3[t] - ma3
+            rt = r[t]
+            p0, p1, p2, p3 = rt * u0, rt * u1, rt * u2, rt * u3
+            f0 += p0
+            f1 += p1
+            f2 += p2
+            f3 += p3
+            c00 += p0 * u0
+            c01 += p0 * u1
+            c02 += p0 * u2
+            c03 += p0 * u3
+            c11 += p1 * u1
+            c12 += p1 * u2
+            c13 += p1 * u3
+            c22 += p2 * u2
+            c23 += p2 * u3
+            c33 += p3 * u3
+        first = (f0, f1, f2, f3)
+        tile = ((c00, c01, c02, c03), (0.0, c11, c12, c13),
+                (0.0, 0.0, c22, c23), (0.0, 0.0, 0.0, c33))
+        for a in range(_TILE):
+            if i + a < n_features:
+                s1[i + a] = first[a]
+                for b in range(a, _TILE):
+                    if i + b < n_features:
+                        s2[i + a, i + b] = tile[a][b]
+        # off-diagonal tiles, full 4 x 4
+        for j in range(i + _TILE, xT.shape[0], _TILE):
+            xb0, xb1, xb2, xb3 = xT[j], xT[j + 1], xT[j + 2], xT[j + 3]
+            mb0, mb1, mb2, mb3 = mean[j], mean[j + 1], mean[j + 2], mean[j + 3]
+            c00 = c01 = c02 = c03 = 0.0
+            c10 = c11 = c12 = c13 = 0.0
+            c20 = c21 = c22 = c23 = 0.0
+            c30 = c31 = c32 = c33 = 0.0
+            for t in range(n):
+                rt = r[t]
+                p0 = rt * (xa0[t] - ma0)
+                p1 = rt * (xa1[t] - ma1)
+                p2 = rt * (xa2[t] - ma2)
+                p3 = rt * (xa3[t] - ma3)
+                v0, v1, v2, v3 = xb0[t] - mb0, xb1[t] - mb1, xb2[t] - mb2, xb3[t] - mb3
+                c00 += p0 * v0
+                c01 += p0 * v1
+                c02 += p0 * v2
+                c03 += p0 * v3
+                c10 += p1 * v0
+                c11 += p1 * v1
+                c12 += p1 * v2
+                c13 += p1 * v3
+                c20 += p2 * v0
+                c21 += p2 * v1
+                c22 += p2 * v2
+                c23 += p2 * v3
+                c30 += p3 * v0
+                c31 += p3 * v1
+                c32 += p3 * v2
+                c33 += p3 * v3
+            tile = ((c00, c01, c02, c03), (c10, c11, c12, c13),
+                    (c20, c21, c22, c23), (c30, c31, c32, c33))
+            for a in range(_TILE):
+                for b in range(_TILE):
+                    if i + a < n_features and j + b < n_features:
+                        s2[i + a, j + b] = tile[a][b]
+    return total
+
+
+@njit(**_INNER)
+def _pad_means(means):
+    """Means (K, Dp), zero-padded to Dp features."""
+    n_components, n_features = means.shape
+    mp = np.zeros((n_components, _padded(n_features)))
+    mp[:, :n_features] = means
+    return mp
+
+
+@njit(**_INNER)
+def _pad_full(factor):
+    """The upper triangles of the factors (K, D, D), zero-padded to (K, Dp, Dp)."""
+    n_components, n_features = factor.shape[0], factor.shape[1]
+    n_pad = _padded(n_features)
+    fp = np.zeros((n_components, n_pad, n_pad))
+    for k in range(n_components):
+        for i in range(n_features):
+            for j in range(i, n_features):
+                fp[k, i, j] = factor[k, i, j]
+    return fp
 
 
 @njit(**_INNER)
@@ -143,8 +472,9 @@ def estep_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
     """
     n_rows, n_features = X.shape
     n_components = means.shape[0]
+    n_pad = _padded(n_features)
+    mp, up = _pad_means(means), _pad_full(prec_chol)
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
-    weighted = sample_weight.shape[0] > 0
     want_stats = nk.shape[0] > 0
     n_acc = n_components if want_stats else 0
     slot_lse = np.zeros(GROUP_BLOCKS)
@@ -155,32 +485,24 @@ def estep_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
     for first in range(0, n_blocks, GROUP_BLOCKS):
         n_slots = min(GROUP_BLOCKS, n_blocks - first)
         for b in prange(n_slots):
-            slot_lse[b] = 0.0
-            slot_n[b, :] = 0.0
-            slot_s1[b, :, :] = 0.0
-            slot_s2[b, :, :, :] = 0.0
-            diff = np.empty((n_components, n_features))
-            y = np.empty(n_features)
-            log_rho = np.empty(n_components)
             start = (first + b) * BLOCK_ROWS
-            for row in range(start, min(start + BLOCK_ROWS, n_rows)):
-                _log_rho_full(X[row], c, means, prec_chol, diff, y, log_rho)
-                lse = _log_sum_exp(log_rho)
-                w = sample_weight[row] if weighted else 1.0
-                slot_lse[b] += w * lse
-                _emit_row(row, log_rho, lse, log_norm_out, resp_out, labels_out)
-                if not want_stats or lse == -np.inf:
-                    continue
+            n = min(BLOCK_ROWS, n_rows - start)
+            xT, lr, e, w, ws, scale, lse, tmp, bits = _block_start(
+                X, sample_weight, start, n, n_pad, n_components)
+            y = np.empty((_TILE, BLOCK_ROWS))
+            r = np.empty(BLOCK_ROWS)
+            for k in range(n_components):
+                _quad_full(xT, mp[k], up[k], n, y, c[k], lr[k])
+            _normalise(lr, n, e, bits, scale, lse, tmp)
+            _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
+            slot_lse[b] = _weighted_lse(w, lse, n)
+            if want_stats:
+                for t in range(n):
+                    ws[t] = w[t] * scale[t]
                 for k in range(n_components):
-                    r = w * math.exp(log_rho[k] - lse)
-                    if r == 0.0:
-                        continue
-                    slot_n[b, k] += r
-                    for i in range(n_features):
-                        rd = r * diff[k, i]
-                        slot_s1[b, k, i] += rd
-                        for j in range(i, n_features):
-                            slot_s2[b, k, i, j] += rd * diff[k, j]
+                    for t in range(n):
+                        r[t] = e[k, t] * ws[t]  # the weighted responsibility
+                    slot_n[b, k] = _moments_full(xT, mp[k], r, n, slot_s1[b, k], slot_s2[b, k])
         total += _add_slots(n_slots, slot_lse, slot_n, slot_s1, slot_s2, nk, s1, s2)
     return total
 
@@ -195,8 +517,9 @@ def estep_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
     """
     n_rows, n_features = X.shape
     n_components = means.shape[0]
+    n_pad = _padded(n_features)
+    mp, pp = _pad_means(means), _pad_means(prec_sqrt)
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
-    weighted = sample_weight.shape[0] > 0
     want_stats = nk.shape[0] > 0
     n_acc = n_components if want_stats else 0
     slot_lse = np.zeros(GROUP_BLOCKS)
@@ -207,29 +530,81 @@ def estep_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
     for first in range(0, n_blocks, GROUP_BLOCKS):
         n_slots = min(GROUP_BLOCKS, n_blocks - first)
         for b in prange(n_slots):
-            slot_lse[b] = 0.0
-            slot_n[b, :] = 0.0
-            slot_s1[b, :, :] = 0.0
-            slot_s2[b, :, :] = 0.0
-            diff = np.empty((n_components, n_features))
-            log_rho = np.empty(n_components)
             start = (first + b) * BLOCK_ROWS
-            for row in range(start, min(start + BLOCK_ROWS, n_rows)):
-                _log_rho_diag(X[row], c, means, prec_sqrt, diff, log_rho)
-                lse = _log_sum_exp(log_rho)
-                w = sample_weight[row] if weighted else 1.0
-                slot_lse[b] += w * lse
-                _emit_row(row, log_rho, lse, log_norm_out, resp_out, labels_out)
-                if not want_stats or lse == -np.inf:
-                    continue
+            n = min(BLOCK_ROWS, n_rows - start)
+            xT, lr, e, w, ws, scale, lse, tmp, bits = _block_start(
+                X, sample_weight, start, n, n_pad, n_components)
+            for k in range(n_components):
+                _quad_diag(xT, mp[k], pp[k], n, c[k], lr[k])
+            _normalise(lr, n, e, bits, scale, lse, tmp)
+            _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
+            slot_lse[b] = _weighted_lse(w, lse, n)
+            if want_stats:
+                for t in range(n):
+                    ws[t] = w[t] * scale[t]
                 for k in range(n_components):
-                    r = w * math.exp(log_rho[k] - lse)
-                    if r == 0.0:
-                        continue
-                    slot_n[b, k] += r
-                    for i in range(n_features):
-                        rd = r * diff[k, i]
-                        slot_s1[b, k, i] += rd
-                        slot_s2[b, k, i] += rd * diff[k, i]
+                    slot_n[b, k] = _moments_diag(xT, mp[k], e[k], ws, n, slot_s1[b, k],
+                                                 slot_s2[b, k])
         total += _add_slots(n_slots, slot_lse, slot_n, slot_s1, slot_s2, nk, s1, s2)
+    return total
+
+
+@njit(**_INNER)
+def _quad_diag(xT, mean, prec_sqrt, n, c, lr):
+    """lr[t] = c - 1/2 sum_i ((xT[i, t] - mean[i]) prec_sqrt[i])^2, four features at a time."""
+    q = lr
+    for t in range(n):
+        q[t] = 0.0
+    for i in range(0, xT.shape[0], _TILE):
+        m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+        p0, p1, p2, p3 = prec_sqrt[i], prec_sqrt[i + 1], prec_sqrt[i + 2], prec_sqrt[i + 3]
+        x0, x1, x2, x3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
+        for t in range(n):
+            u0 = (x0[t] - m0) * p0
+            u1 = (x1[t] - m1) * p1
+            u2 = (x2[t] - m2) * p2
+            u3 = (x3[t] - m3) * p3
+            q[t] += u0 * u0 + u1 * u1 + u2 * u2 + u3 * u3
+    for t in range(n):
+        lr[t] = c - 0.5 * q[t]
+
+
+@njit(**_INNER)
+def _moments_diag(xT, mean, e, ws, n, s1, s2):
+    """s1[i] = sum_t r_t d_it, s2[i] = sum_t r_t d_it^2 (d = x - mean); returns sum_t r_t.
+
+    The weighted responsibility r_t = e[t] ws[t] is formed where it is used.
+    """
+    n_features = s1.shape[0]
+    total = 0.0
+    for t in range(n):
+        total += e[t] * ws[t]
+    for i in range(0, xT.shape[0], _TILE):
+        m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+        x0, x1, x2, x3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
+        a0 = a1 = a2 = a3 = 0.0
+        b0 = b1 = b2 = b3 = 0.0
+        for t in range(n):
+            d0 = x0[t] - m0
+            d1 = x1[t] - m1
+            d2 = x2[t] - m2
+            d3 = x3[t] - m3
+            rt = e[t] * ws[t]
+            e0 = rt * d0
+            e1 = rt * d1
+            e2 = rt * d2
+            e3 = rt * d3
+            a0 += e0
+            a1 += e1
+            a2 += e2
+            a3 += e3
+            b0 += e0 * d0
+            b1 += e1 * d1
+            b2 += e2 * d2
+            b3 += e3 * d3
+        sums = ((a0, b0), (a1, b1), (a2, b2), (a3, b3))
+        for a in range(_TILE):
+            if i + a < n_features:
+                s1[i + a] = sums[a][0]
+                s2[i + a] = sums[a][1]
     return total
