@@ -18,7 +18,6 @@ from contextlib import contextmanager
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from . import _estep, _init
 from ._gaussian import check_covariance_type, is_full
@@ -35,7 +34,7 @@ class NotFittedError(ValueError, AttributeError):
 
 @contextmanager
 def compute_threads(n_jobs):
-    """Numba threads for the kernels, one BLAS thread (the kernels are the parallel level)."""
+    """Numba threads for the kernels during a call, restored afterwards."""
     previous = numba.get_num_threads()
     if n_jobs is not None:
         n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else int(n_jobs)
@@ -44,8 +43,7 @@ def compute_threads(n_jobs):
                              f"{numba.config.NUMBA_NUM_THREADS}, got {n_jobs!r}")
         numba.set_num_threads(n)
     try:
-        with threadpool_limits(1, user_api="blas"):
-            yield
+        yield
     finally:
         numba.set_num_threads(previous)
 
