@@ -1,17 +1,18 @@
 """The fit loop shared by the mixture estimators (after scikit-learn's ``BaseMixture``).
 
-The base class owns initialisation, the n_init restarts, the iterations, convergence and
-warnings; a model fills in four hooks:
+The base class owns validation, initialisation, the n_init restarts, warnings and the
+online entry point ``partial_fit``; the passes over the data are ``fastvi._loop``'s.  A
+model fills in the hooks:
 
 * ``_initialize_from_stats(stats)``: parameters from the statistics of the initial
   responsibilities;
 * ``_kernel_params()``: the current parameters in the kernel's canonical form;
-* ``_bound(stats)``: the lower bound per unit of weight from an E-step's statistics;
-* ``_m_step(stats)``: new parameters from an E-step's statistics.
+* ``_m_step(stats)``: new parameters from (summed or blended) statistics;
+* ``_kl()``: KL(q(theta) || p(theta)), zero for maximum likelihood;
+* ``_get_parameters()`` / ``_set_parameters(params)``.
 
-One iteration is one pass of the fused kernel over the chunks (E-step, statistics and the
-bound together) followed by the M-step.  ``lower_bound_`` is the bound of the parameters
-that entered the last iteration, as in scikit-learn.
+``lower_bound_`` is per row.  For the batch algorithm it is the bound of the parameters
+that entered the last pass, as in scikit-learn.
 """
 import warnings
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from . import _estep, _init
+from . import _estep, _init, _loop
 from ._gaussian import check_covariance_type, is_full
 from ._validation import check_data, check_random_state, check_sample_weight
 
@@ -53,7 +54,8 @@ class BaseMixture:
 
     def __init__(self, n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                  init_params, random_state, warm_start, verbose, verbose_interval, dtype,
-                 chunk_size, init_sample_size, n_jobs):
+                 chunk_size, init_sample_size, n_jobs, algorithm, batch_size, learning_offset,
+                 learning_decay, shuffle, total_samples):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -69,6 +71,12 @@ class BaseMixture:
         self.chunk_size = chunk_size
         self.init_sample_size = init_sample_size
         self.n_jobs = n_jobs
+        self.algorithm = algorithm
+        self.batch_size = batch_size
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
+        self.shuffle = shuffle
+        self.total_samples = total_samples
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
@@ -82,6 +90,18 @@ class BaseMixture:
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.floating)) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.algorithm not in _loop.ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {_loop.ALGORITHMS}, "
+                             f"got {self.algorithm!r}")
+        if not 0.5 < self.learning_decay <= 1.0:
+            raise ValueError("learning_decay (kappa) must be in (0.5, 1] for the stochastic "
+                             f"step sizes to converge, got {self.learning_decay!r}")
+        if not self.learning_offset >= 0:
+            raise ValueError(f"learning_offset (tau) must be >= 0, got {self.learning_offset!r}")
+        if self.batch_size is not None and not (
+                isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be None or an integer >= 1, "
+                             f"got {self.batch_size!r}")
         if self.init_params not in _init.INIT_METHODS:
             raise ValueError(f"init_params must be one of {_init.INIT_METHODS}, "
                              f"got {self.init_params!r}")
@@ -91,95 +111,159 @@ class BaseMixture:
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
                                  "call 'fit' with appropriate arguments first")
 
-    def _validate_X(self, X, reset):
-        n_features = None if reset else self.n_features_in_
+    def _validate_X(self, X, reset, n_features=None):
+        if n_features is None and not reset:
+            n_features = self.n_features_in_
         return check_data(X, dtype=self.dtype, n_features=n_features,
-                          estimator=type(self).__name__)
+                          estimator=type(self).__name__, chunk_rows=self._chunk_rows())
+
+    def _chunk_rows(self):
+        """Rows per chunk: the minibatch size for the online algorithms."""
+        if self.algorithm != "batch" and self.batch_size is not None:
+            return self.batch_size
+        return self.chunk_size
 
     @property
     def _full_stats(self):
         return is_full(self.covariance_type)
 
     # ------------------------------------------------------------------ fit loop
-    def fit(self, X, y=None, sample_weight=None):
-        """Estimate the parameters with the EM (or VB-EM) algorithm.
+    def fit(self, X, y=None, sample_weight=None, *, X_val=None, callback=None,
+            checkpoint=None, resume=None):
+        """Estimate the parameters with the chosen algorithm (``algorithm``).
 
         Parameters
         ----------
-        X : array-like or h5py.Dataset of shape (n_samples, n_features)
-            The rows; a dataset is read chunk by chunk, never whole.
+        X : array-like, h5py.Dataset or ChunkSource of shape (n_samples, n_features)
+            The rows; a dataset or source is read chunk by chunk, never whole.
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each row: an integer weight counts like that many
             copies of the row.
+        X_val : array-like, h5py.Dataset or ChunkSource, optional
+            Held-out rows: their mean log-normaliser (log-likelihood for EM) is recorded
+            after every pass, and the stochastic algorithm converges on it.
+        callback : callable, optional
+            Called with a dict after every chunk (``{"event": "chunk", ...}``) and every
+            pass (``{"event": "pass", "bound": ..., ...}``): progress bars and logs.
+        checkpoint : callable, optional
+            Called with the fit state between chunks (see ``fastvi.checkpoint``).
+        resume : FitState, optional
+            Go on from a checkpointed state instead of initialising.
 
         Returns
         -------
         self
         """
         self._check_parameters()
-        X = self._validate_X(X, reset=not (self.warm_start and hasattr(self, "means_")))
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        if X.shape[0] < self.n_components and sample_weight is None:
+        warm = self.warm_start and hasattr(self, "means_")
+        source = self._validate_X(X, reset=not (warm or resume is not None))
+        sample_weight = check_sample_weight(sample_weight, source.n_rows)
+        if source.n_rows < self.n_components and sample_weight is None:
             raise ValueError(f"Expected n_samples >= n_components but got "
-                             f"n_components = {self.n_components}, n_samples = {X.shape[0]}")
+                             f"n_components = {self.n_components}, n_samples = {source.n_rows}")
+        validation = None if X_val is None else self._validate_X(X_val, reset=False,
+                                                                  n_features=source.n_features)
         with compute_threads(self.n_jobs):
-            self._fit(X, sample_weight)
+            self._fit(source, sample_weight, validation, callback, checkpoint, resume)
         return self
 
-    def _fit(self, X, sample_weight):
-        do_init = not (self.warm_start and hasattr(self, "means_"))
-        n_init = self.n_init if do_init else 1
-        rng = check_random_state(self.random_state)
-        self.n_features_in_ = X.shape[1]
-        self._prepare(X, sample_weight)
-        best_bound, best_params, best_n_iter, best_converged = -np.inf, None, 0, False
-        for init in range(n_init):
-            if do_init:
-                self._initialize(X, sample_weight, rng)
-            bound = -np.inf if do_init else self.lower_bound_
-            converged, n_iter = False, 0
-            if self.verbose:
-                print(f"Initialization {init}")
-            for n_iter in range(1, self.max_iter + 1):
-                previous = bound
-                stats = _estep.accumulate(X, self._kernel_params(), sample_weight,
-                                          self.chunk_size)
-                bound = self._bound(stats)
-                self._m_step(stats)
-                change = bound - previous
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t bound {bound:.6f}\t change {change:.3e}")
-                if abs(change) < self.tol:
-                    converged = True
-                    break
-            if self.verbose:
-                print(f"Initialization {init} {'converged' if converged else 'did not converge'}"
-                      f" after {n_iter} iterations; bound {bound:.6f}")
-            if bound > best_bound or best_params is None:
-                best_bound, best_params = bound, self._get_parameters()
-                best_n_iter, best_converged = n_iter, converged
-        if not best_converged and self.max_iter > 0:
-            warnings.warn(f"Best initialization did not converge in max_iter={self.max_iter} "
-                          f"iterations (tol={self.tol}); increase max_iter or tol, or check the "
-                          "data", ConvergenceWarning, stacklevel=3)
-        self._set_parameters(best_params)
-        self.n_iter_ = best_n_iter
-        self.converged_ = best_converged
-        self.lower_bound_ = best_bound
+    def _loop(self, source, sample_weight, validation, callback, checkpoint, total_weight=None,
+              max_passes=None, shuffle=None):
+        return _loop.ChunkLoop(
+            self, source, sample_weight,
+            max_passes=self.max_iter if max_passes is None else max_passes, tol=self.tol,
+            learning_offset=self.learning_offset, learning_decay=self.learning_decay,
+            shuffle=self.shuffle if shuffle is None else shuffle, validation=validation,
+            callback=callback, checkpoint=checkpoint, total_weight=total_weight)
 
-    def _prepare(self, X, sample_weight):
+    def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):
+        self.n_features_in_ = source.n_features
+        self._prepare(source, sample_weight)
+        loop = self._loop(source, sample_weight, validation, self._reporter(callback), checkpoint)
+        if resume is not None:
+            if resume.algorithm != self.algorithm:
+                raise ValueError(f"the checkpoint was written by algorithm="
+                                 f"{resume.algorithm!r}, not {self.algorithm!r}")
+            best = loop.run(resume)
+        else:
+            best = None
+            warm = self.warm_start and hasattr(self, "means_")
+            rng = check_random_state(self.random_state)
+            for init in range(1 if warm else self.n_init):
+                state = self._new_state(source, sample_weight, rng, warm)
+                if self.verbose:
+                    print(f"Initialization {init}")
+                state = loop.run(state)
+                if self.verbose:
+                    print(f"Initialization {init} "
+                          f"{'converged' if state.converged else 'did not converge'} after "
+                          f"{state.n_pass} passes; bound {state.bound:.6f}")
+                if best is None or state.bound > best.bound:
+                    best = state
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(f"Best initialization did not converge in max_iter={self.max_iter} "
+                          f"passes (tol={self.tol}); increase max_iter or tol, or check the "
+                          "data", ConvergenceWarning, stacklevel=3)
+        self._set_parameters(best.params)
+        self.n_iter_ = best.n_pass
+        self.converged_ = best.converged
+        self.lower_bound_ = best.bound
+        self.bound_history_ = [record["bound"] for record in best.history]
+        if validation is not None:
+            self.validation_history_ = [record["validation"] for record in best.history]
+
+    def _new_state(self, source, sample_weight, rng, warm):
+        """An initialised FitState: fresh parameters, or the fitted ones for warm starts."""
+        if warm:
+            state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
+                                   decider=self.lower_bound_)
+            if self.algorithm == "stochastic":
+                state.stats = _estep.accumulate(source, self._kernel_params(), sample_weight)
+            return state
+        stats = self._initialize(source, sample_weight, rng)
+        state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng)
+        if self.algorithm == "stochastic":
+            state.stats = stats
+        return state
+
+    def _reporter(self, callback):
+        """The loop's callback: the user's, plus the verbose pass lines."""
+        def report(record):
+            if (self.verbose >= 2 and record["event"] == "pass"
+                    and record["pass"] % self.verbose_interval == 0):
+                extra = f"\t held-out {record['validation']:.6f}" if "validation" in record else ""
+                print(f"  Pass {record['pass']}\t bound {record['bound']:.6f}{extra}")
+            if callback is not None:
+                callback(record)
+        return report
+
+    def _prepare(self, source, sample_weight):
         """Work done once per fit before the restarts (the Bayesian model's priors)."""
 
-    def _initialize(self, X, sample_weight, rng):
-        """Parameters from initial responsibilities on a bounded sample of the rows."""
-        sample, weights = _init.draw_sample(X, self.init_sample_size, rng, sample_weight)
+    def _kl(self):
+        """KL(q(theta) || p(theta)); zero for maximum likelihood."""
+        return 0.0
+
+    def _mean_log_norm(self, source):
+        """Mean log-normaliser per row of held-out rows under the current parameters."""
+        stats = _estep.accumulate(source, self._kernel_params())
+        return stats.log_norm / stats.weight
+
+    def _initialize(self, source, sample_weight, rng):
+        """Parameters from initial responsibilities on a bounded sample of the rows.
+
+        Returns the sample's statistics scaled to the whole data (the stochastic
+        algorithm starts its running statistics from them).
+        """
+        sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight)
         resp = self._initial_resp(sample, rng)
         stats = _init.stats_from_resp(sample, resp, self._full_stats, weights)
-        total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+        total = source.n_rows if sample_weight is None else float(sample_weight.sum())
         if stats.weight != total:
             stats = stats.scale(total / stats.weight)
         self._initialize_from_stats(stats)
+        return stats
 
     def _initial_resp(self, sample, rng):
         return _init.initial_resp(sample, self.n_components, self.init_params, rng)
@@ -188,18 +272,58 @@ class BaseMixture:
         """One-component statistics of all rows (weighted mean and scatter), one pass."""
         # A zero precision factor makes every row's responsibility 1; centring on the first
         # row keeps the scatter free of cancellation.
-        ref = np.asarray(X[:1], dtype=np.float64)
+        ref = np.asarray(X.read(0, 1), dtype=np.float64)
         n_features = ref.shape[1]
         factor = np.zeros((1, n_features, n_features) if self._full_stats else (1, n_features))
         params = _estep.KernelParams(np.zeros(1), ref, factor)
-        return _estep.accumulate(X, params, sample_weight, self.chunk_size)
+        return _estep.accumulate(X, params, sample_weight)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One online step per chunk of ``X``: stepwise EM for the maximum-likelihood model
+        (Cappe & Moulines 2009), stochastic VB for the Bayesian one (Hoffman et al. 2013).
+
+        The first call initialises from ``X``.  Each step blends the chunk's statistics,
+        scaled to ``total_samples`` rows, into running statistics with step size
+        ``(t + learning_offset) ** -learning_decay``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        first = not hasattr(self, "_online_state")
+        source = self._validate_X(X, reset=first)
+        sample_weight = check_sample_weight(sample_weight, source.n_rows)
+        total = float(self.total_samples)
+        with compute_threads(self.n_jobs):
+            if first:
+                if source.n_rows < self.n_components:
+                    raise ValueError(f"the first partial_fit needs at least n_components = "
+                                     f"{self.n_components} rows, got {source.n_rows}")
+                self.n_features_in_ = source.n_features
+                self._prepare(source, sample_weight)
+                rng = check_random_state(self.random_state)
+                stats = self._initialize(source, sample_weight, rng)
+                self._online_state = _loop.FitState("stochastic", self._get_parameters(),
+                                                    stats=stats.scale(total / stats.weight),
+                                                    rng=rng)
+            state = self._online_state
+            state.n_pass, state.converged, state.order = 0, False, None
+            loop = self._loop(source, sample_weight, None, None, None, total_weight=total,
+                              max_passes=1, shuffle=False)
+            loop.run(state)
+        self._set_parameters(state.params)
+        self.n_iter_ = state.step
+        self.converged_ = False
+        self.lower_bound_ = state.bound
+        return self
 
     # ------------------------------------------------------------------ prediction
     def _per_row(self, X, **what):
         self._check_is_fitted()
-        X = self._validate_X(X, reset=False)
+        source = self._validate_X(X, reset=False)
         with compute_threads(self.n_jobs):
-            return _estep.per_row(X, self._kernel_params(), chunk_rows=self.chunk_size, **what)
+            return _estep.per_row(source, self._kernel_params(), **what)
 
     def score_samples(self, X):
         """Per-row log sum_k rho_nk: the log-likelihood for EM, the row's ELBO term for VB.

@@ -1,9 +1,9 @@
 """Drives the fused kernel over the chunks of a data set.
 
-A data set here is anything with ``shape``, ``dtype`` and row slicing: an ndarray, an
-``h5py.Dataset`` (read chunk by chunk), a memory map.  Each chunk is handed to the kernel as
-a C-contiguous float32 or float64 array; the statistics of the chunks are added in chunk
-order, so a result depends on the chunk size but never on the number of threads.
+The data arrive through a chunk source (``fastvi.sources``): an ndarray, an h5py dataset or
+a list of HDF5 files.  Each chunk is handed to the kernel as a C-contiguous float32 or
+float64 array; the statistics of the chunks are added in chunk order, so a result depends
+on the chunk size but never on the number of threads.
 """
 from dataclasses import dataclass
 
@@ -11,8 +11,8 @@ import numpy as np
 
 from ._stats import SufficientStats
 from .kernels import estep_diag, estep_full
+from .sources import DEFAULT_CHUNK_ROWS, as_source
 
-DEFAULT_CHUNK_ROWS = 65536
 _EMPTY1 = np.zeros(0)
 
 
@@ -36,27 +36,20 @@ class KernelParams:
         return estep_full if self.full else estep_diag
 
 
-def iter_chunks(X, chunk_rows=DEFAULT_CHUNK_ROWS, sample_weight=None):
-    """Yield ``(start, chunk, weights)``; ``weights`` is None when unweighted."""
-    n_rows = X.shape[0]
-    for start in range(0, n_rows, chunk_rows):
-        stop = min(start + chunk_rows, n_rows)
-        chunk = X[start:stop]
-        if chunk.dtype not in (np.float32, np.float64):
-            chunk = chunk.astype(np.float64)
-        chunk = np.ascontiguousarray(chunk)
-        weights = None if sample_weight is None else sample_weight[start:stop]
-        yield start, chunk, weights
-
-
 def _weights_arg(weights):
     return _EMPTY1 if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
 
 
+def _chunk_weights(sample_weight, start, chunk):
+    return None if sample_weight is None else sample_weight[start:start + chunk.shape[0]]
+
+
 def accumulate(X, params, sample_weight=None, chunk_rows=DEFAULT_CHUNK_ROWS):
-    """One E-step pass: the sufficient statistics of ``X`` about ``params.means``."""
+    """One E-step pass: the sufficient statistics of ``X`` (array, dataset or chunk
+    source) about ``params.means``."""
     stats = SufficientStats.zeros(params.means, params.full)
-    for _, chunk, weights in iter_chunks(X, chunk_rows, sample_weight):
+    for _, start, chunk in as_source(X, chunk_rows).chunks():
+        weights = _chunk_weights(sample_weight, start, chunk)
         stats.log_norm += accumulate_chunk(chunk, params, weights, stats)
         stats.weight += chunk.shape[0] if weights is None else float(weights.sum())
     mirror_upper(stats)
@@ -86,7 +79,8 @@ def per_row(X, params, log_norm=False, resp=False, labels=False,
     Returns a dict with the requested arrays (``resp`` is the one N x K array fastvi makes,
     and only because the caller asked for it).
     """
-    n_rows = X.shape[0]
+    source = as_source(X, chunk_rows)
+    n_rows = source.n_rows
     n_components, n_features = params.means.shape
     out = {}
     if log_norm:
@@ -97,7 +91,7 @@ def per_row(X, params, log_norm=False, resp=False, labels=False,
         out["labels"] = np.empty(n_rows, dtype=np.int64)
     no_stats = (np.zeros(0), np.zeros((0, n_features)),
                 np.zeros((0, n_features, n_features)) if params.full else np.zeros((0, n_features)))
-    for start, chunk, _ in iter_chunks(X, chunk_rows):
+    for _, start, chunk in source.chunks():
         stop = start + chunk.shape[0]
         params.kernel(chunk, _EMPTY1, params.c, params.means, params.factor, *no_stats,
                       out["log_norm"][start:stop] if log_norm else _EMPTY1,

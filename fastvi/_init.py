@@ -13,15 +13,30 @@ from ._stats import SufficientStats
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def draw_sample(X, n_rows, rng, sample_weight=None):
-    """At most ``n_rows`` rows of ``X`` (float64) and their weights (None if unweighted)."""
-    n_total = X.shape[0]
-    if n_total <= n_rows:
-        index = slice(None)
+def draw_sample(source, n_rows, rng, sample_weight=None):
+    """At most about ``n_rows`` rows of a chunk source (float64) and their weights.
+
+    All rows, in order, when they fit.  Otherwise an in-memory array is indexed directly;
+    any other source is read once, chunk by chunk, keeping the same fraction of random rows
+    of every chunk, so memory stays bounded by the sample and one chunk.
+    """
+    from .sources import ArraySource
+    if source.n_rows <= n_rows:
+        index = np.arange(source.n_rows)
+        sample = np.vstack([chunk for _, _, chunk in source.chunks()])
+    elif isinstance(source, ArraySource):
+        index = np.sort(rng.choice(source.n_rows, n_rows, replace=False))
+        sample = source.read_rows(index)
     else:
-        # Sorted, because an h5py dataset only takes increasing index lists.
-        index = np.sort(rng.choice(n_total, n_rows, replace=False))
-    sample = np.asarray(X[index], dtype=np.float64)
+        parts, picked = [], []
+        fraction = n_rows / source.n_rows
+        for _, start, chunk in source.chunks():
+            take = min(chunk.shape[0], int(round(fraction * chunk.shape[0])))
+            rows = np.sort(rng.choice(chunk.shape[0], take, replace=False))
+            parts.append(chunk[rows])
+            picked.append(start + rows)
+        sample, index = np.vstack(parts), np.concatenate(picked)
+    sample = np.asarray(sample, dtype=np.float64)
     weights = None if sample_weight is None else np.asarray(sample_weight[index], dtype=np.float64)
     return sample, weights
 

@@ -34,7 +34,19 @@ _COMMON_DOC = """
     init_sample_size : int, default=100000
         At most this many rows are used for initialisation.
     n_jobs : int or None, default=None
-        Numba threads for the kernels (None: Numba's default, -1: all)."""
+        Numba threads for the kernels (None: Numba's default, -1: all).
+    algorithm : {'batch', 'stochastic', 'memoized'}, default='batch'
+        How chunk statistics are combined: exact full passes (EM / VB-EM); stochastic
+        (stepwise EM / stochastic VB, Hoffman et al. 2013); memoized (incremental EM /
+        memoized VB, Hughes & Sudderth 2013).  ``max_iter`` counts passes over the data.
+    batch_size : int or None, default=None
+        Rows per minibatch for the online algorithms (None: ``chunk_size``).
+    learning_offset, learning_decay : float, default=10.0, 0.7
+        tau >= 0 and kappa in (0.5, 1] of the step size ``rho_t = (t + tau)^-kappa``.
+    shuffle : bool, default=True
+        Visit the minibatches in a new random order every pass (online algorithms).
+    total_samples : float, default=1e6
+        The size of the stream that ``partial_fit`` stands for (its ``N``)."""
 
 
 class GaussianMixture(BaseMixture):
@@ -64,10 +76,12 @@ class GaussianMixture(BaseMixture):
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, dtype=None, chunk_size=65536,
-                 init_sample_size=100_000, n_jobs=None):
+                 init_sample_size=100_000, n_jobs=None, algorithm="batch", batch_size=None,
+                 learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
-                         dtype, chunk_size, init_sample_size, n_jobs)
+                         dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
+                         learning_offset, learning_decay, shuffle, total_samples)
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
@@ -106,9 +120,6 @@ class GaussianMixture(BaseMixture):
     def _kernel_params(self):
         return _em.kernel_params(self.weights_, self.means_, self.precisions_cholesky_,
                                  self.covariance_type)
-
-    def _bound(self, stats):
-        return stats.log_norm / stats.weight
 
     def _m_step(self, stats):
         self.weights_, self.means_, self.covariances_ = _em.m_step(
@@ -180,10 +191,13 @@ class BayesianGaussianMixture(BaseMixture):
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
                  degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
                  warm_start=False, verbose=0, verbose_interval=10, dtype=None,
-                 chunk_size=65536, init_sample_size=100_000, n_jobs=None):
+                 chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
+                 batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
+                 total_samples=1e6):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
-                         dtype, chunk_size, init_sample_size, n_jobs)
+                         dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
+                         learning_offset, learning_decay, shuffle, total_samples)
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
@@ -211,9 +225,8 @@ class BayesianGaussianMixture(BaseMixture):
     def _kernel_params(self):
         return _vb.kernel_params(self._posterior, self.covariance_type, self._prior)
 
-    def _bound(self, stats):
-        kl = _vb.kl_divergence(self._posterior, self.covariance_type, self._prior)
-        return (stats.log_norm - kl) / stats.weight
+    def _kl(self):
+        return _vb.kl_divergence(self._posterior, self.covariance_type, self._prior)
 
     def _m_step(self, stats):
         self._posterior = _vb.m_step(stats, self.covariance_type, self._prior, self.reg_covar)

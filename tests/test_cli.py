@@ -72,7 +72,7 @@ def test_fit_verbose_and_weight_prior(workdir, capsys):
     assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--model", "bgmm",
                  "--weight-prior", "dirichlet_distribution", "--max-iter", "3", "--verbose",
                  "-o", str(out)]) == 0
-    assert "Iteration 1" in capsys.readouterr().out
+    assert "Pass 1" in capsys.readouterr().out
     assert load_model(out).weight_concentration_prior_type == "dirichlet_distribution"
 
 

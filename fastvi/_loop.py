@@ -1,0 +1,231 @@
+"""The fit loop over chunks: batch, stochastic and memoized, resumable at any chunk.
+
+All three algorithms read the data through a chunk source, call the fused kernel once per
+chunk and feed the model's map from statistics to parameters; they differ only in how the
+chunk statistics are added up:
+
+* ``batch``: the exact sum over all chunks under fixed parameters, then one update (EM or
+  VB-EM).  Equal, bit for bit, to the in-memory fit for the same chunk size.
+* ``stochastic`` (Hoffman, Blei, Wang & Paisley 2013, "Stochastic variational inference",
+  eq. 25-26; for maximum likelihood, Cappe & Moulines 2009, stepwise EM): after each
+  minibatch B, ``S <- (1 - rho_t) S + rho_t (N / |B|) S_B`` with
+  ``rho_t = (t + tau)^-kappa``, then the update from S.  Because the VB update is
+  ``lambda = lambda_0 + S`` in natural parameters, blending the statistics in one frame is
+  exactly Hoffman's blend of natural parameters.
+* ``memoized`` (Hughes & Sudderth 2013, "Memoized online variational inference for
+  Dirichlet process mixture models"): each chunk's statistics are cached;
+  ``S <- S - S_b_old + S_b_new`` and the exact update after every chunk.  After the first
+  pass this is coordinate ascent on the ELBO, which therefore never decreases.
+
+The whole state lives in one ``FitState`` that is updated only between chunks, so a
+checkpoint written there resumes to the same result as an uninterrupted run.
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _estep
+
+ALGORITHMS = ("batch", "stochastic", "memoized")
+
+
+@dataclass
+class FitState:
+    """Everything a fit needs to go on from the chunk where it stopped."""
+
+    algorithm: str
+    params: object                    # the model's parameters (``_get_parameters``)
+    stats: object = None              # batch: this pass so far; stochastic: S; memoized: sum
+    memo: dict = field(default_factory=dict)          # memoized: chunk index -> stats
+    memo_entropy: dict = field(default_factory=dict)  # memoized: chunk -> sum of H(q(z_n))
+    n_pass: int = 0                   # completed passes
+    step: int = 0                     # chunks processed in all (t of the step size)
+    position: int = 0                 # next index into ``order``
+    order: list = None                # chunk order of the current pass
+    rng: object = None                # numpy Generator (shuffling)
+    bound: float = -np.inf            # the bound of the last pass, per row
+    decider: float = -np.inf          # the value convergence is judged on (bound or held-out)
+    pass_bound_sum: float = 0.0       # stochastic: running sum of per-step estimates
+    converged: bool = False
+    history: list = field(default_factory=list)       # one dict per completed pass
+
+
+def expected_log_rho_sum(stats, params):
+    """sum_n w_n sum_k r_nk log rho_nk under ``params`` for the q(z) behind ``stats``.
+
+    Linear in the statistics: sum_k N_k c_k - 1/2 tr(P_k S2_k), with S2 centred on the
+    kernel's means (the kernel's own form, summed).  With the kernel's log-normaliser this
+    gives the entropy of cached responsibilities, which the memoized bound needs.
+    """
+    centred = stats.shift(params.means)
+    factor = params.factor
+    if factor.ndim == 3:
+        precision = np.einsum("kij,klj->kil", factor, factor)
+        quad = np.einsum("kij,kij->k", precision, centred.s2)
+    else:
+        quad = np.einsum("kd,kd->k", factor ** 2, centred.s2)
+    return float(centred.nk @ params.c - 0.5 * quad.sum())
+
+
+class ChunkLoop:
+    """Runs one initialised fit to the end, chunk by chunk.
+
+    Parameters
+    ----------
+    model : BaseMixture
+        Provides ``_kernel_params``, ``_m_step``, ``_kl``, ``_get_parameters`` and
+        ``_set_parameters``.
+    source : ChunkSource
+    sample_weight : (n_rows,) or None
+    max_passes, tol : stopping rule (passes over the data; change of the bound per row)
+    learning_offset, learning_decay : tau and kappa of the stochastic step size
+    shuffle : visit chunks in a random order each pass (stochastic, memoized)
+    validation : ChunkSource or None; its mean log-normaliser is recorded every pass and
+        decides convergence of the stochastic algorithm
+    callback : called with a dict after every chunk ("chunk") and pass ("pass")
+    checkpoint : called with the state between chunks; it decides when to write
+    total_weight : the N of the stochastic step (default: the weight of ``source``;
+        ``partial_fit`` passes the expected size of the whole stream)
+    """
+
+    def __init__(self, model, source, sample_weight, max_passes, tol, learning_offset=10.0,
+                 learning_decay=0.7, shuffle=True, validation=None, callback=None,
+                 checkpoint=None, total_weight=None):
+        self.model = model
+        self.source = source
+        self.sample_weight = sample_weight
+        self.max_passes = max_passes
+        self.tol = tol
+        self.tau = learning_offset
+        self.kappa = learning_decay
+        self.shuffle = shuffle
+        self.validation = validation
+        self.callback = callback
+        self.checkpoint = checkpoint
+        self.bounds = source.chunk_bounds()
+        if total_weight is None:
+            total_weight = (float(source.n_rows) if sample_weight is None
+                            else float(sample_weight.sum()))
+        self.total_weight = float(total_weight)
+
+    # ------------------------------------------------------------------ helpers
+    def _chunk_stats(self, index, chunk, params):
+        start, stop = self.bounds[index]
+        weights = None if self.sample_weight is None else self.sample_weight[start:stop]
+        stats = _estep.SufficientStats.zeros(params.means, params.full)
+        stats.log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
+        stats.weight = float(stop - start) if weights is None else float(weights.sum())
+        _estep.mirror_upper(stats)
+        return stats
+
+    def _new_order(self, state):
+        n_chunks = len(self.bounds)
+        if self.shuffle and state.algorithm != "batch":
+            return [int(i) for i in state.rng.permutation(n_chunks)]
+        return list(range(n_chunks))
+
+    def _emit(self, event):
+        if self.callback is not None:
+            self.callback(event)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, state):
+        model = self.model
+        model._set_parameters(state.params)
+        started = time.perf_counter()
+        while state.n_pass < self.max_passes and not state.converged:
+            if state.order is None:
+                state.order = self._new_order(state)
+                state.position = 0
+            pass_params = model._kernel_params()
+            indices = state.order[state.position:]
+            for index, start, chunk in self.source.chunks(indices):
+                self._step(state, index, chunk, pass_params)
+                state.position += 1
+                state.step += 1
+                state.params = model._get_parameters()
+                self._emit({"event": "chunk", "pass": state.n_pass, "step": state.step,
+                            "rows": chunk.shape[0], "position": state.position,
+                            "n_chunks": len(state.order),
+                            "seconds": time.perf_counter() - started})
+                if self.checkpoint is not None:
+                    self.checkpoint(state)
+            self._end_pass(state, pass_params)
+            if self.checkpoint is not None:
+                self.checkpoint(state, force=True)
+        return state
+
+    def _step(self, state, index, chunk, pass_params):
+        model = self.model
+        if state.algorithm == "batch":
+            # Parameters stay fixed for the whole pass; the upper triangle is summed here
+            # and mirrored once at the end of the pass.
+            if state.position == 0:
+                state.stats = _estep.SufficientStats.zeros(pass_params.means, pass_params.full)
+            start, stop = self.bounds[index]
+            weights = None if self.sample_weight is None else self.sample_weight[start:stop]
+            state.stats.log_norm += _estep.accumulate_chunk(chunk, pass_params, weights,
+                                                            state.stats)
+            state.stats.weight += float(stop - start) if weights is None else float(weights.sum())
+            return
+        params = model._kernel_params()
+        new = self._chunk_stats(index, chunk, params)
+        if state.algorithm == "stochastic":
+            rho = (state.step + 1 + self.tau) ** (-self.kappa)
+            scaled = new.scale(rho * self.total_weight / new.weight)
+            state.stats = scaled + state.stats.scale(1.0 - rho)
+            model._m_step(state.stats)
+            estimate = (new.log_norm * self.total_weight / new.weight - model._kl())
+            state.pass_bound_sum += estimate / self.total_weight
+            return
+        # memoized
+        entropy = new.log_norm - expected_log_rho_sum(new, params)
+        old = state.memo.get(index)
+        if old is None:
+            state.stats = new if state.stats is None else new + state.stats
+        else:
+            state.stats = (new - old) + state.stats
+        state.memo[index] = new
+        state.memo_entropy[index] = entropy
+        if state.n_pass == 0 and len(state.memo) < len(self.bounds):
+            # First pass: the chunks seen so far stand for the whole data.
+            model._m_step(state.stats.scale(self.total_weight / state.stats.weight))
+        else:
+            model._m_step(state.stats)
+
+    def _end_pass(self, state, pass_params):
+        model = self.model
+        if state.algorithm == "batch":
+            _estep.mirror_upper(state.stats)
+            bound = (state.stats.log_norm - model._kl()) / state.stats.weight
+            model._m_step(state.stats)
+            state.stats = None
+        elif state.algorithm == "stochastic":
+            bound = state.pass_bound_sum / len(state.order)
+            state.pass_bound_sum = 0.0
+        else:
+            # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
+            params = model._kernel_params()
+            entropy = sum(state.memo_entropy.values())
+            bound = (entropy + expected_log_rho_sum(state.stats, params)
+                     - model._kl()) / self.total_weight
+        record = {"event": "pass", "pass": state.n_pass + 1, "step": state.step,
+                  "bound": bound}
+        decider = bound
+        if self.validation is not None:
+            record["validation"] = model._mean_log_norm(self.validation)
+            if state.algorithm == "stochastic":
+                decider = record["validation"]
+        # Memoized: the first pass only fills the cache; its bound is not comparable.
+        comparable = not (state.algorithm == "memoized" and state.n_pass == 0)
+        if comparable and abs(decider - state.decider) < self.tol:
+            state.converged = True
+        state.params = model._get_parameters()
+        state.n_pass += 1
+        state.order = None
+        state.position = 0
+        state.bound = bound
+        state.decider = decider
+        state.history.append(record)
+        self._emit(record)

@@ -1,0 +1,280 @@
+"""Chunk sources: the rows of a data set, delivered one bounded chunk at a time.
+
+Every algorithm reads its data through one small interface, so an in-memory array, an HDF5
+dataset and a list of HDF5 files are interchangeable:
+
+* ``n_rows``, ``n_features``, ``dtype`` and ``label`` (for error messages);
+* ``chunk_bounds()``: the fixed ``(start, stop)`` row ranges of the chunks;
+* ``read(start, stop)``: those rows as a C-contiguous float32 or float64 array, checked to
+  be finite (a NaN or inf names its row);
+* ``chunks(order=None)``: iterate ``(index, start, chunk)`` in chunk order or a given
+  order, reading the next chunk in a background thread while the caller works on the
+  current one (the kernels release the GIL).
+
+Memory stays bounded by a few chunks whatever the number of rows.  HDF5 reads are aligned
+to the dataset's own chunking: the chunk size is rounded to a multiple of it, so no HDF5
+chunk is decompressed twice.
+"""
+import os
+import queue
+import threading
+
+import numpy as np
+
+DEFAULT_CHUNK_ROWS = 65536
+
+
+def _check_finite(chunk, label, first_row):
+    finite = np.isfinite(chunk).all(axis=1)
+    if not finite.all():
+        row = first_row + int(np.argmin(finite))
+        raise ValueError(f"{label} contains NaN or infinity (first at row {row})")
+
+
+def _as_float(chunk, dtype):
+    return np.ascontiguousarray(chunk, dtype=dtype)
+
+
+class ChunkSource:
+    """Base class: subclasses set ``n_rows``, ``n_features``, ``dtype``, ``label``,
+    ``chunk_rows`` and implement ``_read(start, stop)``."""
+
+    prefetch = True
+
+    def chunk_bounds(self):
+        return [(start, min(start + self.chunk_rows, self.n_rows))
+                for start in range(0, self.n_rows, self.chunk_rows)]
+
+    @property
+    def n_chunks(self):
+        return -(-self.n_rows // self.chunk_rows)
+
+    @property
+    def shape(self):
+        return (self.n_rows, self.n_features)
+
+    def read(self, start, stop, check=True):
+        chunk = _as_float(self._read(start, stop), self.dtype)
+        if check:
+            _check_finite(chunk, self.label, start)
+        return chunk
+
+    def chunks(self, order=None):
+        """Yield ``(index, start, chunk)``; ``order`` is a sequence of chunk indices."""
+        bounds = self.chunk_bounds()
+        order = range(len(bounds)) if order is None else order
+        if not self.prefetch:
+            for index in order:
+                yield (index, bounds[index][0], self.read(*bounds[index]))
+            return
+        yield from _prefetched(self, bounds, order)
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _prefetched(source, bounds, order):
+    """Read chunk i+1 in a thread while the consumer works on chunk i (one chunk ahead)."""
+    ready = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def reader():
+        try:
+            for index in order:
+                if stop.is_set():
+                    return
+                ready.put((index, bounds[index][0], source.read(*bounds[index])))
+        except BaseException as exc:             # handed to the consumer, raised there
+            ready.put(exc)
+            return
+        ready.put(None)
+
+    thread = threading.Thread(target=reader, daemon=True, name="fastvi-reader")
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():                 # unblock a reader waiting on put()
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.01)
+
+
+class ArraySource(ChunkSource):
+    """Rows of an in-memory array (or a memory map): chunks are views, copied only when the
+    dtype or layout needs it."""
+
+    prefetch = False
+
+    def __init__(self, X, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None, label="X"):
+        X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        _check_shape(X.shape, X.dtype, label)
+        self.X = X
+        self.n_rows, self.n_features = X.shape
+        self.dtype = _working_dtype(X.dtype, dtype)
+        self.chunk_rows = int(chunk_rows)
+        self.label = label
+
+    def _read(self, start, stop):
+        return self.X[start:stop]
+
+    def read_rows(self, index):
+        """Rows at sorted indices (for samples), checked like chunks."""
+        rows = _as_float(self.X[index], self.dtype)
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            row = int(index[np.argmin(finite)])
+            raise ValueError(f"{self.label} contains NaN or infinity (first at row {row})")
+        return rows
+
+
+class HDF5Source(ChunkSource):
+    """A 2-D dataset of an HDF5 file, read in chunks aligned to its HDF5 chunking.
+
+    Parameters
+    ----------
+    dataset : h5py.Dataset, or a path with ``name`` the dataset inside it
+    chunk_rows : int
+        Rounded up to a multiple of the dataset's chunk rows.
+    """
+
+    def __init__(self, dataset, name=None, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None):
+        import h5py
+        self._file = None
+        if not isinstance(dataset, h5py.Dataset):
+            path = os.fspath(dataset)
+            try:
+                self._file = h5py.File(path, "r")
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path}: no such file") from None
+            except OSError as exc:
+                raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+            name = name or "/X"
+            if name not in self._file or not isinstance(self._file[name], h5py.Dataset):
+                names = []
+                self._file.visititems(
+                    lambda n, obj: names.append("/" + n) if isinstance(obj, h5py.Dataset) else None)
+                self._file.close()
+                raise KeyError(f"{path}: no dataset {name!r}; datasets in the file: "
+                               f"{', '.join(names) or 'none'}")
+            dataset = self._file[name]
+        self.dataset = dataset
+        self.label = f"{dataset.file.filename}:{dataset.name}"
+        _check_shape(dataset.shape, dataset.dtype, self.label)
+        self.n_rows, self.n_features = dataset.shape
+        self.dtype = _working_dtype(dataset.dtype, dtype)
+        self.chunk_rows = aligned_chunk_rows(dataset, chunk_rows)
+
+    def _read(self, start, stop):
+        try:
+            return self.dataset[start:stop]
+        except OSError as exc:
+            raise ValueError(f"{self.label}: cannot read rows {start}:{stop} "
+                             f"(truncated or corrupt file?): {exc}") from None
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class ConcatSource(ChunkSource):
+    """Several sources with the same number of features, read as one run of rows.
+
+    Chunks never span two sources, so each source's own alignment is kept; the chunk
+    bounds are the sources' bounds, offset.
+    """
+
+    def __init__(self, sources):
+        if not sources:
+            raise ValueError("ConcatSource needs at least one source")
+        n_features = {s.n_features for s in sources}
+        if len(n_features) != 1:
+            raise ValueError("all files must have the same number of features, got "
+                             + ", ".join(f"{s.label}: {s.n_features}" for s in sources))
+        self.sources = list(sources)
+        self.n_features = n_features.pop()
+        self.n_rows = sum(s.n_rows for s in sources)
+        dtypes = {np.dtype(s.dtype) for s in sources}
+        self.dtype = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
+        self.chunk_rows = max(s.chunk_rows for s in sources)
+        self.label = " + ".join(s.label for s in sources)
+        self._bounds, self._owner = [], []
+        offset = 0
+        for i, source in enumerate(self.sources):
+            for start, stop in source.chunk_bounds():
+                self._bounds.append((offset + start, offset + stop))
+                self._owner.append((i, offset))
+            offset += source.n_rows
+
+    def chunk_bounds(self):
+        return list(self._bounds)
+
+    @property
+    def n_chunks(self):
+        return len(self._bounds)
+
+    def read(self, start, stop, check=True):
+        index = self._bounds.index((start, stop))
+        owner, offset = self._owner[index]
+        return _as_float(self.sources[owner].read(start - offset, stop - offset, check),
+                         self.dtype)
+
+    def close(self):
+        for source in self.sources:
+            source.close()
+
+
+def aligned_chunk_rows(dataset, chunk_rows):
+    """``chunk_rows`` rounded up to a multiple of the dataset's HDF5 chunk rows."""
+    chunk_rows = int(chunk_rows)
+    if dataset.chunks is None:
+        return chunk_rows
+    step = dataset.chunks[0]
+    return max(step, -(-chunk_rows // step) * step)
+
+
+def _check_shape(shape, dtype, label):
+    if len(shape) != 2:
+        raise ValueError(f"{label} must be 2-D (n_samples, n_features), got shape {shape}")
+    if np.dtype(dtype).kind not in "fiub":
+        raise ValueError(f"{label} must hold numbers, got dtype {dtype}")
+    if shape[0] == 0:
+        raise ValueError(f"{label} has no rows (shape {shape})")
+
+
+def _working_dtype(stored, requested):
+    if requested is not None:
+        dtype = np.dtype(requested)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {requested!r}")
+        return dtype
+    return np.dtype(np.float32) if np.dtype(stored) == np.float32 else np.dtype(np.float64)
+
+
+def as_source(X, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None):
+    """Wrap what a user passed as ``X`` in a ChunkSource (a source is returned as is)."""
+    if isinstance(X, ChunkSource):
+        return X
+    try:
+        import h5py
+        if isinstance(X, h5py.Dataset):
+            return HDF5Source(X, chunk_rows=chunk_rows, dtype=dtype)
+    except ImportError:     # pragma: no cover - h5py is a dependency
+        pass
+    return ArraySource(X, chunk_rows=chunk_rows, dtype=dtype)
