@@ -5,10 +5,14 @@ Numba kernels (``fastvi.kernels``) that compute responsibilities and sufficient 
 in one pass over each chunk of rows.
 """
 from ._base import ConvergenceWarning, NotFittedError
+from ._loop import FitInterrupted
 from ._stats import SufficientStats
+from .checkpoint import Checkpointer, load_checkpoint
+from .sources import ArraySource, ConcatSource, HDF5Source
 from .mixture import BayesianGaussianMixture, GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["BayesianGaussianMixture", "ConvergenceWarning", "GaussianMixture",
-           "NotFittedError", "SufficientStats", "__version__"]
+__all__ = ["ArraySource", "BayesianGaussianMixture", "Checkpointer", "ConcatSource",
+           "ConvergenceWarning", "FitInterrupted", "GaussianMixture", "HDF5Source",
+           "NotFittedError", "SufficientStats", "__version__", "load_checkpoint"]

@@ -162,6 +162,9 @@ class BaseMixture:
         if source.n_rows < self.n_components and sample_weight is None:
             raise ValueError(f"Expected n_samples >= n_components but got "
                              f"n_components = {self.n_components}, n_samples = {source.n_rows}")
+        if checkpoint is not None and self.n_init > 1 and resume is None:
+            raise ValueError("checkpoints hold one initialisation: use n_init=1 with a "
+                             "checkpoint")
         validation = None if X_val is None else self._validate_X(X_val, reset=False,
                                                                   n_features=source.n_features)
         with compute_threads(self.n_jobs):
@@ -224,7 +227,10 @@ class BaseMixture:
         stats = self._initialize(source, sample_weight, rng)
         state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng)
         if self.algorithm == "stochastic":
-            state.stats = stats
+            # The running statistics start from the initialisation's, or from one exact
+            # E-step when the parameters were given rather than drawn.
+            state.stats = stats if stats is not None else _estep.accumulate(
+                source, self._kernel_params(), sample_weight)
         return state
 
     def _reporter(self, callback):
@@ -254,7 +260,8 @@ class BaseMixture:
         """Parameters from initial responsibilities on a bounded sample of the rows.
 
         Returns the sample's statistics scaled to the whole data (the stochastic
-        algorithm starts its running statistics from them).
+        algorithm starts its running statistics from them), or None when a model's
+        user-given initial parameters replaced them.
         """
         sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight)
         resp = self._initial_resp(sample, rng)
@@ -304,6 +311,8 @@ class BaseMixture:
                 self._prepare(source, sample_weight)
                 rng = check_random_state(self.random_state)
                 stats = self._initialize(source, sample_weight, rng)
+                if stats is None:
+                    stats = _estep.accumulate(source, self._kernel_params(), sample_weight)
                 self._online_state = _loop.FitState("stochastic", self._get_parameters(),
                                                     stats=stats.scale(total / stats.weight),
                                                     rng=rng)

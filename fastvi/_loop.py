@@ -20,7 +20,10 @@ chunk statistics are added up:
 The whole state lives in one ``FitState`` that is updated only between chunks, so a
 checkpoint written there resumes to the same result as an uninterrupted run.
 """
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +31,36 @@ import numpy as np
 from . import _estep
 
 ALGORITHMS = ("batch", "stochastic", "memoized")
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a fit at a chunk boundary; ``state`` is where it stood (and what a
+    checkpoint, if any, now holds)."""
+
+    def __init__(self, state):
+        super().__init__("fit interrupted")
+        self.state = state
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Turn the first Ctrl-C into a flag read between chunks, so the state is never caught
+    half-updated; a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed = []
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -131,6 +164,10 @@ class ChunkLoop:
 
     # ------------------------------------------------------------------ the loop
     def run(self, state):
+        with _deferred_interrupt() as interrupted:
+            return self._run(state, interrupted)
+
+    def _run(self, state, interrupted):
         model = self.model
         model._set_parameters(state.params)
         started = time.perf_counter()
@@ -150,7 +187,9 @@ class ChunkLoop:
                             "n_chunks": len(state.order),
                             "seconds": time.perf_counter() - started})
                 if self.checkpoint is not None:
-                    self.checkpoint(state)
+                    self.checkpoint(state, force=interrupted())
+                if interrupted():
+                    raise FitInterrupted(state)
             self._end_pass(state, pass_params)
             if self.checkpoint is not None:
                 self.checkpoint(state, force=True)

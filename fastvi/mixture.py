@@ -89,8 +89,9 @@ class GaussianMixture(BaseMixture):
     # hooks ------------------------------------------------------------------
     def _initialize(self, X, sample_weight, rng):
         given = (self.weights_init, self.means_init, self.precisions_init)
+        stats = None
         if any(part is None for part in given):
-            super()._initialize(X, sample_weight, rng)
+            stats = super()._initialize(X, sample_weight, rng)
         if self.weights_init is not None:
             self.weights_ = self._checked_init("weights_init", (self.n_components,))
             if not np.isclose(self.weights_.sum(), 1.0) or np.any(self.weights_ < 0):
@@ -102,6 +103,8 @@ class GaussianMixture(BaseMixture):
             precisions = self._checked_init("precisions_init", shape)
             self.covariances_ = covariances_from_precisions(precisions, self.covariance_type)
             self.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type)
+        # Statistics that no longer match the given parameters are not returned.
+        return None if any(part is not None for part in given) else stats
 
     def _parameter_shape(self, n_features):
         k, d = self.n_components, n_features
