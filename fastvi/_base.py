@@ -157,7 +157,7 @@ class BaseMixture:
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "means_")
-        source = self._validate_X(X, reset=not (warm or resume is not None))
+        source = self._validate_X(X, reset=not warm)
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
         if source.n_rows < self.n_components and sample_weight is None:
             raise ValueError(f"Expected n_samples >= n_components but got "
