@@ -214,12 +214,12 @@ class ConcatSource(ChunkSource):
         self.dtype = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
         self.chunk_rows = max(s.chunk_rows for s in sources)
         self.label = " + ".join(s.label for s in sources)
-        self._bounds, self._owner = [], []
+        self._bounds, self._owner = [], {}
         offset = 0
         for i, source in enumerate(self.sources):
             for start, stop in source.chunk_bounds():
                 self._bounds.append((offset + start, offset + stop))
-                self._owner.append((i, offset))
+                self._owner[offset + start] = (i, offset)
             offset += source.n_rows
 
     def chunk_bounds(self):
@@ -230,8 +230,7 @@ class ConcatSource(ChunkSource):
         return len(self._bounds)
 
     def read(self, start, stop, check=True):
-        index = self._bounds.index((start, stop))
-        owner, offset = self._owner[index]
+        owner, offset = self._owner[start]
         return _as_float(self.sources[owner].read(start - offset, stop - offset, check),
                          self.dtype)
 
