@@ -534,8 +534,7 @@ def estep_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
             n = min(BLOCK_ROWS, n_rows - start)
             xT, lr, e, w, ws, scale, lse, tmp, bits = _block_start(
                 X, sample_weight, start, n, n_pad, n_components)
-            for k in range(n_components):
-                _quad_diag(xT, mp[k], pp[k], n, c[k], lr[k])
+            _quad_diag(xT, mp, pp, c, n, lr)
             _normalise(lr, n, e, bits, scale, lse, tmp)
             _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
             slot_lse[b] = _weighted_lse(w, lse, n)
@@ -543,68 +542,97 @@ def estep_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
                 for t in range(n):
                     ws[t] = w[t] * scale[t]
                 for k in range(n_components):
-                    slot_n[b, k] = _moments_diag(xT, mp[k], e[k], ws, n, slot_s1[b, k],
-                                                 slot_s2[b, k])
+                    r = e[k]
+                    for t in range(n):
+                        r[t] *= ws[t]  # the weighted responsibility (e is not needed again)
+                _moments_diag(xT, mp, e, n, slot_n[b], slot_s1[b], slot_s2[b])
         total += _add_slots(n_slots, slot_lse, slot_n, slot_s1, slot_s2, nk, s1, s2)
     return total
 
 
 @njit(**_INNER)
-def _quad_diag(xT, mean, prec_sqrt, n, c, lr):
-    """lr[t] = c - 1/2 sum_i ((xT[i, t] - mean[i]) prec_sqrt[i])^2, four features at a time."""
-    q = lr
-    for t in range(n):
-        q[t] = 0.0
-    for i in range(0, xT.shape[0], _TILE):
-        m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
-        p0, p1, p2, p3 = prec_sqrt[i], prec_sqrt[i + 1], prec_sqrt[i + 2], prec_sqrt[i + 3]
-        x0, x1, x2, x3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
+def _moments_diag(xT, mp, r, n, sn, s1, s2):
+    """Centred moments of every component over the block, into its slot rows.
+
+    sn[k] = sum_t r_kt, s1[k, i] = sum_t r_kt d_kit, s2[k, i] = sum_t r_kt d_kit^2 with
+    d_ki = x_i - mp[k, i] formed on the fly and ``r`` the weighted responsibilities (K, B).
+    Feature tiles outer and components inner: the four feature rows of a tile stay in L1
+    while every component passes over them (the whole transposed block does not fit).
+    """
+    n_components, n_features = s1.shape
+    for k in range(n_components):
+        rk = r[k]
+        total = 0.0
         for t in range(n):
-            u0 = (x0[t] - m0) * p0
-            u1 = (x1[t] - m1) * p1
-            u2 = (x2[t] - m2) * p2
-            u3 = (x3[t] - m3) * p3
-            q[t] += u0 * u0 + u1 * u1 + u2 * u2 + u3 * u3
-    for t in range(n):
-        lr[t] = c - 0.5 * q[t]
+            total += rk[t]
+        sn[k] = total
+    for i in range(0, xT.shape[0], _TILE):
+        x0, x1, x2, x3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
+        for k in range(n_components):
+            mean = mp[k]
+            rk = r[k]
+            m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+            a0 = a1 = a2 = a3 = 0.0
+            b0 = b1 = b2 = b3 = 0.0
+            for t in range(n):
+                rt = rk[t]
+                d0 = x0[t] - m0
+                d1 = x1[t] - m1
+                d2 = x2[t] - m2
+                d3 = x3[t] - m3
+                e0 = rt * d0
+                e1 = rt * d1
+                e2 = rt * d2
+                e3 = rt * d3
+                a0 += e0
+                a1 += e1
+                a2 += e2
+                a3 += e3
+                b0 += e0 * d0
+                b1 += e1 * d1
+                b2 += e2 * d2
+                b3 += e3 * d3
+            sums = ((a0, b0), (a1, b1), (a2, b2), (a3, b3))
+            for a in range(_TILE):
+                if i + a < n_features:
+                    s1[k, i + a] = sums[a][0]
+                    s2[k, i + a] = sums[a][1]
 
 
 @njit(**_INNER)
-def _moments_diag(xT, mean, e, ws, n, s1, s2):
-    """s1[i] = sum_t r_t d_it, s2[i] = sum_t r_t d_it^2 (d = x - mean); returns sum_t r_t.
+def _quad_diag(xT, mp, pp, c, n, lr):
+    """lr[k, t] = c[k] - 1/2 sum_i ((xT[i, t] - mp[k, i]) pp[k, i])^2 for every component.
 
-    The weighted responsibility r_t = e[t] ws[t] is formed where it is used.
+    Feature tiles outer and components inner, so the four feature rows of a tile stay in
+    L1 while every component passes over them; lr[k] holds the running sum until the last
+    tile (the first tile writes it, so no zeroing pass).
     """
-    n_features = s1.shape[0]
-    total = 0.0
-    for t in range(n):
-        total += e[t] * ws[t]
-    for i in range(0, xT.shape[0], _TILE):
-        m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+    n_components = lr.shape[0]
+    n_pad = xT.shape[0]
+    for i in range(0, n_pad, _TILE):
         x0, x1, x2, x3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
-        a0 = a1 = a2 = a3 = 0.0
-        b0 = b1 = b2 = b3 = 0.0
+        for k in range(n_components):
+            mean = mp[k]
+            prec_sqrt = pp[k]
+            q = lr[k]
+            m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+            p0, p1, p2, p3 = prec_sqrt[i], prec_sqrt[i + 1], prec_sqrt[i + 2], prec_sqrt[i + 3]
+            if i == 0:
+                for t in range(n):
+                    u0 = (x0[t] - m0) * p0
+                    u1 = (x1[t] - m1) * p1
+                    u2 = (x2[t] - m2) * p2
+                    u3 = (x3[t] - m3) * p3
+                    q[t] = u0 * u0 + u1 * u1 + u2 * u2 + u3 * u3
+            else:
+                for t in range(n):
+                    u0 = (x0[t] - m0) * p0
+                    u1 = (x1[t] - m1) * p1
+                    u2 = (x2[t] - m2) * p2
+                    u3 = (x3[t] - m3) * p3
+                    q[t] += u0 * u0 + u1 * u1 + u2 * u2 + u3 * u3
+    for k in range(n_components):
+        q = lr[k]
+        ck = c[k]
         for t in range(n):
-            d0 = x0[t] - m0
-            d1 = x1[t] - m1
-            d2 = x2[t] - m2
-            d3 = x3[t] - m3
-            rt = e[t] * ws[t]
-            e0 = rt * d0
-            e1 = rt * d1
-            e2 = rt * d2
-            e3 = rt * d3
-            a0 += e0
-            a1 += e1
-            a2 += e2
-            a3 += e3
-            b0 += e0 * d0
-            b1 += e1 * d1
-            b2 += e2 * d2
-            b3 += e3 * d3
-        sums = ((a0, b0), (a1, b1), (a2, b2), (a3, b3))
-        for a in range(_TILE):
-            if i + a < n_features:
-                s1[i + a] = sums[a][0]
-                s2[i + a] = sums[a][1]
-    return total
+            q[t] = ck - 0.5 * q[t]
