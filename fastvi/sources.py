@@ -176,6 +176,11 @@ class HDF5Source(ChunkSource):
         self.dataset = dataset
         self.label = f"{dataset.file.filename}:{dataset.name}"
         _check_shape(dataset.shape, dataset.dtype, self.label)
+        if np.dtype(dataset.dtype).kind != "f":
+            # An integer dataset in a file is far more often labels or counts than the
+            # features of a mixture; converting it silently would fit the wrong thing.
+            raise ValueError(f"{self.label} holds {dataset.dtype} values; fastvi fits "
+                             "real-valued data: store it as float32 or float64")
         self.n_rows, self.n_features = dataset.shape
         self.dtype = _working_dtype(dataset.dtype, dtype)
         self.chunk_rows = aligned_chunk_rows(dataset, chunk_rows)

@@ -72,6 +72,7 @@ def test_source_errors_name_what_is_wrong(tmp_path, h5_file):
         f.create_dataset("three_d", data=np.zeros((2, 2, 2)))
         f.create_dataset("text", data=np.array([[b"a", b"b"]]))
         f.create_dataset("empty", shape=(0, 3), dtype="f8")
+        f.create_dataset("integers", data=np.arange(12, dtype=np.int32).reshape(6, 2))
         nan = np.ones((1000, 2))
         nan[777, 1] = np.nan
         f.create_dataset("nan", data=nan)
@@ -81,6 +82,8 @@ def test_source_errors_name_what_is_wrong(tmp_path, h5_file):
         HDF5Source(tmp_path / "bad.h5", "/three_d")
     with pytest.raises(ValueError, match="text must hold numbers"):
         HDF5Source(tmp_path / "bad.h5", "/text")
+    with pytest.raises(ValueError, match="integers holds int32 values.*float32 or float64"):
+        HDF5Source(tmp_path / "bad.h5", "/integers")
     with pytest.raises(ValueError, match="empty has no rows"):
         HDF5Source(tmp_path / "bad.h5", "/empty")
     with HDF5Source(tmp_path / "bad.h5", "/nan", chunk_rows=300) as source:
