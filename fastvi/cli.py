@@ -4,12 +4,37 @@ Every subcommand streams its data chunk by chunk, so files larger than memory wo
 input (a missing file or dataset, wrong shape or dtype, a corrupt file, a model that does
 not fit the data) ends with ``fastvi: error: <message>`` on stderr and exit status 2
 (set the environment variable ``FASTVI_DEBUG=1`` to see the traceback instead).
+
+``fastvi fit`` is made for long batch jobs:
+
+* several DATA files are read as one data set, in the order given;
+* ``--algorithm batch|stochastic|memoized`` picks how chunk statistics are combined;
+* the fit state is checkpointed to ``MODEL.h5.ckpt`` (``--checkpoint``) every
+  ``--checkpoint-every`` seconds (60), every ``--checkpoint-chunks`` chunks if given, at
+  the end of every pass and on an interruption;
+* Ctrl-C (SIGINT) or SIGTERM stops the fit at the next chunk boundary, writes the
+  checkpoint and exits with status 130 (143 for SIGTERM) without writing the model; the
+  same command with ``--resume`` goes on from the checkpoint, as does one after a
+  ``kill -9`` or a crash (from the last checkpoint written), and ends with the same model,
+  bit for bit, as a fit that was never stopped;
+* the model is written atomically when the fit ends, then the checkpoint is removed;
+* ``--log FILE.jsonl`` records every chunk and pass as one JSON object per line, and a
+  progress bar (rows/s, the bound after each pass) is drawn on stderr when it is a
+  terminal (``--progress`` forces it).
+
+Exit status: 0 success, 2 bad usage or bad input, 130 interrupted (Ctrl-C), 143 stopped
+by SIGTERM.
 """
 import argparse
+import functools
 import json
+import math
 import os
+import shlex
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -19,21 +44,25 @@ import numpy as np
 
 from . import __version__
 from .io import (atomic_path, get_params, is_model_file, list_datasets, load_model,
-                 open_data, open_h5, save_model, split_spec)
+                 open_data, open_h5, open_source, open_sources, resolve_spec, save_model,
+                 split_spec)
 
 PREDICT_CHUNK_ROWS = 65536
-DEMO_N_SAMPLES = 1_000_000
-DEMO_MAX_ITER = 100
+DEMO_N_SAMPLES = 2_000_000
+DEMO_PASSES = 5
+DEMO_BATCH_SIZE = 65536
+DEMO_TOL = 1e-3
+CHECKPOINT_SUFFIX = ".ckpt"
+CHECKPOINT_EVERY_SECONDS = 60.0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _progress(iterable=None, **kwargs):
     """A tqdm bar on stderr, shown only when stderr is a terminal."""
     from tqdm import tqdm
     return tqdm(iterable, disable=not sys.stderr.isatty(), file=sys.stderr, **kwargs)
-
-
-def _row_chunks(n_rows, chunk_rows):
-    return [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
 
 
 def _check_model_data(model, model_path, X, label):
@@ -63,6 +92,14 @@ def _same_file(a, b):
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _spec_path(spec):
+    return split_spec(spec)[0]
+
+
+def _note(message):
+    print(f"fastvi: {message}", file=sys.stderr)
+
+
 # ----------------------------------------------------------------------------- summaries
 
 def _format_weights(weights, top=8):
@@ -70,39 +107,485 @@ def _format_weights(weights, top=8):
     return "  ".join(f"{weights[k]:.4f} (k={k})" for k in order)
 
 
-def fit_summary(model, label, shape, elapsed):
+def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
     """Lines describing a fitted model and its fit time.
 
-    ``rows/s`` counts rows times iterations of the best initialisation over the whole fit
-    time (initialisation included), a lower bound of the streaming rate.
+    ``rows/s`` counts the rows the passes of this fit streamed (``rows``; by default rows
+    times passes of the best initialisation) over the whole fit time, initialisation
+    included: a lower bound of the streaming rate.  ``chunk_rows``: the rows per chunk
+    actually read, when they differ from the minibatch asked for.
     """
     n_rows = shape[0]
     weights = np.asarray(model.weights_)
     used = int((weights > 1e-3).sum())
     status = "converged" if model.converged_ else "not converged"
-    rate = n_rows * max(model.n_iter_, 1) / elapsed if elapsed > 0 else float("inf")
-    return [
+    if rows is None:
+        rows = n_rows * max(model.n_iter_, 1)
+    rate = rows / elapsed if elapsed > 0 else float("inf")
+    algorithm = getattr(model, "algorithm", "batch")
+    how = f"algorithm={algorithm}"
+    if algorithm != "batch" and getattr(model, "batch_size", None) is not None:
+        how += f", batch_size={model.batch_size}"
+        if chunk_rows is not None and chunk_rows != model.batch_size:
+            how += f" read as {chunk_rows}"
+    lines = [
         f"model        {type(model).__name__} (K={model.n_components}, "
-        f"covariance_type={model.covariance_type})",
+        f"covariance_type={model.covariance_type}, {how})",
         f"data         {label}  ({shape[0]} x {shape[1]})",
-        f"iterations   {model.n_iter_} ({status})",
+        f"iterations   {model.n_iter_} passes over the data ({status})",
         f"lower bound  {model.lower_bound_:.6f} per row",
-        f"time         {elapsed:.2f} s  ({rate:.3g} rows/s over {model.n_iter_} iterations)",
+    ]
+    history = getattr(model, "validation_history_", None)
+    if history:
+        lines.append(f"held-out     {history[-1]:.6f} per row (mean log-normaliser of the "
+                     "validation rows after the last pass)")
+    lines += [
+        f"time         {elapsed:.2f} s  ({rate:.3g} rows/s, {rows} rows streamed)",
         f"weights      {used} of {model.n_components} components above 0.001; largest: "
         f"{_format_weights(weights)}",
     ]
+    return lines
 
 
-def _fit_model(model, X):
-    """Fit, reporting warnings (non-convergence) as one ``fastvi: warning:`` line each."""
+def _fit_model(model, X, progress=None, **fit_kwargs):
+    """Fit, reporting warnings (non-convergence) as one ``fastvi: warning:`` line each,
+    after the progress bar (if any) is closed."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
-        model.fit(X)
-        elapsed = time.perf_counter() - start
-    for warning in caught:
-        print(f"fastvi: warning: {warning.message}", file=sys.stderr)
+        try:
+            model.fit(X, **fit_kwargs)
+        finally:
+            elapsed = time.perf_counter() - start
+            if progress is not None:
+                progress.close()
+            for warning in caught:
+                if not issubclass(warning.category, DeprecationWarning):
+                    print(f"fastvi: warning: {warning.message}", file=sys.stderr)
     return elapsed
+
+
+# ----------------------------------------------------------------------------- fit jobs
+
+def _jsonable(value):
+    """``value`` with NumPy scalars as Python ones and non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class JsonLog:
+    """``--log FILE.jsonl``: one JSON object per line, flushed as each line is written.
+
+    Every line holds the event's own fields plus ``time`` (Unix time) and ``wall``
+    (seconds since the command started); a value that is not finite is written as null.
+    A resumed fit appends to the log of the fit it continues.
+    """
+
+    def __init__(self, path, append=False, start=None):
+        self.path = path
+        self._start = time.perf_counter() if start is None else start
+        self._file = None
+        if path is not None:
+            try:
+                self._file = open(path, "a" if append else "w", encoding="utf-8")
+            except OSError as exc:
+                raise OSError(f"cannot write the log {path!r}: {exc.strerror or exc}") from None
+
+    def write(self, record):
+        if self._file is None:
+            return
+        line = {**record, "time": time.time(), "wall": time.perf_counter() - self._start}
+        self._file.write(json.dumps(_jsonable(line), allow_nan=False, default=str) + "\n")
+        self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class FitProgress:
+    """A tqdm bar over rows x passes: rows/s, the pass, and the bound after each pass."""
+
+    def __init__(self, enabled, n_rows, max_passes, done_rows=0, n_pass=0, desc="fit"):
+        from tqdm import tqdm
+        self.max_passes = max(int(max_passes), 1)
+        self.desc = desc
+        self.bar = tqdm(total=n_rows * self.max_passes, initial=done_rows, unit="rows",
+                        unit_scale=True, disable=not enabled, file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1, desc=self._desc(n_pass))
+
+    def _desc(self, n_pass):
+        return f"{self.desc} pass {min(n_pass + 1, self.max_passes)}/{self.max_passes}"
+
+    def __call__(self, record):
+        if record["event"] == "chunk":
+            self.bar.set_description(self._desc(record["pass"]), refresh=False)
+            self.bar.update(record["rows"])
+        elif record["event"] == "pass":
+            postfix = {"bound": f"{record['bound']:.6g}"}
+            if "validation" in record:
+                postfix["held-out"] = f"{record['validation']:.6g}"
+            self.bar.set_postfix(postfix)
+
+    def close(self):
+        self.bar.close()
+
+
+class FitRecorder:
+    """The fit's callback: counts the rows streamed, writes the log, moves the bar."""
+
+    def __init__(self, log=None, progress=None):
+        self.log = log
+        self.progress = progress
+        self.rows = 0
+        self.last = None
+
+    def __call__(self, record):
+        if record["event"] == "chunk":
+            self.rows += record["rows"]
+        self.last = record
+        if self.log is not None:
+            self.log.write(record)
+        if self.progress is not None:
+            self.progress(record)
+
+
+@contextmanager
+def _sigterm_as_ctrl_c():
+    """Handle SIGTERM (what batch schedulers send before they kill) like Ctrl-C: the fit
+    stops at the next chunk boundary and writes its checkpoint.  Yields a list that holds
+    SIGTERM once one arrived."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        if callable(signal.getsignal(signal.SIGINT)):
+            signal.raise_signal(signal.SIGINT)      # the fit loop's deferred Ctrl-C
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# dest of a `fit` option -> (estimator parameter, the option as the user spells it)
+_MODEL_OPTIONS = {
+    "k": ("n_components", "--k"),
+    "cov": ("covariance_type", "--cov"),
+    "seed": ("random_state", "--seed"),
+    "max_iter": ("max_iter", "--passes"),
+    "tol": ("tol", "--tol"),
+    "n_init": ("n_init", "--n-init"),
+    "init": ("init_params", "--init"),
+    "reg_covar": ("reg_covar", "--reg-covar"),
+    "chunk_size": ("chunk_size", "--chunk-size"),
+    "weight_prior": ("weight_concentration_prior_type", "--weight-prior"),
+    "algorithm": ("algorithm", "--algorithm"),
+    "batch_size": ("batch_size", "--batch-size"),
+    "tau": ("learning_offset", "--tau"),
+    "kappa": ("learning_decay", "--kappa"),
+    "shuffle": ("shuffle", "--no-shuffle"),
+}
+_MODEL_CLASSES = {"gmm": "GaussianMixture", "bgmm": "BayesianGaussianMixture"}
+_META_KEYS = ("class", "params", "data", "n_rows", "n_features")
+
+
+def _given_params(args):
+    """The estimator parameters that the command line sets."""
+    return {param: getattr(args, dest) for dest, (param, _) in _MODEL_OPTIONS.items()
+            if getattr(args, dest, None) is not None}
+
+
+def _runtime_params(args):
+    """Parameters that leave the result unchanged (so a resumed fit may change them)."""
+    params = {"verbose": 2 if args.verbose else 0, "verbose_interval": 1}
+    if args.threads is not None:
+        params["n_jobs"] = args.threads
+    return params
+
+
+def _build_model(args):
+    from .mixture import BayesianGaussianMixture, GaussianMixture
+    kwargs = {"random_state": 0, **_given_params(args), **_runtime_params(args)}
+    if (args.model or "gmm") == "gmm":
+        if args.weight_prior is not None:
+            raise ValueError("--weight-prior applies only to --model bgmm")
+        return GaussianMixture(**kwargs)
+    return BayesianGaussianMixture(**kwargs)
+
+
+def _chunk_rows(model):
+    """Rows per chunk of the fit: the minibatch of the online algorithms."""
+    if model.algorithm != "batch" and model.batch_size is not None:
+        return int(model.batch_size)
+    return int(model.chunk_size)
+
+
+def _check_writable(path, what):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {what} {path!r}: directory {directory!r} "
+                                "does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {what} {path!r}: it is a directory")
+
+
+def _check_outputs(args, checkpoint_path, sources):
+    """Neither the model nor the checkpoint may replace an input, nor each other."""
+    inputs = [_spec_path(spec) for source in sources if source is not None
+              for spec in (source.spec if isinstance(source.spec, list) else [source.spec])]
+    for other in inputs:
+        if _same_file(args.output, other):
+            raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
+        if checkpoint_path is not None and _same_file(checkpoint_path, other):
+            raise ValueError(f"checkpoint {checkpoint_path!r} would overwrite the input "
+                             f"{other!r}")
+    if checkpoint_path is not None and _same_file(checkpoint_path, args.output):
+        raise ValueError(f"the checkpoint and the model cannot both be {args.output!r}")
+
+
+def _specs(source):
+    return list(source.spec) if isinstance(source.spec, list) else [source.spec]
+
+
+def _checkpoint_meta(model, source, validation, args):
+    """What ``fastvi fit --resume`` needs to rebuild the estimator and reopen the data."""
+    from .checkpoint import estimator_params
+    return {"class": type(model).__name__, "params": estimator_params(model),
+            "data": _specs(source),
+            "validation": None if validation is None else _specs(validation),
+            "n_rows": int(source.n_rows), "n_features": int(source.n_features),
+            "n_chunks": int(source.n_chunks), "output": os.path.abspath(args.output),
+            "argv": list(args.argv), "fastvi_version": __version__}
+
+
+def _resume_command(args):
+    argv = list(args.argv)
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return "fastvi " + shlex.join(argv)
+
+
+def _load_resume(args, checkpoint_path):
+    """The estimator, checkpoint meta and fit state of ``fit --resume``."""
+    from .checkpoint import load_checkpoint
+    from .io import _estimator_classes
+    if not os.path.exists(checkpoint_path):
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint {checkpoint_path!r} (a fit writes it while it "
+            "runs and removes it when it ends; name another one with --checkpoint PATH, or "
+            "leave out --resume to start afresh)")
+    state, meta = load_checkpoint(checkpoint_path)
+    missing = [key for key in _META_KEYS if key not in meta]
+    if missing:
+        raise ValueError(f"{checkpoint_path!r} was not written by `fastvi fit` (its meta "
+                         f"lacks {', '.join(missing)}); resume it from Python with "
+                         "fastvi.load_checkpoint")
+    classes = _estimator_classes()
+    if meta["class"] not in classes:
+        raise ValueError(f"{checkpoint_path!r} holds an unknown model class {meta['class']!r}")
+    # Options given again with --resume must agree with the checkpoint: a different K or
+    # algorithm would silently be ignored otherwise.
+    params = meta["params"]
+    differ = []
+    if args.model is not None and _MODEL_CLASSES[args.model] != meta["class"]:
+        differ.append(f"--model {args.model} (checkpoint: {meta['class']})")
+    for dest, (param, option) in _MODEL_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None and value != params.get(param):
+            shown = option if option == "--no-shuffle" else f"{option} {value}"
+            differ.append(f"{shown} (checkpoint: {params.get(param)!r})")
+    if args.data:
+        given = [resolve_spec(spec) for spec in args.data]
+        if given != list(meta["data"]):
+            differ.append(f"DATA {' '.join(args.data)} (checkpoint: {' '.join(meta['data'])})")
+    if args.validation:
+        given = [resolve_spec(spec) for spec in args.validation]
+        if given != list(meta.get("validation") or []):
+            differ.append(f"--validation {' '.join(args.validation)} (checkpoint: "
+                          f"{' '.join(meta.get('validation') or ['none'])})")
+    if differ:
+        raise ValueError(f"--resume goes on with the settings and data stored in the "
+                         f"checkpoint {checkpoint_path!r}, but these differ from it: "
+                         f"{'; '.join(differ)}; drop them, or remove the checkpoint to start "
+                         "afresh")
+    model = classes[meta["class"]](**params)
+    for key, value in _runtime_params(args).items():
+        setattr(model, key, value)
+    return model, meta, state
+
+
+def _check_resumed_data(meta, source, checkpoint_path):
+    stored = (int(meta["n_rows"]), int(meta["n_features"]))
+    if source.shape != stored:
+        raise ValueError(f"the data changed since the checkpoint {checkpoint_path!r} was "
+                         f"written: {source.label} has {source.n_rows} x {source.n_features} "
+                         f"rows, the checkpoint is of {stored[0]} x {stored[1]}; remove the "
+                         "checkpoint to start afresh")
+    if "n_chunks" in meta and source.n_chunks != meta["n_chunks"]:
+        raise ValueError(f"the chunking of {source.label} changed since the checkpoint "
+                         f"{checkpoint_path!r} was written ({source.n_chunks} chunks, not "
+                         f"{meta['n_chunks']}); remove the checkpoint to start afresh")
+
+
+def _position(state, source):
+    """(pass in progress, 1-based; chunks done in it; chunks in a pass; rows done)."""
+    n_chunks = len(state.order) if state.order is not None else source.n_chunks
+    position = state.position if state.order is not None else 0
+    bounds = source.chunk_bounds()
+    rows = state.n_pass * source.n_rows
+    if state.order is not None:
+        rows += sum(bounds[i][1] - bounds[i][0] for i in state.order[:position])
+    return state.n_pass + 1, position, n_chunks, rows
+
+
+def cmd_fit(args):
+    started = time.perf_counter()
+    checkpoint_path = args.checkpoint or args.output + CHECKPOINT_SUFFIX
+    _check_writable(args.output, "the model")
+    if args.resume:
+        model, meta, state = _load_resume(args, checkpoint_path)
+        data_specs, validation_specs = meta["data"], meta.get("validation")
+    else:
+        model = _build_model(args)
+        meta = state = None
+        data_specs, validation_specs = args.data, args.validation
+    use_checkpoint = not args.no_checkpoint
+    if use_checkpoint and model.n_init > 1:
+        if args.checkpoint is not None or args.checkpoint_chunks is not None:
+            raise ValueError("--checkpoint needs --n-init 1: a checkpoint holds one "
+                             "initialisation (or pass --no-checkpoint)")
+        _note(f"note: no checkpoint with --n-init {model.n_init} (a checkpoint holds one "
+              "initialisation): an interrupted fit cannot be resumed")
+        use_checkpoint = False
+    if use_checkpoint and not args.resume and os.path.exists(checkpoint_path):
+        raise ValueError(f"the checkpoint {checkpoint_path!r} of an interrupted fit exists: "
+                         "add --resume to continue that fit, or remove the file to start "
+                         "afresh")
+    if use_checkpoint:
+        _check_writable(checkpoint_path, "the checkpoint")
+
+    chunk_rows = _chunk_rows(model)
+    source = open_sources(data_specs, chunk_rows)
+    validation = None
+    try:
+        if validation_specs:
+            validation = open_sources(validation_specs, chunk_rows)
+            if validation.n_features != source.n_features:
+                raise ValueError(f"--validation {validation.label} has "
+                                 f"{validation.n_features} features, the data "
+                                 f"{source.label} {source.n_features}")
+        _check_outputs(args, checkpoint_path if use_checkpoint else None,
+                       [source, validation])
+        if args.resume:
+            _check_resumed_data(meta, source, checkpoint_path)
+        else:
+            meta = _checkpoint_meta(model, source, validation, args)
+        if (model.algorithm != "batch" and model.batch_size is not None
+                and source.chunk_rows != model.batch_size):
+            _note(f"note: minibatches of up to {source.chunk_rows} rows, not --batch-size "
+                  f"{model.batch_size}: reads are aligned to the HDF5 chunking of "
+                  f"{source.label} (write it with smaller chunks for smaller minibatches)")
+        status = _run_fit(args, model, source, validation, meta, state,
+                          checkpoint_path if use_checkpoint else None, started)
+        if status == 0 and args.resume and os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)      # consumed by a fit resumed with --no-checkpoint
+        return status
+    finally:
+        source.close()
+        if validation is not None:
+            validation.close()
+
+
+def _run_fit(args, model, source, validation, meta, state, checkpoint_path, started):
+    from ._loop import FitInterrupted
+    from .checkpoint import Checkpointer
+    checkpointer = None
+    if checkpoint_path is not None:
+        every = args.checkpoint_every if args.checkpoint_every > 0 else None
+        checkpointer = Checkpointer(checkpoint_path, every_chunks=args.checkpoint_chunks,
+                                    every_seconds=every, meta=meta)
+    n_pass, position, n_chunks, done_rows = (_position(state, source) if state is not None
+                                             else (1, 0, source.n_chunks, 0))
+    if state is not None:
+        _note(f"resuming from {checkpoint_path} in pass {n_pass}, after chunk {position} "
+              f"of {n_chunks}")
+    log = JsonLog(args.log, append=args.resume, start=started)
+    progress = FitProgress(args.progress or sys.stderr.isatty(), source.n_rows,
+                           model.max_iter, done_rows=done_rows, n_pass=n_pass - 1)
+    recorder = FitRecorder(log, progress)
+    log.write({"event": "resume" if state is not None else "start",
+               "argv": list(args.argv), "data": meta["data"], "n_rows": source.n_rows,
+               "n_features": source.n_features, "n_chunks": source.n_chunks,
+               "chunk_rows": source.chunk_rows, "algorithm": model.algorithm,
+               "class": type(model).__name__,
+               "checkpoint": checkpoint_path, "pass": n_pass - 1, "position": position})
+    try:
+        with _sigterm_as_ctrl_c() as terminated, _about(source.label):
+            try:
+                elapsed = _fit_model(model, source, progress=progress, X_val=validation,
+                                     callback=recorder, checkpoint=checkpointer, resume=state)
+            except FitInterrupted as exc:
+                return _interrupted(args, exc.state, source, checkpointer, terminated, log)
+            except KeyboardInterrupt:
+                # A second Ctrl-C, or one before the first chunk: no state to save now.
+                return _interrupted(args, None, source, checkpointer, terminated, log)
+        print("\n".join(fit_summary(model, source.label, source.shape, elapsed,
+                                    rows=recorder.rows, chunk_rows=source.chunk_rows)))
+        if state is not None:
+            print(f"resumed      from {checkpoint_path} (pass {n_pass}, after chunk "
+                  f"{position} of {n_chunks})")
+        save_model(args.output, model)
+        print(f"saved        {args.output}")
+        if checkpoint_path is not None and os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)
+        log.write({"event": "end", "passes": model.n_iter_, "converged": model.converged_,
+                   "bound": model.lower_bound_, "seconds": elapsed, "rows": recorder.rows,
+                   "output": args.output})
+        return 0
+    finally:
+        progress.close()
+        log.close()
+
+
+def _interrupted(args, state, source, checkpointer, terminated, log):
+    """Report a stopped fit on stderr; the exit status."""
+    what = "stopped by SIGTERM" if terminated else "interrupted"
+    status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    if state is not None:
+        n_pass, position, n_chunks, _ = _position(state, source)
+        where = f" after pass {n_pass}, chunk {position} of {n_chunks}"
+    else:
+        where = ""
+    record = {"event": "interrupted", "signal": "SIGTERM" if terminated else "SIGINT"}
+    if state is not None and checkpointer is not None:
+        message = (f"{what}{where}; checkpoint written to {checkpointer.path}; "
+                   f"continue with: {_resume_command(args)}")
+        record.update({"pass": state.n_pass, "position": state.position,
+                       "checkpoint": checkpointer.path})
+    elif checkpointer is not None and os.path.exists(checkpointer.path):
+        message = (f"{what}{where}; the last checkpoint is {checkpointer.path}; continue "
+                   f"with: {_resume_command(args)}")
+        record["checkpoint"] = checkpointer.path
+    else:
+        message = f"{what}{where}; no checkpoint was written, the fit is lost"
+    log.write(record)
+    _note(message)
+    return status
 
 
 # ----------------------------------------------------------------------------- commands
@@ -120,52 +603,29 @@ def cmd_make_data(args):
     return 0
 
 
-def _build_model(args):
-    from .mixture import BayesianGaussianMixture, GaussianMixture
-    kwargs = {"n_components": args.k, "covariance_type": args.cov,
-              "random_state": args.seed, "verbose": 2 if args.verbose else 0,
-              "verbose_interval": 1}
-    optional = {"max_iter": args.max_iter, "tol": args.tol, "n_init": args.n_init,
-                "init_params": args.init, "reg_covar": args.reg_covar,
-                "chunk_size": args.chunk_size, "n_jobs": args.threads}
-    kwargs.update({key: value for key, value in optional.items() if value is not None})
-    if args.model == "gmm":
-        if args.weight_prior is not None:
-            raise ValueError("--weight-prior applies only to --model bgmm")
-        return GaussianMixture(**kwargs)
-    if args.weight_prior is not None:
-        kwargs["weight_concentration_prior_type"] = args.weight_prior
-    return BayesianGaussianMixture(**kwargs)
-
-
-def cmd_fit(args):
-    model = _build_model(args)
-    source = open_data(args.data)
-    with source as X, _about(source.label):
-        elapsed = _fit_model(model, X)
-        shape = X.shape
-    print("\n".join(fit_summary(model, source.label, shape, elapsed)))
-    save_model(args.output, model)
-    print(f"saved        {args.output}")
-    return 0
+def _as_chunk_source(X, chunk_rows):
+    from .sources import as_source
+    return as_source(X, chunk_rows=chunk_rows)
 
 
 def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None):
     """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``.
 
-    The rows are read and predicted ``chunk_rows`` at a time into pre-created datasets; the
-    file appears (atomically) only when every chunk is done.
+    ``X`` is a chunk source (``fastvi.io.open_source``), an h5py dataset or an array; its
+    chunks are read ahead in a thread while the previous one is predicted, into
+    pre-created datasets.  The file appears (atomically) only when every chunk is done.
     """
-    n_rows, n_components = X.shape[0], model.means_.shape[0]
-    chunk = min(chunk_rows, n_rows)
+    source = _as_chunk_source(X, chunk_rows)
+    n_rows, n_components = source.n_rows, model.means_.shape[0]
+    chunk = min(source.chunk_rows, n_rows)
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as out:
         out.attrs.update(attrs or {})
         labels = out.create_dataset("labels", (n_rows,), dtype=np.int32, chunks=(chunk,))
         resp = (out.create_dataset("resp", (n_rows, n_components), dtype=np.float32,
                                    chunks=(chunk, n_components)) if proba else None)
-        for start, stop in _progress(_row_chunks(n_rows, chunk_rows), unit="chunk",
-                                     desc="predict"):
-            rows = X[start:stop]
+        for _, start, rows in _progress(source.chunks(), total=source.n_chunks,
+                                        unit="chunk", desc="predict"):
+            stop = start + rows.shape[0]
             labels[start:stop] = model.predict(rows)
             if resp is not None:
                 resp[start:stop] = model.predict_proba(rows)
@@ -174,14 +634,14 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
 def cmd_predict(args):
     # The output replaces its path only at the end, after the inputs were read: naming an
     # input as the output would silently destroy it.
-    for other in (args.model, split_spec(args.data)[0]):
+    for other in (args.model, _spec_path(args.data)):
         if _same_file(args.output, other):
             raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
     model = load_model(args.model)
-    source = open_data(args.data)
+    source = open_source(args.data, chunk_rows=args.chunk_size)
     with source as X, _about(source.label):
         _check_model_data(model, args.model, X, source.label)
-        n_rows = X.shape[0]
+        n_rows = X.n_rows
         predict_to_h5(model, X, args.output, proba=args.proba, chunk_rows=args.chunk_size,
                       attrs={"model": os.path.abspath(args.model), "data": source.label,
                              "fastvi_version": __version__})
@@ -191,25 +651,27 @@ def cmd_predict(args):
 
 
 def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS):
-    """Total and mean of ``model.score_samples`` over ``X``, read ``chunk_rows`` at a time.
+    """Total and mean of ``model.score_samples`` over ``X`` (a chunk source, an h5py
+    dataset or an array), read ``chunk_rows`` at a time (HDF5: aligned, read ahead).
 
     Returns
     -------
     mean, total : float
     """
+    source = _as_chunk_source(X, chunk_rows)
     total = 0.0
-    for start, stop in _row_chunks(X.shape[0], chunk_rows):
-        total += float(model.score_samples(X[start:stop]).sum())
-    return total / X.shape[0], total
+    for _, _, rows in source.chunks():
+        total += float(model.score_samples(rows).sum())
+    return total / source.n_rows, total
 
 
 def cmd_score(args):
     model = load_model(args.model)
-    source = open_data(args.data)
+    source = open_source(args.data, chunk_rows=args.chunk_size)
     with source as X, _about(source.label):
         _check_model_data(model, args.model, X, source.label)
         mean, total = score_chunks(model, X, args.chunk_size)
-        n_rows = X.shape[0]
+        n_rows = X.n_rows
     what = ("log-likelihood" if type(model).__name__ == "GaussianMixture"
             else "log sum_k rho_nk (the per-row ELBO term)")
     print(f"score  {mean!r}  (mean {what} per row)")
@@ -282,18 +744,27 @@ def cmd_demo(args):
 
     start = time.perf_counter()
     write_mixture_h5(data_path, args.n_samples, n_features, n_components,
-                     random_state=args.seed, progress=sys.stderr.isatty())
+                     random_state=args.seed, chunk_rows=min(args.batch_size, DEMO_BATCH_SIZE),
+                     progress=sys.stderr.isatty())
     print(f"data         {data_path}: {args.n_samples} x {n_features} float32 from "
           f"{n_components} Gaussians (seed {args.seed}), made in "
           f"{time.perf_counter() - start:.2f} s")
 
     model = BayesianGaussianMixture(n_components=n_components, covariance_type="full",
-                                    max_iter=args.max_iter, n_init=1, random_state=args.seed)
-    source = open_data(data_path + ":/X")
+                                    algorithm="stochastic", batch_size=args.batch_size,
+                                    max_iter=args.passes, tol=args.tol, n_init=1,
+                                    random_state=args.seed)
+    # The fit streams minibatches from the HDF5 dataset, read ahead in a thread; it never
+    # loads /X whole.
+    source = open_source(data_path + ":/X", chunk_rows=args.batch_size)
+    progress = FitProgress(sys.stderr.isatty(), source.n_rows, args.passes, desc="demo")
+    recorder = FitRecorder(progress=progress)
     with source as X, _about(source.label):
-        # The fit streams the HDF5 dataset chunk by chunk; it never loads /X whole.
-        elapsed = _fit_model(model, X)
-        print("\n".join(fit_summary(model, source.label, X.shape, elapsed)))
+        elapsed = _fit_model(model, X, progress=progress, callback=recorder)
+        print("\n".join(fit_summary(model, source.label, X.shape, elapsed,
+                                    rows=recorder.rows)))
+        print("passes       " + "  ".join(f"{bound:.6f}" for bound in model.bound_history_)
+              + "  (bound per row after each pass)")
         labels = model.predict(X)
     with h5py.File(data_path, "r") as f:
         truth = f["labels"][()]
@@ -318,6 +789,35 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+FIT_EPILOG = """\
+examples:
+  fastvi fit data.h5:/X --k 16 --model bgmm -o model.h5
+  fastvi fit part1.h5:/X part2.h5:/X --k 16 --model bgmm --algorithm stochastic \\
+      --batch-size 65536 --passes 5 --validation held.h5:/X --log fit.jsonl -o model.h5
+  fastvi fit ... -o model.h5 --resume      (after Ctrl-C, SIGTERM, kill -9 or a crash)
+
+The fit state is checkpointed to MODEL.h5.ckpt while it runs.  Ctrl-C or SIGTERM stops it
+at the next chunk, writes the checkpoint and exits with status 130 (143); the same
+command with --resume goes on and ends with the same model, bit for bit.  The model is
+written atomically at the end and the checkpoint removed.  --resume takes the settings
+and data from the checkpoint: DATA and the model options may be left out (given, they
+must agree with it); --threads, --verbose, --log and --progress may change."""
+
+
 def build_parser():
     """The argparse parser of the ``fastvi`` command."""
     parser = argparse.ArgumentParser(
@@ -339,23 +839,66 @@ def build_parser():
     p.add_argument("--chunk-rows", type=_positive_int, default=65536)
     p.set_defaults(func=cmd_make_data)
 
-    p = sub.add_parser("fit", help="fit a mixture and save it")
-    p.add_argument("data", metavar="DATA", help="file.npy, file.h5 or file.h5:/dataset")
-    p.add_argument("--k", type=_positive_int, required=True, help="number of components")
-    p.add_argument("--model", choices=("gmm", "bgmm"), default="gmm")
-    p.add_argument("--cov", choices=("full", "tied", "diag", "spherical"), default="full")
-    p.add_argument("--max-iter", type=int)
-    p.add_argument("--tol", type=float)
-    p.add_argument("--n-init", type=_positive_int)
-    p.add_argument("--init", choices=("kmeans", "k-means++", "random", "random_from_data"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reg-covar", type=float)
-    p.add_argument("--chunk-size", type=_positive_int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--weight-prior", choices=("dirichlet_process", "dirichlet_distribution"))
-    p.add_argument("--verbose", action="store_true", help="print every iteration")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL.h5")
-    p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("fit", help="fit a mixture and save it (checkpointed, resumable)",
+                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", metavar="DATA", nargs="*",
+                   help="file.npy, file.h5 or file.h5:/dataset; several are read as one "
+                        "data set, in order (optional with --resume)")
+    g = p.add_argument_group("model")
+    g.add_argument("--k", type=_positive_int, help="number of components (required)")
+    g.add_argument("--model", choices=("gmm", "bgmm"), help="EM or variational Bayes (gmm)")
+    g.add_argument("--cov", choices=("full", "tied", "diag", "spherical"),
+                   help="covariance structure (full)")
+    g.add_argument("--weight-prior", choices=("dirichlet_process", "dirichlet_distribution"),
+                   help="bgmm only (dirichlet_process)")
+    g.add_argument("--init", choices=("kmeans", "k-means++", "random", "random_from_data"))
+    g.add_argument("--n-init", type=_positive_int,
+                   help="initialisations, best kept (1; more disables checkpoints)")
+    g.add_argument("--seed", type=int, help="random seed (0)")
+    g.add_argument("--reg-covar", type=float)
+    g = p.add_argument_group("algorithm")
+    g.add_argument("--algorithm", choices=("batch", "stochastic", "memoized"),
+                   help="exact passes, stochastic VB / stepwise EM, or memoized (batch)")
+    g.add_argument("--passes", "--max-iter", dest="max_iter", type=_non_negative_int,
+                   metavar="N", help="most passes over the data (100)")
+    g.add_argument("--tol", type=float,
+                   help="stop when the bound per row changes less (gmm 1e-3, bgmm 1e-5); "
+                        "the stochastic algorithm judges the held-out value when "
+                        "--validation is given")
+    g.add_argument("--batch-size", type=_positive_int, metavar="ROWS",
+                   help="rows per minibatch of stochastic and memoized (--chunk-size); "
+                        "rounded up to the HDF5 chunking")
+    g.add_argument("--tau", type=_non_negative_float, metavar="TAU",
+                   help="learning offset of the step size (t + tau)^-kappa (10)")
+    g.add_argument("--kappa", type=float, metavar="KAPPA",
+                   help="learning decay, in (0.5, 1] (0.7)")
+    g.add_argument("--no-shuffle", dest="shuffle", action="store_const", const=False,
+                   help="visit the minibatches in file order (default: a new random order "
+                        "every pass)")
+    g.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
+                   help="rows per read and kernel call (65536)")
+    g.add_argument("--threads", type=int, help="compute threads (-1: all)")
+    g = p.add_argument_group("input and output")
+    g.add_argument("-o", "--output", required=True, metavar="MODEL.h5")
+    g.add_argument("--validation", metavar="DATA", action="append",
+                   help="held-out rows: their mean log-normaliser is recorded every pass "
+                        "(repeat for several files)")
+    g.add_argument("--log", metavar="FILE.jsonl",
+                   help="write every chunk and pass event as a JSON line")
+    g.add_argument("--progress", action="store_true",
+                   help="draw the progress bar even when stderr is not a terminal")
+    g.add_argument("--verbose", action="store_true", help="print every pass")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (MODEL.h5.ckpt)")
+    g.add_argument("--checkpoint-every", type=_non_negative_float, metavar="SECONDS",
+                   default=CHECKPOINT_EVERY_SECONDS,
+                   help="write it every SECONDS (60; 0: only after passes and on Ctrl-C)")
+    g.add_argument("--checkpoint-chunks", type=_positive_int, metavar="N",
+                   help="also write it every N chunks")
+    g.add_argument("--no-checkpoint", action="store_true", help="write no checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="go on from the checkpoint of an interrupted fit")
+    p.set_defaults(func=cmd_fit, check=functools.partial(_check_fit_args, p))
 
     p = sub.add_parser("predict", help="write the labels (and responsibilities) of DATA")
     p.add_argument("model", metavar="MODEL")
@@ -375,13 +918,28 @@ def build_parser():
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="generate a mixture, fit it from HDF5, report the ARI")
+    p = sub.add_parser("demo", help="generate a mixture in HDF5, fit it by stochastic VB "
+                                    "streaming from the file, report the ARI")
     p.add_argument("--n-samples", type=_positive_int, default=DEMO_N_SAMPLES)
-    p.add_argument("--max-iter", type=_positive_int, default=DEMO_MAX_ITER)
+    p.add_argument("--passes", "--max-iter", dest="passes", type=_positive_int,
+                   default=DEMO_PASSES, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, default=DEMO_BATCH_SIZE,
+                   metavar="ROWS")
+    p.add_argument("--tol", type=float, default=DEMO_TOL)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="DIR", help="keep the data and model here")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _check_fit_args(parser, args):
+    """Usage errors of ``fit`` that argparse cannot express (it exits 2 on them)."""
+    if args.resume:
+        return
+    missing = [name for name, value in (("DATA", args.data), ("--k", args.k)) if not value]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} "
+                     "(unless --resume)")
 
 
 def main(argv=None):
@@ -395,16 +953,21 @@ def main(argv=None):
     Returns
     -------
     int
-        0 on success, 2 on bad usage or bad input.
+        0 on success, 2 on bad usage or bad input, 130 when interrupted (Ctrl-C), 143 when
+        stopped by SIGTERM.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command is not None and getattr(args, "check", None) is not None:
+            args.check(args)
     except SystemExit as exc:       # --help, --version, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, OSError, KeyError) as exc:
@@ -413,7 +976,11 @@ def main(argv=None):
         # KeyError's str() is the repr of its argument; print the message itself.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"fastvi: error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("fastvi: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,13 @@ them: ``spec`` is
 * ``file.h5:/group/dataset``: one dataset of an HDF5 file, read chunk by chunk later;
 * ``file.h5``: its ``/X`` dataset, or else its only 2-D dataset.
 
+``open_source(spec, chunk_rows)`` opens the same specs, with the same checks and errors,
+as a chunk source of ``fastvi.sources`` (``HDF5Source``: reads aligned to the HDF5
+chunking and read ahead in a thread; ``ArraySource`` on a .npy memory map), which the
+estimators stream from; ``open_sources(specs)`` reads several as one data set
+(``ConcatSource``), and ``resolve_spec`` gives the absolute, explicit form of a spec that
+a checkpoint stores to reopen the data.
+
 Model files (format_version 1)
 ------------------------------
 A model is one HDF5 file.  Root attributes:
@@ -304,6 +311,96 @@ def open_data(spec):
         source.close()
         raise
     return source
+
+
+def resolve_spec(spec):
+    """The absolute, explicit form of a data spec: ``/abs/file.h5:/X`` or ``/abs/rows.npy``.
+
+    The file is opened (and closed) to find the default dataset of an HDF5 file, with
+    ``open_data``'s errors.
+    """
+    with_data = open_data(spec)
+    try:
+        path = os.path.abspath(with_data.path)
+        return path if with_data.dataset is None else f"{path}:{with_data.dataset}"
+    finally:
+        with_data.close()
+
+
+def open_source(spec, chunk_rows=None, dtype=None):
+    """Open one data spec as a chunk source (``fastvi.sources``) without reading it.
+
+    An HDF5 dataset becomes an ``HDF5Source`` (reads aligned to its HDF5 chunking and
+    prefetched in a thread), a .npy file an ``ArraySource`` on its memory map.  The checks
+    and error messages are ``open_data``'s (missing file or dataset, not 2-D, not numeric,
+    empty, corrupt).
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        ``file.npy``, ``file.h5:/dataset`` or ``file.h5``.
+    chunk_rows : int, optional
+        Rows per chunk (default ``fastvi.sources.DEFAULT_CHUNK_ROWS``); an HDF5 source
+        rounds it up to a multiple of the dataset's chunk rows.
+    dtype : {None, 'float32', 'float64'}
+        Working dtype (None: float32 stays float32, anything else becomes float64).
+
+    Returns
+    -------
+    ChunkSource
+        With ``label`` (``'file.h5:/X'``, as the spec named the file) and ``spec`` (the
+        absolute form, see ``resolve_spec``).  Close it (or use it in a ``with`` block).
+    """
+    from .sources import DEFAULT_CHUNK_ROWS, ArraySource, HDF5Source
+    chunk_rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
+    data = open_data(spec)
+    label = data.label
+    path = os.path.abspath(data.path)
+    if data.dataset is None:
+        source = ArraySource(data.array, chunk_rows=chunk_rows, dtype=dtype, label=label)
+        source.spec = path
+    else:
+        dataset = data.dataset
+        data.close()
+        try:
+            source = HDF5Source(data.path, dataset, chunk_rows=chunk_rows, dtype=dtype)
+        except OSError as exc:
+            raise OSError(f"cannot read HDF5 file {data.path!r}: {exc}") from None
+        source.label = label
+        source.spec = f"{path}:{dataset}"
+    return source
+
+
+def open_sources(specs, chunk_rows=None, dtype=None):
+    """Several data specs read as one run of rows: a ``ConcatSource`` of ``open_source``
+    (or that one source for a single spec).
+
+    Raises
+    ------
+    ValueError
+        The files have different numbers of features (the message lists them).
+    """
+    from .sources import ConcatSource
+    specs = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
+    if not specs:
+        raise ValueError("no data given")
+    sources = []
+    try:
+        for spec in specs:
+            sources.append(open_source(spec, chunk_rows, dtype))
+        if len(sources) == 1:
+            return sources[0]
+        features = {source.n_features for source in sources}
+        if len(features) > 1:
+            raise ValueError("all data must have the same number of features, got "
+                             + ", ".join(f"{s.label}: {s.n_features}" for s in sources))
+        combined = ConcatSource(sources)
+        combined.spec = [source.spec for source in sources]
+        return combined
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
 
 
 # ----------------------------------------------------------------------------- models

@@ -1,4 +1,5 @@
 """The ``fastvi`` command end to end, through ``fastvi.cli.main`` on small files."""
+import json
 import os
 import re
 
@@ -243,3 +244,229 @@ def test_usage_errors(capsys):
     err = _error(capsys, ["fit", "x.h5", "--k", "2", "--weight-prior", "dirichlet_process",
                           "-o", "m.h5"])
     assert "--weight-prior" in err
+
+
+# ----------------------------------------------------------------------------- batch jobs
+
+def _events(path):
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def test_log_writes_json_lines_with_pass_bounds(workdir, tmp_path, capsys):
+    out, log = tmp_path / "m.h5", tmp_path / "fit.jsonl"
+    assert main(["fit", str(workdir / "data.h5"), "--k", str(K), "--model", "bgmm",
+                 "--algorithm", "memoized", "--batch-size", "1000", "--passes", "4",
+                 "--tol", "0", "--log", str(log), "-o", str(out)]) == 0
+    capsys.readouterr()
+    events = _events(log)                       # every line is one JSON object
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    assert all("time" in e and "wall" in e for e in events)
+    chunks = [e for e in events if e["event"] == "chunk"]
+    passes = [e for e in events if e["event"] == "pass"]
+    assert len(chunks) == 4 * 3 and sum(e["rows"] for e in chunks) == 4 * N_ROWS
+    assert [e["pass"] for e in passes] == [1, 2, 3, 4]
+    assert [e["step"] for e in passes] == [3, 6, 9, 12]
+    assert all(np.isfinite(e["bound"]) for e in passes)
+    # Memoized VB never lowers the bound after its first pass.
+    assert all(b >= a - 1e-9 for a, b in zip([e["bound"] for e in passes[1:]],
+                                            [e["bound"] for e in passes[2:]]))
+    assert passes[-1]["bound"] == load_model(out).lower_bound_
+    assert events[-1]["passes"] == 4 and events[-1]["output"] == str(out)
+    assert sorted(os.listdir(tmp_path)) == ["fit.jsonl", "m.h5"]      # checkpoint removed
+
+
+def test_validation_records_held_out_values(workdir, tmp_path, capsys):
+    X, _ = _data(workdir)
+    with h5py.File(tmp_path / "train.h5", "w") as f:
+        f.create_dataset("X", data=X[:2000], chunks=(500, N_FEATURES))
+    with h5py.File(tmp_path / "held.h5", "w") as f:
+        f.create_dataset("rows", data=X[2000:], chunks=(500, N_FEATURES))
+    out, log = tmp_path / "m.h5", tmp_path / "fit.jsonl"
+    assert main(["fit", str(tmp_path / "train.h5"), "--k", str(K), "--model", "bgmm",
+                 "--algorithm", "stochastic", "--batch-size", "500", "--passes", "3",
+                 "--validation", f"{tmp_path / 'held.h5'}:/rows", "--log", str(log),
+                 "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out" in text
+    passes = [e for e in _events(log) if e["event"] == "pass"]
+    assert passes and all(np.isfinite(e["validation"]) for e in passes)
+    model = load_model(out)
+    assert passes[-1]["validation"] == pytest.approx(model.score(X[2000:]), rel=1e-9)
+    held = float(re.search(r"held-out\s+(\S+)", text).group(1))
+    assert held == pytest.approx(passes[-1]["validation"], abs=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "stochastic"])
+def test_several_files_equal_one_file(workdir, tmp_path, capsys, algorithm):
+    # Per-file row counts that are multiples of the chunk rows: the same chunks either way.
+    X, _ = _data(workdir)
+    parts = [(0, 2000), (2000, 3000)]
+    for i, (start, stop) in enumerate(parts):
+        with h5py.File(tmp_path / f"part{i}.h5", "w") as f:
+            f.create_dataset("X", data=X[start:stop], chunks=(1000, N_FEATURES))
+    common = ["--k", str(K), "--model", "bgmm", "--algorithm", algorithm, "--passes", "3",
+              "--chunk-size", "1000", "--batch-size", "1000"]
+    assert main(["fit", f"{workdir / 'data.h5'}:/X", *common,
+                 "-o", str(tmp_path / "one.h5")]) == 0
+    assert main(["fit", f"{tmp_path / 'part0.h5'}:/X", str(tmp_path / "part1.h5"), *common,
+                 "-o", str(tmp_path / "two.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "part0.h5:/X + " in text and "(3000 x 4)" in text
+    one, two = load_model(tmp_path / "one.h5"), load_model(tmp_path / "two.h5")
+    for key in ("means_", "covariances_", "weights_"):
+        assert np.array_equal(getattr(one, key), getattr(two, key)), key
+
+
+def test_npy_and_hdf5_files_together(workdir, tmp_path):
+    X, _ = _data(workdir)
+    np.save(tmp_path / "a.npy", X[:1000].astype(np.float64))
+    assert main(["fit", str(tmp_path / "a.npy"), str(workdir / "data.h5"), "--k", "2",
+                 "--passes", "2", "-o", str(tmp_path / "m.h5")]) == 0
+    assert load_model(tmp_path / "m.h5").n_features_in_ == N_FEATURES
+
+
+def test_mismatched_feature_counts_across_files(workdir, bad_files, tmp_path, capsys):
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), str(bad_files / "bad.h5:/X"),
+                          "--k", "2", "-o", str(tmp_path / "m.h5")])
+    assert "same number of features" in err
+    assert "data.h5:/X: 4" in err and "bad.h5:/X: 5" in err
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "2", "--validation",
+                          str(bad_files / "bad.h5:/X"), "-o", str(tmp_path / "m.h5")])
+    assert "--validation" in err and "5 features" in err
+    # A bad file among several is named like a single one.
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), str(bad_files / "missing.h5"),
+                          "--k", "2", "-o", str(tmp_path / "m.h5")])
+    assert "missing.h5" in err and "does not exist" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_resume_errors(workdir, tmp_path, capsys):
+    data, out = str(workdir / "data.h5"), str(tmp_path / "m.h5")
+    err = _error(capsys, ["fit", data, "--k", "2", "-o", out, "--resume"])
+    assert "no checkpoint" in err and f"{out}.ckpt" in err
+    err = _error(capsys, ["fit", "--resume", "-o", out, "--checkpoint",
+                          str(tmp_path / "other.ckpt")])
+    assert "other.ckpt" in err
+    (tmp_path / "junk.ckpt").write_bytes(b"not a pickle at all")
+    err = _error(capsys, ["fit", "--resume", "-o", out, "--checkpoint",
+                          str(tmp_path / "junk.ckpt")])
+    assert "junk.ckpt" in err and "checkpoint" in err
+
+
+def _stopped_fit(workdir, tmp_path, *extra):
+    """A checkpoint as an interrupted ``fit`` leaves it (written mid-way by the loop)."""
+    from fastvi.checkpoint import Checkpointer
+
+    class Stop(Exception):
+        pass
+
+    original = Checkpointer.write
+
+    def write_then_stop(self, state):
+        original(self, state)
+        if state.step >= 2:
+            raise Stop
+
+    argv = ["fit", str(workdir / "data.h5"), "--k", str(K), "--algorithm", "stochastic",
+            "--batch-size", "1000", "--passes", "3", "--checkpoint-chunks", "1",
+            "-o", str(tmp_path / "m.h5"), *extra]
+    Checkpointer.write = write_then_stop
+    try:
+        with pytest.raises(Stop):
+            main(argv)
+    finally:
+        Checkpointer.write = original
+    assert (tmp_path / "m.h5.ckpt").exists() and not (tmp_path / "m.h5").exists()
+    return argv
+
+
+def test_resume_checks_options_and_data(workdir, tmp_path, capsys):
+    argv = _stopped_fit(workdir, tmp_path)
+    # Starting afresh over the checkpoint of an interrupted fit is refused.
+    err = _error(capsys, argv)
+    assert "--resume" in err and "m.h5.ckpt" in err
+    # Options given with --resume must agree with the checkpoint.
+    err = _error(capsys, argv[:3] + ["4"] + argv[4:] + ["--resume"])
+    assert "--k 4" in err and "checkpoint: 3" in err
+    err = _error(capsys, argv + ["--algorithm", "memoized", "--resume"])
+    assert "--algorithm memoized" in err
+    with h5py.File(workdir / "data.h5", "r") as f:
+        rows = f["X"][:2500]
+    moved = tmp_path / "data.h5"
+    with h5py.File(moved, "w") as f:
+        f.create_dataset("X", data=rows, chunks=(1000, N_FEATURES))
+    err = _error(capsys, [argv[0], str(moved), *argv[2:], "--resume"])
+    assert "DATA" in err and str(moved) in err
+    # The data changed since: clear error, checkpoint kept.
+    from fastvi.checkpoint import load_checkpoint, Checkpointer
+    state, meta = load_checkpoint(tmp_path / "m.h5.ckpt")
+    meta = dict(meta, data=[f"{moved}:/X"])
+    Checkpointer(tmp_path / "m.h5.ckpt", meta=meta).write(state)
+    err = _error(capsys, ["fit", "--resume", "-o", str(tmp_path / "m.h5")])
+    assert "changed" in err and "2500 x 4" in err and "3000 x 4" in err
+    assert (tmp_path / "m.h5.ckpt").exists() and not (tmp_path / "m.h5").exists()
+
+
+def test_resume_needs_only_the_output(workdir, tmp_path, capsys):
+    argv = _stopped_fit(workdir, tmp_path, "--seed", "4")
+    capsys.readouterr()
+    # --threads may change on resuming; --no-checkpoint still removes the one consumed.
+    assert main(["fit", "--resume", "-o", str(tmp_path / "m.h5"), "--threads", "1",
+                 "--no-checkpoint"]) == 0
+    assert "resumed" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["m.h5"]
+    resumed = load_model(tmp_path / "m.h5")
+    assert main([*argv[:-2], "-o", str(tmp_path / "ref.h5"), "--seed", "4"]) == 0
+    reference = load_model(tmp_path / "ref.h5")
+    for key in ("means_", "covariances_", "weights_"):
+        assert np.array_equal(getattr(resumed, key), getattr(reference, key)), key
+
+
+def test_n_init_and_checkpoints(workdir, tmp_path, capsys):
+    out = str(tmp_path / "m.h5")
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--n-init", "2",
+                 "--passes", "2", "-o", out]) == 0
+    assert "no checkpoint with --n-init 2" in capsys.readouterr().err
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "2", "--n-init", "2",
+                          "--checkpoint-chunks", "1", "-o", out])
+    assert "--n-init 1" in err
+
+
+def test_fit_usage_errors(workdir, tmp_path, capsys):
+    assert main(["fit", "--k", "2", "-o", "m.h5"]) == 2                  # no DATA
+    assert "DATA" in capsys.readouterr().err
+    assert main(["fit", str(workdir / "data.h5"), "-o", "m.h5"]) == 2     # no --k
+    assert "--k" in capsys.readouterr().err
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--algorithm", "sgd",
+                 "-o", "m.h5"]) == 2
+    capsys.readouterr()
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "2", "--kappa", "0.3",
+                          "-o", str(tmp_path / "m.h5")])
+    assert "kappa" in err
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "2",
+                          "-o", str(tmp_path / "no" / "m.h5")])
+    assert "does not exist" in err
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "2",
+                          "-o", str(workdir / "data.h5")])
+    assert "overwrite" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_small_batches_are_read_aligned_to_the_hdf5_chunks(workdir, tmp_path, capsys):
+    # data.h5 is chunked by 1000 rows: 300-row minibatches become 1000-row reads.
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--algorithm", "stochastic",
+                 "--batch-size", "300", "--passes", "1", "--log", str(tmp_path / "l.jsonl"),
+                 "-o", str(tmp_path / "m.h5")]) == 0
+    captured = capsys.readouterr()
+    assert "minibatches of up to 1000 rows" in captured.err
+    assert "batch_size=300 read as 1000" in captured.out
+    rows = [e["rows"] for e in _events(tmp_path / "l.jsonl") if e["event"] == "chunk"]
+    assert rows == [1000, 1000, 1000]
+
+
+def test_progress_bar_when_forced(workdir, tmp_path, capsys):
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--passes", "2",
+                 "--progress", "-o", str(tmp_path / "m.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "rows/s" in err and "bound=" in err and "pass 2/2" in err

@@ -8,7 +8,9 @@ import pytest
 
 from fastvi import BayesianGaussianMixture, GaussianMixture, datasets
 from fastvi.datasets import adjusted_rand_index, make_mixture, write_mixture_h5
-from fastvi.io import atomic_path, get_params, load_model, open_data, save_model
+from fastvi.io import (atomic_path, get_params, load_model, open_data, open_source,
+                       open_sources, resolve_spec, save_model)
+from fastvi.sources import ArraySource, ConcatSource, HDF5Source
 
 COV_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -193,6 +195,63 @@ def test_open_data_corrupt_and_ambiguous_files(tmp_path):
     np.save(bad_npy, np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="objects.npy"):
         open_data(bad_npy)
+
+
+def test_open_source_hdf5_is_aligned_and_closes(tmp_path):
+    X = np.arange(2000 * 3, dtype=np.float32).reshape(2000, 3)
+    path = tmp_path / "chunked.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(300, 3))
+    source = open_source(path, chunk_rows=500)
+    assert isinstance(source, HDF5Source)
+    assert source.chunk_rows == 600                          # rounded up to the chunking
+    assert source.label == f"{path}:/X" and source.spec == f"{path}:/X"
+    assert source.dtype == np.float32 and source.shape == (2000, 3)
+    with source:
+        rows = np.vstack([chunk for _, _, chunk in source.chunks()])
+        dataset = source.dataset
+    np.testing.assert_array_equal(rows, X)
+    assert not dataset.id.valid                             # closed on leaving the block
+
+
+def test_open_source_npy_and_relative_specs(data_files, monkeypatch):
+    X, npy, h5, single = data_files
+    source = open_source(npy, chunk_rows=3)
+    assert isinstance(source, ArraySource) and source.chunk_bounds()[-1] == (6, 8)
+    assert source.label == str(npy) and source.spec == str(npy)
+    np.testing.assert_array_equal(source.read(0, 8), X)
+    monkeypatch.chdir(h5.parent)
+    assert open_source("rows.h5").spec == f"{h5}:/X"          # absolute, dataset explicit
+    assert resolve_spec("single.h5") == f"{single}:/data/rows"
+    assert resolve_spec("rows.npy") == str(npy)
+
+
+@pytest.mark.parametrize("suffix, error, words", [
+    ("missing.h5", FileNotFoundError, ["missing.h5", "does not exist"]),
+    ("rows.h5:/nope", KeyError, ["/nope", "rows.h5", "/X"]),
+    ("rows.h5:/flat", ValueError, ["rows.h5:/flat", "2-D"]),
+    ("rows.h5:/text", ValueError, ["rows.h5:/text", "dtype"]),
+])
+def test_open_source_errors_are_open_datas(data_files, tmp_path, suffix, error, words):
+    with pytest.raises(error) as info:
+        open_source(f"{tmp_path}/{suffix}")
+    for word in words:
+        assert word in info.value.args[0]
+
+
+def test_open_sources_concatenates_in_order(data_files):
+    X, npy, h5, _ = data_files
+    source = open_sources([str(h5), str(npy)], chunk_rows=4)
+    assert isinstance(source, ConcatSource)
+    assert source.shape == (16, 3) and source.spec == [f"{h5}:/X", str(npy)]
+    with source:
+        rows = np.vstack([chunk for _, _, chunk in source.chunks()])
+    np.testing.assert_array_equal(rows, np.vstack([X, X]))
+    assert isinstance(open_sources([str(npy)]), ArraySource)
+    with pytest.raises(ValueError, match="same number of features.*:/X: 3.*other: 2"):
+        open_sources([str(h5), f"{h5}:/group/other"])
+    with pytest.raises(FileNotFoundError, match="nothing.h5"):
+        open_sources([str(h5), str(h5.parent / "nothing.h5")])
 
 
 # ----------------------------------------------------------------------------- models
