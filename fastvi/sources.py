@@ -22,6 +22,7 @@ import threading
 import numpy as np
 
 DEFAULT_CHUNK_ROWS = 65536
+_CHUNK_CACHE_BYTES = 64 * 2 ** 20
 
 
 def _check_finite(chunk, label, first_row):
@@ -159,7 +160,9 @@ class HDF5Source(ChunkSource):
         if not isinstance(dataset, h5py.Dataset):
             path = os.fspath(dataset)
             try:
-                self._file = h5py.File(path, "r")
+                # A chunk cache that holds whole HDF5 chunks, so that minibatches smaller
+                # than one chunk do not decompress it again and again.
+                self._file = h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: no such file") from None
             except OSError as exc:
@@ -245,12 +248,19 @@ class ConcatSource(ChunkSource):
 
 
 def aligned_chunk_rows(dataset, chunk_rows):
-    """``chunk_rows`` rounded up to a multiple of the dataset's HDF5 chunk rows."""
+    """``chunk_rows`` rounded up to a multiple of the dataset's HDF5 chunk rows.
+
+    A size below one HDF5 chunk is kept as asked (a small minibatch stays small): its reads
+    are parts of one HDF5 chunk, which h5py's chunk cache (enlarged by ``HDF5Source``)
+    keeps decompressed for the next minibatch.
+    """
     chunk_rows = int(chunk_rows)
     if dataset.chunks is None:
         return chunk_rows
     step = dataset.chunks[0]
-    return max(step, -(-chunk_rows // step) * step)
+    if chunk_rows < step:
+        return chunk_rows
+    return -(-chunk_rows // step) * step
 
 
 def _check_shape(shape, dtype, label):

@@ -453,16 +453,23 @@ def test_fit_usage_errors(workdir, tmp_path, capsys):
     assert os.listdir(tmp_path) == []
 
 
-def test_small_batches_are_read_aligned_to_the_hdf5_chunks(workdir, tmp_path, capsys):
-    # data.h5 is chunked by 1000 rows: 300-row minibatches become 1000-row reads.
+def test_minibatches_smaller_than_the_hdf5_chunks_stay_small(workdir, tmp_path, capsys):
+    # data.h5 is chunked by 1000 rows: 300-row minibatches are read as asked.
     assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--algorithm", "stochastic",
                  "--batch-size", "300", "--passes", "1", "--log", str(tmp_path / "l.jsonl"),
                  "-o", str(tmp_path / "m.h5")]) == 0
     captured = capsys.readouterr()
-    assert "minibatches of up to 1000 rows" in captured.err
-    assert "batch_size=300 read as 1000" in captured.out
-    rows = [e["rows"] for e in _events(tmp_path / "l.jsonl") if e["event"] == "chunk"]
-    assert rows == [1000, 1000, 1000]
+    assert "batch_size=300" in captured.out and "read as" not in captured.out
+    rows = sorted(e["rows"] for e in _events(tmp_path / "l.jsonl") if e["event"] == "chunk")
+    assert rows == [300] * 10
+
+    # above one HDF5 chunk, reads are rounded up to whole chunks, and the CLI says so
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--algorithm", "stochastic",
+                 "--batch-size", "1500", "--passes", "1", "--log", str(tmp_path / "l2.jsonl"),
+                 "-o", str(tmp_path / "m2.h5")]) == 0
+    captured = capsys.readouterr()
+    assert "minibatches of up to 2000 rows" in captured.err
+    assert "batch_size=1500 read as 2000" in captured.out
 
 
 def test_progress_bar_when_forced(workdir, tmp_path, capsys):
