@@ -48,12 +48,27 @@ def accumulate(X, params, sample_weight=None, chunk_rows=DEFAULT_CHUNK_ROWS):
     """One E-step pass: the sufficient statistics of ``X`` (array, dataset or chunk
     source) about ``params.means``."""
     stats = SufficientStats.zeros(params.means, params.full)
-    for _, start, chunk in as_source(X, chunk_rows).chunks():
+    source = as_source(X, chunk_rows)
+    for _, start, chunk in source.chunks(check=False):
         weights = _chunk_weights(sample_weight, start, chunk)
-        stats.log_norm += accumulate_chunk(chunk, params, weights, stats)
+        log_norm = accumulate_chunk(chunk, params, weights, stats)
+        check_result(source, start, chunk, log_norm)
+        stats.log_norm += log_norm
         stats.weight += chunk.shape[0] if weights is None else float(weights.sum())
     mirror_upper(stats)
     return stats
+
+
+def check_result(source, start, chunk, log_norm):
+    """A chunk's sum of log-normalisers is finite unless a row is NaN or inf (the kernel
+    carries NaN and -inf through), so the rows are scanned only when it is not."""
+    if not np.isfinite(log_norm):
+        source.check_finite(chunk, start)
+        raise FloatingPointError(
+            f"{source.label}: rows {start}:{start + chunk.shape[0]} have a non-finite "
+            f"log-likelihood ({log_norm}) under the current parameters although the data are "
+            "finite; a component may have collapsed (increase reg_covar) or the data may be "
+            "far out of the float range of the parameters")
 
 
 def accumulate_chunk(chunk, params, weights, stats):

@@ -148,6 +148,7 @@ class ChunkLoop:
         weights = None if self.sample_weight is None else self.sample_weight[start:stop]
         stats = _estep.SufficientStats.zeros(params.means, params.full)
         stats.log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
+        _estep.check_result(self.source, start, chunk, stats.log_norm)
         stats.weight = float(stop - start) if weights is None else float(weights.sum())
         _estep.mirror_upper(stats)
         return stats
@@ -177,7 +178,7 @@ class ChunkLoop:
                 state.position = 0
             pass_params = model._kernel_params()
             indices = state.order[state.position:]
-            for index, start, chunk in self.source.chunks(indices):
+            for index, start, chunk in self.source.chunks(indices, check=False):
                 self._step(state, index, chunk, pass_params)
                 state.position += 1
                 state.step += 1
@@ -204,8 +205,9 @@ class ChunkLoop:
                 state.stats = _estep.SufficientStats.zeros(pass_params.means, pass_params.full)
             start, stop = self.bounds[index]
             weights = None if self.sample_weight is None else self.sample_weight[start:stop]
-            state.stats.log_norm += _estep.accumulate_chunk(chunk, pass_params, weights,
-                                                            state.stats)
+            log_norm = _estep.accumulate_chunk(chunk, pass_params, weights, state.stats)
+            _estep.check_result(self.source, start, chunk, log_norm)
+            state.stats.log_norm += log_norm
             state.stats.weight += float(stop - start) if weights is None else float(weights.sum())
             return
         params = model._kernel_params()
