@@ -49,7 +49,7 @@ def accumulate(X, params, sample_weight=None, chunk_rows=DEFAULT_CHUNK_ROWS):
     source) about ``params.means``."""
     stats = SufficientStats.zeros(params.means, params.full)
     source = as_source(X, chunk_rows)
-    for _, start, chunk in source.chunks(check=False):
+    for _, start, chunk in source.chunks(check=False, reuse=True):
         weights = _chunk_weights(sample_weight, start, chunk)
         log_norm = accumulate_chunk(chunk, params, weights, stats)
         check_result(source, start, chunk, log_norm)

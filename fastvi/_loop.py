@@ -79,7 +79,7 @@ class FitState:
     rng: object = None                # numpy Generator (shuffling)
     bound: float = -np.inf            # the bound of the last pass, per row
     decider: float = -np.inf          # the value convergence is judged on (bound or held-out)
-    pass_bound_sum: float = 0.0       # stochastic: running sum of per-step estimates
+    pass_bound_sum: float = 0.0       # stochastic: sum of the minibatches' log-norm per row
     converged: bool = False
     history: list = field(default_factory=list)       # one dict per completed pass
 
@@ -178,7 +178,7 @@ class ChunkLoop:
                 state.position = 0
             pass_params = model._kernel_params()
             indices = state.order[state.position:]
-            for index, start, chunk in self.source.chunks(indices, check=False):
+            for index, start, chunk in self.source.chunks(indices, check=False, reuse=True):
                 self._step(state, index, chunk, pass_params)
                 state.position += 1
                 state.step += 1
@@ -217,8 +217,9 @@ class ChunkLoop:
             scaled = new.scale(rho * self.total_weight / new.weight)
             state.stats = scaled + state.stats.scale(1.0 - rho)
             model._m_step(state.stats)
-            estimate = (new.log_norm * self.total_weight / new.weight - model._kl())
-            state.pass_bound_sum += estimate / self.total_weight
+            # The pass's bound estimate: the minibatches' mean log-normaliser per row, and
+            # the KL once at the end of the pass (per step it cost ~2 ms of ~20 ms).
+            state.pass_bound_sum += new.log_norm / new.weight
             return
         # memoized
         entropy = new.log_norm - expected_log_rho_sum(new, params)
@@ -243,7 +244,8 @@ class ChunkLoop:
             model._m_step(state.stats)
             state.stats = None
         elif state.algorithm == "stochastic":
-            bound = state.pass_bound_sum / len(state.order)
+            bound = (state.pass_bound_sum / len(state.order)
+                     - model._kl() / self.total_weight)
             state.pass_bound_sum = 0.0
         else:
             # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
