@@ -57,13 +57,18 @@ class ChunkSource:
     def read(self, start, stop, check=True, out=None):
         """Rows ``start:stop``; into ``out`` (C-contiguous, the working dtype) where the
         source can read in place."""
-        if out is not None and self._read_into(start, stop, out):
+        chunk = self._view(start, stop)
+        if chunk is None and out is not None and self._read_into(start, stop, out):
             chunk = out
-        else:
+        if chunk is None:
             chunk = _as_float(self._read(start, stop), self.dtype)
         if check:
             _check_finite(chunk, self.label, start)
         return chunk
+
+    def _view(self, start, stop):
+        """Rows ``start:stop`` without a copy, where the source can give them; else None."""
+        return None
 
     def _read_into(self, start, stop, out):
         return False
@@ -196,9 +201,7 @@ class HDF5Source(ChunkSource):
         if not isinstance(dataset, h5py.Dataset):
             path = os.fspath(dataset)
             try:
-                # A chunk cache that holds whole HDF5 chunks, so that minibatches smaller
-                # than one chunk do not decompress it again and again.
-                self._file = h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+                self._file = h5py.File(path, "r")
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: no such file") from None
             except OSError as exc:
@@ -212,6 +215,13 @@ class HDF5Source(ChunkSource):
                 raise KeyError(f"{path}: no dataset {name!r}; datasets in the file: "
                                f"{', '.join(names) or 'none'}")
             dataset = self._file[name]
+            if dataset.chunks is not None and chunk_rows < dataset.chunks[0]:
+                # Minibatches smaller than one HDF5 chunk: a chunk cache that holds whole
+                # chunks, so one is not decompressed again for every minibatch in it.
+                # (Only then: reads of whole chunks bypass the cache, saving a copy.)
+                self._file.close()
+                self._file = h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+                dataset = self._file[name]
         self.dataset = dataset
         self.label = f"{dataset.file.filename}:{dataset.name}"
         _check_shape(dataset.shape, dataset.dtype, self.label)
@@ -223,12 +233,37 @@ class HDF5Source(ChunkSource):
         self.n_rows, self.n_features = dataset.shape
         self.dtype = _working_dtype(dataset.dtype, dtype)
         self.chunk_rows = aligned_chunk_rows(dataset, chunk_rows)
+        self._map_ok = None
 
     def _read(self, start, stop):
         try:
             return self.dataset[start:stop]
         except OSError as exc:
             raise self._read_error(start, stop, exc) from None
+
+    def _view(self, start, stop):
+        """A zero-copy view of rows ``start:stop`` when they lie in one stored, unfiltered
+        HDF5 chunk of the working dtype (the common case for fastvi's own files); else
+        None.  The kernel then reads the page cache directly: no copy of the data."""
+        dataset = self.dataset
+        if self._map_ok is None:
+            plist = dataset.id.get_create_plist()
+            self._map_ok = (dataset.chunks is not None and dataset.chunks[1] == self.n_features
+                            and plist.get_nfilters() == 0
+                            and dataset.dtype == self.dtype.newbyteorder("<")
+                            and self.dtype.isnative)
+        if not self._map_ok:
+            return None
+        rows = dataset.chunks[0]
+        first = start - start % rows
+        if stop - first > rows:
+            return None
+        info = dataset.id.get_chunk_info_by_coord((first, 0))
+        if info.byte_offset is None:
+            return None
+        block = np.memmap(dataset.file.filename, dtype=self.dtype, mode="r",
+                          offset=info.byte_offset, shape=(rows, self.n_features))
+        return np.asarray(block)[start - first:stop - first]
 
     def _read_into(self, start, stop, out):
         try:

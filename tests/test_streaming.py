@@ -33,6 +33,7 @@ def h5_file(tmp_path):
     with h5py.File(path, "w") as f:
         f.create_dataset("X", data=X.astype(np.float32), chunks=(500, 4), compression="gzip")
         f.create_dataset("first", data=X[:6000].astype(np.float32), chunks=(500, 4))
+        f.create_dataset("plain", data=X.astype(np.float32), chunks=(1500, 4))
         f.create_dataset("second", data=X[6000:].astype(np.float32), chunks=(500, 4),
                          compression="lzf")
     return path, X.astype(np.float32)
@@ -109,11 +110,13 @@ def test_truncated_hdf5_file_is_a_clear_error(tmp_path, h5_file):
 # ----------------------------------------------------------------------------- batch
 
 @pytest.mark.parametrize("cls", [fastvi.GaussianMixture, fastvi.BayesianGaussianMixture])
-def test_batch_fit_over_hdf5_equals_in_memory_bit_for_bit(cls, h5_file):
+@pytest.mark.parametrize("name", ["/X", "/plain"])   # gzip-compressed; mapped without a copy
+def test_batch_fit_over_hdf5_equals_in_memory_bit_for_bit(cls, name, h5_file):
     path, X = h5_file
     kwargs = dict(n_components=4, random_state=0, chunk_size=1500, max_iter=8, tol=0)
     memory = quiet(cls(**kwargs).fit, X)
-    with HDF5Source(path, "/X", chunk_rows=1500) as source:
+    with HDF5Source(path, name, chunk_rows=1500) as source:
+        assert (source._view(0, 1500) is not None) == (name == "/plain")
         streamed = quiet(cls(**kwargs).fit, source)
     for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_array_equal(getattr(streamed, name), getattr(memory, name))
