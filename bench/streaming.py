@@ -17,7 +17,6 @@ Data files are generated once (``fastvi.datasets.write_mixture_h5``) and reused.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time

@@ -223,17 +223,12 @@ class BaseMixture:
 
     def _new_state(self, source, sample_weight, rng, warm):
         """An initialised FitState: fresh parameters, or the fitted ones for warm starts."""
-        if warm:
-            state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
-                                   decider=self.lower_bound_)
-            if self.algorithm == "stochastic":
-                state.stats = _estep.accumulate(source, self._kernel_params(), sample_weight)
-            return state
-        stats = self._initialize(source, sample_weight, rng)
-        state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng)
+        stats = None if warm else self._initialize(source, sample_weight, rng)
+        state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
+                               decider=self.lower_bound_ if warm else -np.inf)
         if self.algorithm == "stochastic":
             # The running statistics start from the initialisation's, or from one exact
-            # E-step when the parameters were given rather than drawn.
+            # E-step when the parameters were given or fitted rather than drawn.
             state.stats = stats if stats is not None else _estep.accumulate(
                 source, self._kernel_params(), sample_weight)
         return state

@@ -143,13 +143,18 @@ class ChunkLoop:
         self.total_weight = float(total_weight)
 
     # ------------------------------------------------------------------ helpers
-    def _chunk_stats(self, index, chunk, params):
+    def _add_chunk(self, index, chunk, params, stats):
+        """Add one chunk's statistics (upper triangle) into ``stats``."""
         start, stop = self.bounds[index]
         weights = None if self.sample_weight is None else self.sample_weight[start:stop]
+        log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
+        _estep.check_result(self.source, start, chunk, log_norm)
+        stats.log_norm += log_norm
+        stats.weight += float(stop - start) if weights is None else float(weights.sum())
+
+    def _chunk_stats(self, index, chunk, params):
         stats = _estep.SufficientStats.zeros(params.means, params.full)
-        stats.log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
-        _estep.check_result(self.source, start, chunk, stats.log_norm)
-        stats.weight = float(stop - start) if weights is None else float(weights.sum())
+        self._add_chunk(index, chunk, params, stats)
         _estep.mirror_upper(stats)
         return stats
 
@@ -191,7 +196,7 @@ class ChunkLoop:
                     self.checkpoint(state, force=interrupted())
                 if interrupted():
                     raise FitInterrupted(state)
-            self._end_pass(state, pass_params)
+            self._end_pass(state)
             if self.checkpoint is not None:
                 self.checkpoint(state, force=True)
         return state
@@ -203,12 +208,7 @@ class ChunkLoop:
             # and mirrored once at the end of the pass.
             if state.position == 0:
                 state.stats = _estep.SufficientStats.zeros(pass_params.means, pass_params.full)
-            start, stop = self.bounds[index]
-            weights = None if self.sample_weight is None else self.sample_weight[start:stop]
-            log_norm = _estep.accumulate_chunk(chunk, pass_params, weights, state.stats)
-            _estep.check_result(self.source, start, chunk, log_norm)
-            state.stats.log_norm += log_norm
-            state.stats.weight += float(stop - start) if weights is None else float(weights.sum())
+            self._add_chunk(index, chunk, pass_params, state.stats)
             return
         params = model._kernel_params()
         new = self._chunk_stats(index, chunk, params)
@@ -236,7 +236,7 @@ class ChunkLoop:
         else:
             model._m_step(state.stats)
 
-    def _end_pass(self, state, pass_params):
+    def _end_pass(self, state):
         model = self.model
         if state.algorithm == "batch":
             _estep.mirror_upper(state.stats)
