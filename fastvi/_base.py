@@ -227,11 +227,15 @@ class BaseMixture:
         state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
                                decider=self.lower_bound_ if warm else -np.inf)
         if self.algorithm == "stochastic":
-            # The running statistics start from the initialisation's, or from one exact
-            # E-step when the parameters were given or fitted rather than drawn.
-            state.stats = stats if stats is not None else _estep.accumulate(
-                source, self._kernel_params(), sample_weight)
+            state.stats = self._running_stats(stats, source, sample_weight)
         return state
+
+    def _running_stats(self, stats, source, sample_weight):
+        """Where stochastic statistics start: the initialisation's, or one exact E-step
+        when the parameters were given or fitted rather than drawn."""
+        if stats is not None:
+            return stats
+        return _estep.accumulate(source, self._kernel_params(), sample_weight)
 
     def _reporter(self, callback):
         """The loop's callback: the user's, plus the verbose pass lines."""
@@ -310,9 +314,8 @@ class BaseMixture:
                 self.n_features_in_ = source.n_features
                 self._prepare(source, sample_weight)
                 rng = check_random_state(self.random_state)
-                stats = self._initialize(source, sample_weight, rng)
-                if stats is None:
-                    stats = _estep.accumulate(source, self._kernel_params(), sample_weight)
+                stats = self._running_stats(self._initialize(source, sample_weight, rng),
+                                            source, sample_weight)
                 self._online_state = _loop.FitState("stochastic", self._get_parameters(),
                                                     stats=stats.scale(total / stats.weight),
                                                     rng=rng)

@@ -51,10 +51,6 @@ class SufficientStats:
     def full(self):
         return self.s2.ndim == 3
 
-    def copy(self):
-        return SufficientStats(self.nk.copy(), self.s1.copy(), self.s2.copy(),
-                               self.ref.copy(), self.log_norm, self.weight)
-
     def shift(self, new_ref):
         """The same statistics about ``new_ref``; exact up to rounding.
 
