@@ -62,6 +62,8 @@ from contextlib import contextmanager
 import h5py
 import numpy as np
 
+from .sources import check_shape
+
 FORMAT = "fastvi-model"
 FORMAT_VERSION = 1
 
@@ -221,16 +223,6 @@ def list_datasets(h5file):
     return names
 
 
-def _check_rows(array, label):
-    if len(array.shape) != 2:
-        raise ValueError(f"{label} must be 2-D (n_samples, n_features), got shape "
-                         f"{tuple(array.shape)}")
-    if array.dtype.kind not in "fiu":
-        raise ValueError(f"{label} must hold numbers, got dtype {array.dtype}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{label} is empty (shape {tuple(array.shape)})")
-
-
 def _open_npy(path, dataset):
     if dataset is not None:
         raise ValueError(f"{path!r} is a .npy file; it has no dataset {dataset!r}")
@@ -306,7 +298,7 @@ def open_data(spec):
             h5file.close()
             raise
     try:
-        _check_rows(source.array, source.label)
+        check_shape(tuple(source.array.shape), source.array.dtype, source.label)
     except BaseException:
         source.close()
         raise

@@ -165,7 +165,7 @@ class ArraySource(ChunkSource):
 
     def __init__(self, X, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None, label="X"):
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
-        _check_shape(X.shape, X.dtype, label)
+        check_shape(X.shape, X.dtype, label)
         self.X = X
         self.n_rows, self.n_features = X.shape
         self.dtype = _working_dtype(X.dtype, dtype)
@@ -224,7 +224,7 @@ class HDF5Source(ChunkSource):
                 dataset = self._file[name]
         self.dataset = dataset
         self.label = f"{dataset.file.filename}:{dataset.name}"
-        _check_shape(dataset.shape, dataset.dtype, self.label)
+        check_shape(dataset.shape, dataset.dtype, self.label)
         if np.dtype(dataset.dtype).kind != "f":
             # An integer dataset in a file is far more often labels or counts than the
             # features of a mixture; converting it silently would fit the wrong thing.
@@ -346,13 +346,15 @@ def aligned_chunk_rows(dataset, chunk_rows):
     return -(-chunk_rows // step) * step
 
 
-def _check_shape(shape, dtype, label):
+def check_shape(shape, dtype, label):
     if len(shape) != 2:
         raise ValueError(f"{label} must be 2-D (n_samples, n_features), got shape {shape}")
     if np.dtype(dtype).kind not in "fiub":
         raise ValueError(f"{label} must hold numbers, got dtype {dtype}")
     if shape[0] == 0:
         raise ValueError(f"{label} has no rows (shape {shape})")
+    if shape[1] == 0:
+        raise ValueError(f"{label} has no features (shape {shape})")
 
 
 def _working_dtype(stored, requested):
