@@ -1,0 +1,157 @@
+"""Variational EM with truncated posteriors: each row's q(z_n) lives on at most L components.
+
+The kernel (``fastvi.kernels.truncated``) does the per-row search; this module holds the
+settings (``Truncation``), the neighbour lists that steer the search, the per-row supports
+that persist between passes, and the sparse responsibilities of ``predict_proba``.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+
+from .kernels import estep_truncated, log_rho_table
+
+_EMPTY1 = np.zeros(0)
+SUPPORT_DTYPE = np.int32
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How a truncated E-step searches.
+
+    n_active : L, the size of each row's support
+    n_candidates : G, the components evaluated per row (clipped to K; K means all of
+        them, in which case the top L are exact and no state is kept between passes)
+    n_random : R of the G candidates drawn at random, the rest from the neighbour lists
+    n_rounds_new : search rounds for a row seen for the first time (its support starts
+        random and walks the neighbour graph; the walk stops early once it is stable)
+    n_components : K
+    """
+
+    n_active: int
+    n_candidates: int
+    n_random: int
+    n_rounds_new: int
+    n_components: int
+
+    @property
+    def exhaustive(self):
+        """Every component is a candidate: exact top-L, no search and no stored supports."""
+        return self.n_candidates >= self.n_components
+
+
+def make_truncation(n_active, n_candidates, n_components):
+    """The ``Truncation`` for an estimator's ``n_active`` / ``n_candidates``, or None (dense).
+
+    ``n_candidates=None`` evaluates every component: an exact top-L truncation.  A quarter
+    of the non-support candidates (at least one) are random, which lets a row escape a
+    neighbourhood whose lists are stale or poor (Hirschberger et al. 2022 add random
+    clusters to the search space for the same reason).
+    """
+    if n_active is None:
+        if n_candidates is not None:
+            raise ValueError("n_candidates needs n_active (the support size L); "
+                             f"got n_candidates={n_candidates!r} with n_active=None")
+        return None
+    if not isinstance(n_active, (int, np.integer)) or not 1 <= n_active <= n_components:
+        raise ValueError(f"n_active must be an integer in [1, n_components={n_components}], "
+                         f"got {n_active!r}")
+    if n_candidates is None:
+        n_candidates = n_components
+    if not isinstance(n_candidates, (int, np.integer)) or n_candidates < n_active:
+        raise ValueError(f"n_candidates must be an integer >= n_active={n_active} (or None for "
+                         f"all {n_components} components), got {n_candidates!r}")
+    n_candidates = min(int(n_candidates), n_components)
+    if n_candidates == n_components:
+        n_random = 0
+    else:
+        n_random = min(max(1, (n_candidates - n_active) // 4), n_candidates - n_active)
+    rounds = max(4, math.ceil(math.log2(n_components)))
+    return Truncation(int(n_active), n_candidates, n_random, rounds, n_components)
+
+
+def neighbour_lists(params, truncation):
+    """(K, H) neighbour lists: row c holds c, then the components most probable at m_c.
+
+    ``log rho_j(m_c)`` (the E-step's own score of component j, at the mean of c) ranks
+    the neighbours, so a row whose support holds c looks first at the components most
+    likely to compete for the points of c.  Ties (and NaN, ranked last) are broken by
+    index, so the lists are deterministic.
+    """
+    n_components = params.means.shape[0]
+    width = truncation.n_candidates - truncation.n_random
+    if truncation.exhaustive or width == 0:
+        return np.zeros((n_components, 0), dtype=np.int64)
+    table = log_rho_table(params.means, params.c, params.means, params.factor)
+    table[np.isnan(table)] = -np.inf
+    np.fill_diagonal(table, np.inf)
+    order = np.argsort(-table, axis=1, kind="stable")
+    return np.ascontiguousarray(order[:, :min(width, n_components)], dtype=np.int64)
+
+
+class MemorySupports:
+    """Per-row supports held in memory: (n_rows, L) int32, -1 where a row has none yet."""
+
+    def __init__(self, n_rows, n_active):
+        self.array = np.full((n_rows, n_active), -1, dtype=SUPPORT_DTYPE)
+
+    def rows(self, start, stop):
+        return self.array[start:stop]
+
+    def commit(self, start, rows):
+        """``rows`` is a view, already updated in place."""
+
+
+def accumulate_chunk(chunk, params, weights, stats, truncation, supports, start, neighbours,
+                     seed):
+    """The truncated E-step of one chunk into ``stats`` (upper triangle); return the sum
+    of its log-normalisers over the supports.
+
+    ``supports`` (``MemorySupports`` or None: fresh rows, as in ``partial_fit``) is updated
+    for rows ``start:start + len(chunk)``.
+    """
+    n_rows = chunk.shape[0]
+    if supports is None or truncation.exhaustive:
+        rows = np.full((n_rows, truncation.n_active), -1, dtype=SUPPORT_DTYPE)
+    else:
+        rows = supports.rows(start, start + n_rows)
+    q = np.empty(rows.shape)
+    log_norm = estep_truncated(
+        chunk, _EMPTY1 if weights is None else np.ascontiguousarray(weights, dtype=np.float64),
+        params.c, params.means, params.factor, neighbours, truncation.n_candidates,
+        truncation.n_random, seed, start, truncation.n_rounds_new, rows, q,
+        stats.nk, stats.s1, stats.s2, _EMPTY1)
+    if supports is not None and not truncation.exhaustive:
+        supports.commit(start, rows)
+    return log_norm
+
+
+def sparse_resp(source, params, n_active):
+    """The exact top-``n_active`` responsibilities of every row, renormalised, as CSR.
+
+    Every component is evaluated (the search is for fitting; a prediction should not
+    depend on where a walk started).
+    """
+    n_components, n_features = params.means.shape
+    truncation = make_truncation(n_active, None, n_components)
+    neighbours = np.zeros((n_components, 0), dtype=np.int64)
+    no_stats = (np.zeros(0), np.zeros((0, n_features)),
+                np.zeros((0,) + params.factor.shape[1:]))
+    indices, data = [], []
+    for _, start, chunk in source.chunks():
+        support = np.full((chunk.shape[0], n_active), -1, dtype=SUPPORT_DTYPE)
+        q = np.empty(support.shape)
+        estep_truncated(chunk, _EMPTY1, params.c, params.means, params.factor, neighbours,
+                        truncation.n_candidates, 0, 0, start, 1, support, q, *no_stats,
+                        _EMPTY1)
+        indices.append(support)
+        data.append(q)
+    support = np.concatenate(indices) if indices else np.empty((0, n_active), SUPPORT_DTYPE)
+    q = np.concatenate(data) if data else np.empty((0, n_active))
+    keep = (support >= 0) & (q > 0.0)
+    indptr = np.concatenate(([0], np.cumsum(keep.sum(axis=1))))
+    matrix = scipy.sparse.csr_matrix((q[keep], support[keep], indptr),
+                                     shape=(support.shape[0], n_components))
+    matrix.sort_indices()
+    return matrix

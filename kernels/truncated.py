@@ -1,0 +1,462 @@
+"""The truncated E-step: q(z_n) supported on at most L components, found by a candidate search.
+
+Truncated variational EM (Lucke & Eggert 2010, "Expectation truncation and the benefits of
+preselection"; Forster & Lucke 2018, "Can clustering scale sublinearly with its clusters?
+A variational EM acceleration of GMMs and k-means", AISTATS; Hirschberger, Exarchakis &
+Lucke 2022, "A variational EM acceleration for efficient clustering at very large
+scales", IEEE TPAMI).  The variational family is
+
+    q_n(k) = rho_nk / sum_{j in S_n} rho_nj   for k in S_n,  0 otherwise,   |S_n| <= L,
+
+whose free energy (ELBO) is ``sum_n log sum_{k in S_n} rho_nk`` (minus the KL of
+q(theta) for VB; Forster & Lucke 2018, eq. 5-7).  For a fixed set of parameters, a larger
+log-sum-exp over S_n is a strictly better q, so the E-step replaces S_n with the L
+components of largest rho_nk among a *candidate set* that contains the old S_n: the free
+energy never decreases (Forster & Lucke 2018, Proposition 1), whatever else the candidate
+set holds.
+
+Candidate set of a row (``n_candidates`` = G components in all): its old support first, then
+the neighbours of its support members, rank by rank (``neighbours[c, 0] == c``, then the
+components most likely at the mean of c), until G - R are found, then R components drawn
+at random (a hash of the seed, the row's global index and the round, so the draw does not
+depend on the chunking or the threads).  A row without a support (its first visit) starts
+from L random components and repeats the search ``n_rounds_new`` times or until its
+support stops changing.  When G >= K every component is evaluated, in index order, and
+the search is exact.
+
+Two phases per chunk, both free of thread-dependent sums:
+
+1. rows (in blocks of ``BLOCK_ROWS``, in parallel): search, keep the top L, normalise.
+   The per-row supports and q are written to ``support`` and ``q_out``.
+2. components (in parallel): each component gathers its (row, q) pairs in row order and
+   adds their centred moments with the dense kernel's tile routines.  One component is
+   one task, so its sums do not depend on the number of threads either.
+
+The per-pair log-density is computed row by row (the rows of a block have different
+candidates, so the dense kernel's rows-as-vector layout does not apply): the feature loops
+run over the zero-padded feature count, so they vectorise without remainders.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .estep import (_INNER, _KERNEL, BLOCK_ROWS, _moments_diag, _moments_full,
+                    _pad_full, _pad_means, _padded)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(**_INNER)
+def _mix64(z):
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014): a uint64 -> uint64 hash."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**_INNER)
+def _random_component(seed, row, draw, n_components):
+    """A component drawn by hashing (seed, global row index, draw number)."""
+    h = _mix64(np.uint64(seed) ^ _mix64(np.uint64(row) * _GOLDEN + np.uint64(draw)))
+    return np.int64(h % np.uint64(n_components))
+
+
+@njit(**_INNER)
+def _centre(x, mean, d, n_features):
+    for i in range(n_features):
+        d[i] = x[i] - mean[i]
+
+
+@njit(**_INNER)
+def _log_rho_full(x, mean, U, c, d, v, n_features):
+    """c - 1/2 ||U^T (x - mean)||^2 for one row; U (Dp, Dp) upper-triangular, zero-padded.
+
+    v = sum_i d_i U[i, :] runs over whole padded rows of U, which vectorises without a
+    remainder; the zeros below the diagonal cost multiplies but no branches.
+    """
+    n_pad = v.shape[0]
+    _centre(x, mean, d, n_features)
+    for j in range(n_pad):
+        v[j] = 0.0
+    for i in range(n_features):
+        di = d[i]
+        Ui = U[i]
+        for j in range(n_pad):
+            v[j] += di * Ui[j]
+    total = 0.0
+    for j in range(n_pad):
+        total += v[j] * v[j]
+    return c - 0.5 * total
+
+
+@njit(**_INNER)
+def _log_rho_diag(x, mean, prec_sqrt, c, d, n_features):
+    """c - 1/2 sum_i ((x_i - mean_i) prec_sqrt_i)^2 for one row."""
+    total = 0.0
+    for i in range(n_features):
+        u = (x[i] - mean[i]) * prec_sqrt[i]
+        total += u * u
+    return c - 0.5 * total
+
+
+@njit(**_INNER)
+def _build_candidates(support_row, neighbours, n_search, n_total, seed, row, draw0,
+                      mark, stamp, cand):
+    """Fill ``cand`` with the row's candidates (see the module docstring); return how many.
+
+    ``mark[k] == stamp`` flags a component already taken for this row and round.
+    """
+    n_components = mark.shape[0]
+    n_active = support_row.shape[0]
+    count = 0
+    for h in range(neighbours.shape[1]):
+        for l in range(n_active):
+            s = support_row[l]
+            if s < 0:
+                continue
+            k = neighbours[s, h]
+            if mark[k] != stamp:
+                mark[k] = stamp
+                cand[count] = k
+                count += 1
+                if count == n_search:
+                    break
+        if count == n_search:
+            break
+    draw = 0
+    # a bounded number of draws: with few components left the fill may stop short
+    while count < n_total and draw < 4 * n_total:
+        k = _random_component(seed, row, draw0 + draw, n_components)
+        draw += 1
+        if mark[k] != stamp:
+            mark[k] = stamp
+            cand[count] = k
+            count += 1
+    return count
+
+
+@njit(**_INNER)
+def _keep_top(k, value, best_k, best_v, n_kept):
+    """Insert (k, value) into the descending top list (best_k, best_v) of n_kept entries.
+
+    Returns the new count.  Equal values keep the earlier entry first.
+    """
+    n_active = best_k.shape[0]
+    if n_kept == n_active and not value > best_v[n_active - 1]:
+        return n_kept
+    pos = n_kept if n_kept < n_active else n_active - 1
+    while pos > 0 and value > best_v[pos - 1]:
+        if pos < n_active:
+            best_k[pos] = best_k[pos - 1]
+            best_v[pos] = best_v[pos - 1]
+        pos -= 1
+    best_k[pos] = k
+    best_v[pos] = value
+    return n_kept + 1 if n_kept < n_active else n_kept
+
+
+@njit(**_INNER)
+def _same_support(support_row, best_k, n_kept):
+    """Whether the new top list holds the same components as the old support."""
+    n_active = support_row.shape[0]
+    for l in range(n_active):
+        target = best_k[l] if l < n_kept else -1
+        found = False
+        for m in range(n_active):
+            if support_row[m] == target:
+                found = True
+                break
+        if not found:
+            return False
+    return True
+
+
+@njit(**_INNER)
+def _finish_row(best_k, best_v, n_kept, has_nan, support_row, q_row):
+    """Write the support and q of one row; return its log-normaliser over the support.
+
+    q_k = exp(l_k - l_max) / sum_j exp(l_j - l_max); unused support slots get -1 and 0.
+    """
+    n_active = support_row.shape[0]
+    top = best_v[0] if n_kept > 0 else -np.inf
+    shift = top if top > -np.inf else 0.0
+    total = 0.0
+    for l in range(n_kept):
+        q_row[l] = math.exp(best_v[l] - shift)
+        total += q_row[l]
+    inv = 1.0 / total if total > 0.0 else 0.0
+    for l in range(n_active):
+        if l < n_kept:
+            support_row[l] = best_k[l]
+            q_row[l] *= inv
+        else:
+            support_row[l] = -1
+            q_row[l] = 0.0
+    if has_nan:
+        return np.nan
+    if total == 0.0:
+        return -np.inf
+    return shift + math.log(total)
+
+
+@njit(**_INNER)
+def _random_support(support_row, seed, row, mark, stamp, n_components):
+    """L distinct random components (as many as can be drawn) for a row's first visit."""
+    n_active = support_row.shape[0]
+    count = 0
+    draw = 0
+    while count < n_active and draw < 4 * n_active + 16:
+        k = _random_component(seed, row, (1 << 40) + draw, n_components)
+        draw += 1
+        if mark[k] != stamp:
+            mark[k] = stamp
+            support_row[count] = k
+            count += 1
+    for l in range(count, n_active):
+        support_row[l] = -1
+
+
+@njit(**_INNER)
+def _gather_component(X, rows, weights, first, count, n_pad):
+    """The rows of one component, transposed to (Dp, count) float64, and their weights."""
+    n_features = X.shape[1]
+    xT = np.zeros((n_pad, count))
+    r = np.empty(count)
+    for t in range(count):
+        row = rows[first + t]
+        x = X[row]
+        for i in range(n_features):
+            xT[i, t] = x[i]
+        r[t] = weights[first + t]
+    return xT, r
+
+
+@njit(**_INNER)
+def _bucket_pairs(support, q, sample_weight, n_components):
+    """Group the (row, weighted q) pairs by component, rows ascending within a component.
+
+    Returns (offsets (K + 1,), rows, weights): component k owns entries
+    offsets[k]:offsets[k + 1].  Pairs with zero weight are left out.
+    """
+    n_rows, n_active = support.shape
+    offsets = np.zeros(n_components + 1, dtype=np.int64)
+    for t in range(n_rows):
+        w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
+        for l in range(n_active):
+            k = support[t, l]
+            if k >= 0 and w * q[t, l] != 0.0:
+                offsets[k + 1] += 1
+    for k in range(n_components):
+        offsets[k + 1] += offsets[k]
+    fill = offsets[:-1].copy()
+    rows = np.empty(offsets[n_components], dtype=np.int64)
+    weights = np.empty(offsets[n_components])
+    for t in range(n_rows):
+        w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
+        for l in range(n_active):
+            k = support[t, l]
+            if k >= 0 and w * q[t, l] != 0.0:
+                rows[fill[k]] = t
+                weights[fill[k]] = w * q[t, l]
+                fill[k] += 1
+    return offsets, rows, weights
+
+
+@njit(**_INNER)
+def _search_rows(X, sample_weight, c, mp, up, pp, neighbours, n_search, n_cand, seed,
+                 row_offset, n_rounds_new, support, q_out, log_norm_out, start, n):
+    """Phase 1 for the rows start:start + n; returns their weighted sum of log-normalisers.
+
+    The components are full when ``up`` (K, Dp, Dp) padded upper factors is not empty, else
+    diagonal with ``pp`` (K, Dp) padded square roots of the precisions.  (Two arrays rather
+    than one of either rank, so that both branches type-check in one function.)
+    """
+    full = up.shape[0] > 0
+    n_components = mp.shape[0]
+    n_features = X.shape[1]
+    n_pad = mp.shape[1]
+    n_active = support.shape[1]
+    exhaustive = n_cand >= n_components
+    mark = np.full(n_components, -1, dtype=np.int64)
+    cand = np.empty(n_components if exhaustive else n_cand, dtype=np.int64)
+    best_k = np.empty(n_active, dtype=np.int64)
+    best_v = np.empty(n_active)
+    d = np.zeros(n_pad)
+    v = np.empty(n_pad)
+    stamp = 0
+    total = 0.0
+    for t in range(start, start + n):
+        x = X[t]
+        row = row_offset + t
+        support_row = support[t]
+        rounds = 1
+        if not exhaustive and support_row[0] < 0:
+            stamp += 1
+            _random_support(support_row, seed, row, mark, stamp, n_components)
+            rounds = n_rounds_new
+        n_kept = 0
+        has_nan = False
+        for rnd in range(rounds):
+            if exhaustive:
+                count = n_components
+                for k in range(n_components):
+                    cand[k] = k
+            else:
+                stamp += 1
+                count = _build_candidates(support_row, neighbours, n_search, n_cand, seed,
+                                          row, rnd * n_cand * 4, mark, stamp, cand)
+            n_kept = 0
+            has_nan = False
+            for j in range(count):
+                k = cand[j]
+                if full:
+                    value = _log_rho_full(x, mp[k], up[k], c[k], d, v, n_features)
+                else:
+                    value = _log_rho_diag(x, mp[k], pp[k], c[k], d, n_features)
+                if value != value:
+                    has_nan = True
+                n_kept = _keep_top(k, value, best_k, best_v, n_kept)
+            unchanged = _same_support(support_row, best_k, n_kept)
+            for l in range(n_active):
+                support_row[l] = best_k[l] if l < n_kept else -1
+            if unchanged:
+                break
+        log_norm = _finish_row(best_k, best_v, n_kept, has_nan, support_row, q_out[t])
+        if log_norm_out.shape[0] > 0:
+            log_norm_out[t] = log_norm
+        w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
+        total += w * log_norm
+    return total
+
+
+@njit(**_KERNEL)
+def _truncated(X, sample_weight, c, mp, up, pp, neighbours, n_search, n_cand, seed,
+               row_offset, n_rounds_new, support, q_out, log_norm_out):
+    """Phase 1 over all rows (parallel blocks, block sums added in block order)."""
+    n_rows = X.shape[0]
+    n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
+    block_sums = np.zeros(n_blocks)
+    for b in prange(n_blocks):
+        start = b * BLOCK_ROWS
+        n = min(BLOCK_ROWS, n_rows - start)
+        block_sums[b] = _search_rows(X, sample_weight, c, mp, up, pp, neighbours,
+                                     n_search, n_cand, seed, row_offset, n_rounds_new,
+                                     support, q_out, log_norm_out, start, n)
+    total = 0.0
+    for b in range(n_blocks):
+        total += block_sums[b]
+    return total
+
+
+@njit(**_KERNEL)
+def _component_moments_full(X, mp, offsets, rows, weights, nk, s1, s2):
+    """Phase 2, full: each component's centred moments from its gathered rows."""
+    n_components = mp.shape[0]
+    n_features = X.shape[1]
+    n_pad = mp.shape[1]
+    for k in prange(n_components):
+        count = offsets[k + 1] - offsets[k]
+        if count == 0:
+            continue
+        xT, r = _gather_component(X, rows, weights, offsets[k], count, n_pad)
+        m1 = np.empty(n_features)
+        m2 = np.zeros((n_features, n_features))
+        nk[k] += _moments_full(xT, mp[k], r, count, m1, m2)
+        s1[k] += m1
+        s2[k] += m2
+
+
+@njit(**_KERNEL)
+def _component_moments_diag(X, mp, offsets, rows, weights, nk, s1, s2):
+    """Phase 2, diag: as :func:`_component_moments_full` with diagonal second moments."""
+    n_components = mp.shape[0]
+    n_features = X.shape[1]
+    n_pad = mp.shape[1]
+    for k in prange(n_components):
+        count = offsets[k + 1] - offsets[k]
+        if count == 0:
+            continue
+        xT, r = _gather_component(X, rows, weights, offsets[k], count, n_pad)
+        sn = np.empty(1)
+        m1 = np.empty((1, n_features))
+        m2 = np.empty((1, n_features))
+        _moments_diag(xT, mp[k:k + 1], r.reshape(1, count), count, sn, m1, m2)
+        nk[k] += sn[0]
+        s1[k] += m1[0]
+        s2[k] += m2[0]
+
+
+def _padded_components(means, factor):
+    """Zero-padded means and factors: (mp, up, pp), the unused one of up/pp empty."""
+    n_pad = _padded(means.shape[1])
+    if factor.ndim == 3:
+        return _pad_means(means), _pad_full(factor), np.zeros((0, n_pad))
+    return _pad_means(means), np.zeros((0, n_pad, n_pad)), _pad_means(factor)
+
+
+def estep_truncated(X, sample_weight, c, means, factor, neighbours, n_candidates, n_random,
+                    seed, row_offset, n_rounds_new, support, q_out, nk, s1, s2, log_norm_out):
+    """Truncated E-step of one chunk; see the module docstring.
+
+    Parameters
+    ----------
+    X : (n, D) float32 or float64, C-contiguous
+    sample_weight : (n,) float64, or (0,) for unit weights
+    c, means, factor : the components in canonical form; ``factor`` (K, D, D) upper
+        triangular (full, tied) or (K, D) square roots of diagonal precisions
+    neighbours : (K, H) int64, ``neighbours[k, 0] == k``; unused when n_candidates >= K
+    n_candidates : int, G; >= K evaluates every component (exact top-L)
+    n_random : int, R <= G - L of the G candidates drawn at random
+    seed : int >= 0; row_offset : global index of the chunk's first row
+    n_rounds_new : search rounds for rows without a support
+    support : (n, L) int32 or int64, in and out; -1 marks an empty slot, a row whose first
+        slot is -1 has no support yet
+    q_out : (n, L) float64 out, q of the support
+    nk, s1, s2 : statistics accumulators as in ``estep_full`` / ``estep_diag`` (K = 0
+        skips them; for full factors only the upper triangle of s2 is added)
+    log_norm_out : (n,) or (0,), per-row log-normaliser over the support
+
+    Returns
+    -------
+    float : sum_n w_n log sum_{k in S_n} rho_nk
+    """
+    n_components = means.shape[0]
+    full = factor.ndim == 3
+    mp, up, pp = _padded_components(means, factor)
+    n_candidates = min(int(n_candidates), n_components)
+    n_search = n_candidates - int(n_random)
+    total = _truncated(X, sample_weight, c, mp, up, pp, neighbours, n_search, n_candidates,
+                       int(seed), int(row_offset), int(n_rounds_new), support, q_out,
+                       log_norm_out)
+    if nk.shape[0] > 0:
+        offsets, rows, weights = _bucket_pairs(support, q_out, sample_weight, n_components)
+        moments = _component_moments_full if full else _component_moments_diag
+        moments(X, mp, offsets, rows, weights, nk, s1, s2)
+    return total
+
+
+@njit(**_KERNEL)
+def _log_rho_rows(X, c, mp, up, pp, out):
+    n_features = X.shape[1]
+    n_pad = mp.shape[1]
+    full = up.shape[0] > 0
+    for t in prange(X.shape[0]):
+        d = np.zeros(n_pad)
+        v = np.empty(n_pad)
+        for k in range(mp.shape[0]):
+            if full:
+                out[t, k] = _log_rho_full(X[t], mp[k], up[k], c[k], d, v, n_features)
+            else:
+                out[t, k] = _log_rho_diag(X[t], mp[k], pp[k], c[k], d, n_features)
+
+
+def log_rho_table(X, c, means, factor):
+    """The (n, K) table of log rho_nk for a few rows (the neighbour lists use the means)."""
+    mp, up, pp = _padded_components(means, factor)
+    out = np.empty((X.shape[0], means.shape[0]))
+    _log_rho_rows(np.ascontiguousarray(X, dtype=np.float64), c, mp, up, pp, out)
+    return out
