@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _estep, _init, _loop
+from . import _estep, _init, _loop, _truncated
 from ._gaussian import check_covariance_type, is_full
 from ._validation import check_data, check_random_state, check_sample_weight
 
@@ -60,7 +60,7 @@ class BaseMixture:
     def __init__(self, n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                  init_params, random_state, warm_start, verbose, verbose_interval, dtype,
                  chunk_size, init_sample_size, n_jobs, algorithm, batch_size, learning_offset,
-                 learning_decay, shuffle, total_samples):
+                 learning_decay, shuffle, total_samples, n_active, n_candidates):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -82,6 +82,8 @@ class BaseMixture:
         self.learning_decay = learning_decay
         self.shuffle = shuffle
         self.total_samples = total_samples
+        self.n_active = n_active
+        self.n_candidates = n_candidates
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
@@ -110,6 +112,11 @@ class BaseMixture:
         if self.init_params not in _init.INIT_METHODS:
             raise ValueError(f"init_params must be one of {_init.INIT_METHODS}, "
                              f"got {self.init_params!r}")
+        self._truncation()
+
+    def _truncation(self):
+        """The truncated-q settings (``n_active``, ``n_candidates``), or None when dense."""
+        return _truncated.make_truncation(self.n_active, self.n_candidates, self.n_components)
 
     def _check_is_fitted(self):
         if not hasattr(self, "means_"):
@@ -226,9 +233,20 @@ class BaseMixture:
         stats = None if warm else self._initialize(source, sample_weight, rng)
         state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
                                decider=self.lower_bound_ if warm else -np.inf)
+        self._start_search(state, rng, source.n_rows)
         if self.algorithm == "stochastic":
             state.stats = self._running_stats(stats, source, sample_weight)
         return state
+
+    def _start_search(self, state, rng, n_rows):
+        """Supports and a seed for a truncated fit; nothing for a dense or exhaustive one
+        (neither draws from ``rng``, so they keep the dense fit's random stream)."""
+        truncation = self._truncation()
+        if truncation is None or truncation.exhaustive:
+            return
+        state.search_seed = int(rng.integers(1 << 62))
+        if n_rows is not None:
+            state.supports = _truncated.MemorySupports(n_rows, truncation.n_active)
 
     def _running_stats(self, stats, source, sample_weight):
         """Where stochastic statistics start: the initialisation's, or one exact E-step
@@ -319,6 +337,8 @@ class BaseMixture:
                 self._online_state = _loop.FitState("stochastic", self._get_parameters(),
                                                     stats=stats.scale(total / stats.weight),
                                                     rng=rng)
+                # the rows of a stream are not seen again: no supports are kept
+                self._start_search(self._online_state, rng, None)
             state = self._online_state
             state.n_pass, state.converged, state.order = 0, False, None
             loop = self._loop(source, sample_weight, None, None, None, total_weight=total,
@@ -354,9 +374,25 @@ class BaseMixture:
         """Index of the most probable component of each row, shape (n_samples,)."""
         return self._per_row(X, labels=True)["labels"]
 
-    def predict_proba(self, X):
-        """Responsibilities, shape (n_samples, n_components)."""
-        return self._per_row(X, resp=True)["resp"]
+    def predict_proba(self, X, sparse=False):
+        """Responsibilities, shape (n_samples, n_components).
+
+        Parameters
+        ----------
+        X : array-like, h5py.Dataset or ChunkSource
+        sparse : bool, default=False
+            Return a ``scipy.sparse.csr_matrix``.  For a truncated model (``n_active`` =
+            L) it holds each row's L most probable components, renormalised: the q that
+            the truncated family takes with an exhaustive search.  For a dense model it
+            holds the nonzero responsibilities.  Either way no dense N x K array is made.
+        """
+        if not sparse:
+            return self._per_row(X, resp=True)["resp"]
+        self._check_is_fitted()
+        source = self._validate_X(X, reset=False)
+        n_active = self.n_active if self.n_active is not None else self.n_components
+        with compute_threads(self.n_jobs):
+            return _truncated.sparse_resp(source, self._kernel_params(), n_active)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``predict(X)`` under the fitted parameters."""

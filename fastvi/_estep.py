@@ -77,7 +77,7 @@ def accumulate_chunk(chunk, params, weights, stats):
     none = np.zeros((0, n_components))
     return params.kernel(chunk, _weights_arg(weights), params.c, params.means, params.factor,
                          stats.nk, stats.s1, stats.s2, _EMPTY1, none,
-                         np.zeros(0, dtype=np.int64))
+                         np.zeros((0, 1), dtype=np.int64))
 
 
 def mirror_upper(stats):
@@ -91,6 +91,9 @@ def per_row(X, params, log_norm=False, resp=False, labels=False,
             chunk_rows=DEFAULT_CHUNK_ROWS):
     """Per-row outputs without statistics: any of log-normaliser, responsibilities, labels.
 
+    ``labels=True`` gives the most probable component (n,); an integer L > 1 gives the L
+    most probable (n, L), most probable first.
+
     Returns a dict with the requested arrays (``resp`` is the one N x K array fastvi makes,
     and only because the caller asked for it).
     """
@@ -103,7 +106,7 @@ def per_row(X, params, log_norm=False, resp=False, labels=False,
     if resp:
         out["resp"] = np.empty((n_rows, n_components))
     if labels:
-        out["labels"] = np.empty(n_rows, dtype=np.int64)
+        out["labels"] = np.empty((n_rows, int(labels)), dtype=np.int64)
     no_stats = (np.zeros(0), np.zeros((0, n_features)),
                 np.zeros((0, n_features, n_features)) if params.full else np.zeros((0, n_features)))
     for _, start, chunk in source.chunks():
@@ -111,5 +114,7 @@ def per_row(X, params, log_norm=False, resp=False, labels=False,
         params.kernel(chunk, _EMPTY1, params.c, params.means, params.factor, *no_stats,
                       out["log_norm"][start:stop] if log_norm else _EMPTY1,
                       out["resp"][start:stop] if resp else np.zeros((0, n_components)),
-                      out["labels"][start:stop] if labels else np.zeros(0, dtype=np.int64))
+                      out["labels"][start:stop] if labels else np.zeros((0, 1), dtype=np.int64))
+    if labels == 1:
+        out["labels"] = out["labels"][:, 0]
     return out

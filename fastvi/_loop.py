@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _estep
+from . import _estep, _truncated
 
 ALGORITHMS = ("batch", "stochastic", "memoized")
 
@@ -80,6 +80,9 @@ class FitState:
     bound: float = -np.inf            # the bound of the last pass, per row
     decider: float = -np.inf          # the value convergence is judged on (bound or held-out)
     pass_bound_sum: float = 0.0       # stochastic: sum of the minibatches' log-norm per row
+    supports: object = None           # truncated q: per-row supports (MemorySupports)
+    neighbours: np.ndarray = None     # truncated q: the search's neighbour lists this pass
+    search_seed: int = 0              # truncated q: seed of the random candidates
     converged: bool = False
     history: list = field(default_factory=list)       # one dict per completed pass
 
@@ -137,24 +140,32 @@ class ChunkLoop:
         self.callback = callback
         self.checkpoint = checkpoint
         self.bounds = source.chunk_bounds()
+        self.truncation = model._truncation()
         if total_weight is None:
             total_weight = (float(source.n_rows) if sample_weight is None
                             else float(sample_weight.sum()))
         self.total_weight = float(total_weight)
 
     # ------------------------------------------------------------------ helpers
-    def _add_chunk(self, index, chunk, params, stats):
+    def _add_chunk(self, state, index, chunk, params, stats):
         """Add one chunk's statistics (upper triangle) into ``stats``."""
         start, stop = self.bounds[index]
         weights = None if self.sample_weight is None else self.sample_weight[start:stop]
-        log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
+        if self.truncation is None:
+            log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
+        else:
+            # the step count varies the random candidates from chunk to chunk and pass to pass
+            seed = (state.search_seed + state.step) % (1 << 63)
+            log_norm = _truncated.accumulate_chunk(
+                chunk, params, weights, stats, self.truncation, state.supports, start,
+                state.neighbours, seed)
         _estep.check_result(self.source, start, chunk, log_norm)
         stats.log_norm += log_norm
         stats.weight += float(stop - start) if weights is None else float(weights.sum())
 
-    def _chunk_stats(self, index, chunk, params):
+    def _chunk_stats(self, state, index, chunk, params):
         stats = _estep.SufficientStats.zeros(params.means, params.full)
-        self._add_chunk(index, chunk, params, stats)
+        self._add_chunk(state, index, chunk, params, stats)
         _estep.mirror_upper(stats)
         return stats
 
@@ -182,6 +193,10 @@ class ChunkLoop:
                 state.order = self._new_order(state)
                 state.position = 0
             pass_params = model._kernel_params()
+            if self.truncation is not None and (state.position == 0 or state.neighbours is None):
+                # Fixed for the pass (a search heuristic: stale lists cost speed, not
+                # correctness) and kept in the state, so a resumed pass searches alike.
+                state.neighbours = _truncated.neighbour_lists(pass_params, self.truncation)
             indices = state.order[state.position:]
             for index, start, chunk in self.source.chunks(indices, check=False, reuse=True):
                 self._step(state, index, chunk, pass_params)
@@ -208,10 +223,10 @@ class ChunkLoop:
             # and mirrored once at the end of the pass.
             if state.position == 0:
                 state.stats = _estep.SufficientStats.zeros(pass_params.means, pass_params.full)
-            self._add_chunk(index, chunk, pass_params, state.stats)
+            self._add_chunk(state, index, chunk, pass_params, state.stats)
             return
         params = model._kernel_params()
-        new = self._chunk_stats(index, chunk, params)
+        new = self._chunk_stats(state, index, chunk, params)
         if state.algorithm == "stochastic":
             rho = (state.step + 1 + self.tau) ** (-self.kappa)
             scaled = new.scale(rho * self.total_weight / new.weight)

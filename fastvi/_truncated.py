@@ -4,12 +4,12 @@ The kernel (``fastvi.kernels.truncated``) does the per-row search; this module h
 settings (``Truncation``), the neighbour lists that steer the search, the per-row supports
 that persist between passes, and the sparse responsibilities of ``predict_proba``.
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
 
+from ._estep import per_row
 from .kernels import estep_truncated, log_rho_table
 
 _EMPTY1 = np.zeros(0)
@@ -24,15 +24,12 @@ class Truncation:
     n_candidates : G, the components evaluated per row (clipped to K; K means all of
         them, in which case the top L are exact and no state is kept between passes)
     n_random : R of the G candidates drawn at random, the rest from the neighbour lists
-    n_rounds_new : search rounds for a row seen for the first time (its support starts
-        random and walks the neighbour graph; the walk stops early once it is stable)
     n_components : K
     """
 
     n_active: int
     n_candidates: int
     n_random: int
-    n_rounds_new: int
     n_components: int
 
     @property
@@ -67,8 +64,7 @@ def make_truncation(n_active, n_candidates, n_components):
         n_random = 0
     else:
         n_random = min(max(1, (n_candidates - n_active) // 4), n_candidates - n_active)
-    rounds = max(4, math.ceil(math.log2(n_components)))
-    return Truncation(int(n_active), n_candidates, n_random, rounds, n_components)
+    return Truncation(int(n_active), n_candidates, n_random, n_components)
 
 
 def neighbour_lists(params, truncation):
@@ -109,18 +105,21 @@ def accumulate_chunk(chunk, params, weights, stats, truncation, supports, start,
     of its log-normalisers over the supports.
 
     ``supports`` (``MemorySupports`` or None: fresh rows, as in ``partial_fit``) is updated
-    for rows ``start:start + len(chunk)``.
+    for rows ``start:start + len(chunk)``.  Rows seen for the first time start from their
+    exact top L (one dense evaluation, K per row, on the first pass only).
     """
     n_rows = chunk.shape[0]
     if supports is None or truncation.exhaustive:
         rows = np.full((n_rows, truncation.n_active), -1, dtype=SUPPORT_DTYPE)
     else:
         rows = supports.rows(start, start + n_rows)
+    if not truncation.exhaustive and n_rows > 0 and rows[:, 0].min() < 0:
+        rows[:] = per_row(chunk, params, labels=truncation.n_active)["labels"].reshape(rows.shape)
     q = np.empty(rows.shape)
     log_norm = estep_truncated(
         chunk, _EMPTY1 if weights is None else np.ascontiguousarray(weights, dtype=np.float64),
         params.c, params.means, params.factor, neighbours, truncation.n_candidates,
-        truncation.n_random, seed, start, truncation.n_rounds_new, rows, q,
+        truncation.n_random, seed, start, rows, q,
         stats.nk, stats.s1, stats.s2, _EMPTY1)
     if supports is not None and not truncation.exhaustive:
         supports.commit(start, rows)
@@ -131,9 +130,16 @@ def sparse_resp(source, params, n_active):
     """The exact top-``n_active`` responsibilities of every row, renormalised, as CSR.
 
     Every component is evaluated (the search is for fitting; a prediction should not
-    depend on where a walk started).
+    depend on where a walk started).  With ``n_active`` >= K the dense kernel gives the
+    responsibilities chunk by chunk and only their nonzeros are kept.
     """
     n_components, n_features = params.means.shape
+    if n_active >= n_components:
+        blocks = [scipy.sparse.csr_matrix(per_row(chunk, params, resp=True)["resp"])
+                  for _, _, chunk in source.chunks()]
+        if not blocks:
+            return scipy.sparse.csr_matrix((0, n_components))
+        return scipy.sparse.vstack(blocks, format="csr")
     truncation = make_truncation(n_active, None, n_components)
     neighbours = np.zeros((n_components, 0), dtype=np.int64)
     no_stats = (np.zeros(0), np.zeros((0, n_features)),
@@ -143,7 +149,7 @@ def sparse_resp(source, params, n_active):
         support = np.full((chunk.shape[0], n_active), -1, dtype=SUPPORT_DTYPE)
         q = np.empty(support.shape)
         estep_truncated(chunk, _EMPTY1, params.c, params.means, params.factor, neighbours,
-                        truncation.n_candidates, 0, 0, start, 1, support, q, *no_stats,
+                        truncation.n_candidates, 0, 0, start, support, q, *no_stats,
                         _EMPTY1)
         indices.append(support)
         data.append(q)

@@ -46,7 +46,17 @@ _COMMON_DOC = """
     shuffle : bool, default=True
         Visit the minibatches in a new random order every pass (online algorithms).
     total_samples : float, default=1e6
-        The size of the stream that ``partial_fit`` stands for (its ``N``)."""
+        The size of the stream that ``partial_fit`` stands for (its ``N``).
+    n_active : int or None, default=None
+        Truncated variational EM: each row's q(z_n) is restricted to its ``n_active`` (L)
+        most probable components, ``q_n(k) = rho_nk / sum_{j in S_n} rho_nj`` on the
+        support S_n (L = 1 is hard EM).  None is the exact dense E-step.
+    n_candidates : int or None, default=None
+        Components evaluated per row to find the support (G >= L): the row's previous
+        support, the neighbours of its members, a few random ones (Forster & Lucke 2018;
+        Hirschberger et al. 2022).  The work per row depends on G, not on K.  None (or
+        >= K) evaluates all K components, so the top L are exact.  The supports are kept
+        per row between passes (an (n_samples, L) int32 array in memory)."""
 
 
 class GaussianMixture(BaseMixture):
@@ -68,7 +78,8 @@ class GaussianMixture(BaseMixture):
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Mean (weighted) log-likelihood of the parameters entering the last iteration.
+        Mean (weighted) log-likelihood of the parameters entering the last iteration; with
+        ``n_active`` set, the free energy of the truncated q (a lower bound on it).
     n_features_in_ : int
     """
 
@@ -77,11 +88,13 @@ class GaussianMixture(BaseMixture):
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, dtype=None, chunk_size=65536,
                  init_sample_size=100_000, n_jobs=None, algorithm="batch", batch_size=None,
-                 learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6):
+                 learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6,
+                 n_active=None, n_candidates=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
-                         learning_offset, learning_decay, shuffle, total_samples)
+                         learning_offset, learning_decay, shuffle, total_samples, n_active,
+                         n_candidates)
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
@@ -196,11 +209,12 @@ class BayesianGaussianMixture(BaseMixture):
                  warm_start=False, verbose=0, verbose_interval=10, dtype=None,
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
-                 total_samples=1e6):
+                 total_samples=1e6, n_active=None, n_candidates=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
-                         learning_offset, learning_decay, shuffle, total_samples)
+                         learning_offset, learning_decay, shuffle, total_samples, n_active,
+                         n_candidates)
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior

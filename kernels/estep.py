@@ -28,7 +28,8 @@ of threads, so results are bit-identical for any ``NUMBA_NUM_THREADS``.
 
 Optional inputs and outputs are passed as arrays of length 0 when not wanted (the
 statistics too):
-``sample_weight`` (n,), ``log_norm_out`` (n,), ``resp_out`` (n, K), ``labels_out`` (n,).
+``sample_weight`` (n,), ``log_norm_out`` (n,), ``resp_out`` (n, K), ``labels_out`` (n, L):
+the L most probable components of each row, most probable first (L = 1: the labels).
 All float accumulation is in float64 whatever the dtype of ``X`` (float32 or float64).
 
 Speed (why the code looks the way it does)
@@ -261,12 +262,33 @@ def _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out):
             for k in range(n_components):
                 resp_out[start + t, k] = e[k, t] * scale[t]
     if labels_out.shape[0] > 0:
+        # the L = labels_out.shape[1] most probable components, most probable first
+        top_v = np.empty(labels_out.shape[1])
         for t in range(n):
-            best = 0
-            for k in range(1, n_components):
-                if lr[k, t] > lr[best, t]:
-                    best = k
-            labels_out[start + t] = best
+            top_k = labels_out[start + t]
+            kept = 0
+            for k in range(n_components):
+                kept = _keep_top(k, lr[k, t], top_k, top_v, kept)
+
+
+@njit(**_INNER)
+def _keep_top(k, value, best_k, best_v, n_kept):
+    """Insert (k, value) into the descending top list (best_k, best_v) of n_kept entries;
+    return the new count.  Equal values keep the earlier entry first (so L = 1 is the
+    first maximum, as ``argmax``), and a NaN first entry is never displaced.
+    """
+    n_top = best_k.shape[0]
+    if n_kept == n_top and not value > best_v[n_top - 1]:
+        return n_kept
+    pos = n_kept if n_kept < n_top else n_top - 1
+    while pos > 0 and value > best_v[pos - 1]:
+        if pos < n_top:
+            best_k[pos] = best_k[pos - 1]
+            best_v[pos] = best_v[pos - 1]
+        pos -= 1
+    best_k[pos] = k
+    best_v[pos] = value
+    return n_kept + 1 if n_kept < n_top else n_kept
 
 
 @njit(**_INNER)
