@@ -60,6 +60,23 @@ def responsibilities(log_rho):
     return log_norm, np.exp(log_rho - log_norm[:, None])
 
 
+def truncated_responsibilities(log_rho, n_active):
+    """The truncated q of variational EM: each row on its ``n_active`` largest log rho.
+
+    Returns ``(log_norm, resp)`` with log_norm the log-sum-exp over the support (the row's
+    free energy, Forster & Lucke 2018 eq. 6) and resp zero off the support.  None (or
+    n_active >= K) is the dense ``responsibilities``.
+    """
+    if n_active is None or n_active >= log_rho.shape[1]:
+        return responsibilities(log_rho)
+    support = np.argsort(-log_rho, axis=1, kind="stable")[:, :n_active]
+    kept = np.take_along_axis(log_rho, support, axis=1)
+    log_norm = logsumexp(kept, axis=1)
+    resp = np.zeros_like(log_rho)
+    np.put_along_axis(resp, support, np.exp(kept - log_norm[:, None]), axis=1)
+    return log_norm, resp
+
+
 def sufficient_stats(X, resp, ref, covariance_type, sample_weight=None):
     """Weighted statistics centred about ``ref`` (K, D).
 
@@ -124,8 +141,8 @@ def em_m_step(X, resp, covariance_type, reg_covar, sample_weight=None):
 
 
 def em_fit(X, weights, means, covariances, covariance_type, reg_covar, n_iter,
-           sample_weight=None):
-    """Run ``n_iter`` EM iterations.
+           sample_weight=None, n_active=None):
+    """Run ``n_iter`` EM iterations (truncated variational EM with ``n_active``).
 
     Returns a list of dicts {"weights", "means", "covariances", "loglik"}: entry t holds the
     parameters after the M-step of iteration t and the weighted mean log-likelihood
@@ -135,7 +152,7 @@ def em_fit(X, weights, means, covariances, covariance_type, reg_covar, n_iter,
     history = []
     for _ in range(n_iter):
         log_rho = log_rho_em(X, weights, means, covariances, covariance_type)
-        log_norm, resp = responsibilities(log_rho)
+        log_norm, resp = truncated_responsibilities(log_rho, n_active)
         loglik = np.sum(w * log_norm) / np.sum(w)
         weights, means, covariances = em_m_step(X, resp, covariance_type, reg_covar,
                                                 sample_weight)
@@ -373,17 +390,19 @@ def vb_elbo(X, state, covariance_type, prior, sample_weight=None):
     return float(np.sum(w * log_norm) - vb_kl(state, covariance_type, prior))
 
 
-def vb_fit(X, state, covariance_type, prior, reg_covar, n_iter, sample_weight=None):
-    """Run ``n_iter`` VB-EM iterations.
+def vb_fit(X, state, covariance_type, prior, reg_covar, n_iter, sample_weight=None,
+           n_active=None):
+    """Run ``n_iter`` VB-EM iterations (with a truncated q(z) given ``n_active``).
 
     Returns a list of dicts: the state after the M-step of iteration t, plus "elbo", the
-    ELBO of the state that entered iteration t (computed at its E-step).
+    ELBO of the q(z) chosen at the E-step of iteration t and the q(theta) that entered it.
     """
+    w = _sample_weight(X, sample_weight)
     history = []
     for _ in range(n_iter):
         log_rho = vb_log_rho(X, state, covariance_type, prior)
-        _, resp = responsibilities(log_rho)
-        elbo = vb_elbo(X, state, covariance_type, prior, sample_weight)
+        log_norm, resp = truncated_responsibilities(log_rho, n_active)
+        elbo = float(np.sum(w * log_norm) - vb_kl(state, covariance_type, prior))
         state = vb_m_step(X, resp, covariance_type, prior, reg_covar, sample_weight)
         history.append(dict(state, elbo=elbo))
     return history
