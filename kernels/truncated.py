@@ -62,8 +62,9 @@ def _mix64(z):
 @njit(**_INNER)
 def _random_component(seed, row, draw, n_components):
     """A component drawn by hashing (seed, global row index, draw number)."""
-    h = _mix64(np.uint64(seed) ^ _mix64(np.uint64(row) * _GOLDEN + np.uint64(draw)))
-    return np.int64(h % np.uint64(n_components))
+    h = _mix64(np.uint64(seed) ^ (np.uint64(row) * _GOLDEN + np.uint64(draw)))
+    # the high 32 bits scaled to [0, K) by a multiply and a shift, not a (slow) modulo
+    return np.int64(((h >> np.uint64(32)) * np.uint64(n_components)) >> np.uint64(32))
 
 
 @njit(**_INNER)
@@ -94,6 +95,32 @@ def _log_rho_full(x, mean, Lt, c, d, n_features):
             a3 += r3[j] * dj
         total += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3)
     return c - 0.5 * total
+
+
+@njit(**_INNER)
+def _expanded_row(x, x0, y, z):
+    """z = [y_i y_j (i <= j), y_i, 1] of y = x - x0: a row's side of the expanded form."""
+    n_features = y.shape[0]
+    for i in range(n_features):
+        y[i] = x[i] - x0[i]
+    pos = 0
+    for i in range(n_features):
+        yi = y[i]
+        for j in range(i, n_features):
+            z[pos] = yi * y[j]
+            pos += 1
+    for i in range(n_features):
+        z[pos] = y[i]
+        pos += 1
+    z[pos] = 1.0
+
+
+@njit(**_INNER)
+def _dot(a, b):
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
 
 
 @njit(**_INNER)
@@ -217,13 +244,16 @@ def _bucket_pairs(support, q, sample_weight, n_components):
 
 
 @njit(**_INNER)
-def _search_rows(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_cand, seed,
-                 row_offset, support, q_out, log_norm_out, start, n):
+def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_search, n_cand,
+                 seed, row_offset, support, q_out, log_norm_out, start, n):
     """Phase 1 for the rows start:start + n; returns their weighted sum of log-normalisers.
 
-    The components are full when ``lt`` (K, Dp, Dp), the padded transposed factors, is not
-    empty, else diagonal with ``pp`` (K, Dp) padded square roots of the precisions.  (Two
-    arrays rather than one of either rank, so that both branches type-check in one
+    Full components (``lt`` not empty): candidates are ranked by the expanded quadratic
+    form, one contiguous dot product per pair (see :func:`expanded_form`), and only the L
+    kept are evaluated again in the centred form, so q and the bound carry no
+    cancellation error.  Diagonal components (``mpp`` (K, 2, Dp): mean and square-root
+    precision side by side, one memory block per component) are evaluated directly.
+    (Arrays of both kinds, the unused ones empty, so both branches type-check in one
     function.)
     """
     full = lt.shape[0] > 0
@@ -234,9 +264,12 @@ def _search_rows(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_cand, 
     exhaustive = n_cand >= n_components
     mark = np.full(n_components, -1, dtype=np.int64)
     cand = np.empty(n_components if exhaustive else n_cand, dtype=np.int64)
+    values = np.empty(cand.shape[0])
     best_k = np.empty(n_active, dtype=np.int64)
     best_v = np.empty(n_active)
     d = np.zeros(n_pad)
+    y = np.empty(n_features)
+    z = np.zeros(expanded.shape[1])
     stamp = 0
     total = 0.0
     for t in range(start, start + n):
@@ -251,17 +284,27 @@ def _search_rows(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_cand, 
             stamp += 1
             count = _build_candidates(support_row, neighbours, n_search, n_cand, seed, row,
                                       mark, stamp, cand)
+        # evaluate first, select after: independent iterations overlap their loads
+        if full:
+            _expanded_row(x, x0, y, z)
+            for j in range(count):
+                k = cand[j]
+                values[j] = c[k] - 0.5 * _dot(z, expanded[k])
+        else:
+            for j in range(count):
+                k = cand[j]
+                values[j] = _log_rho_diag(x, mpp[k, 0], mpp[k, 1], c[k], d, n_features)
         n_kept = 0
         has_nan = False
         for j in range(count):
-            k = cand[j]
-            if full:
-                value = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
-            else:
-                value = _log_rho_diag(x, mp[k], pp[k], c[k], d, n_features)
+            value = values[j]
             if value != value:
                 has_nan = True
-            n_kept = _keep_top(k, value, best_k, best_v, n_kept)
+            n_kept = _keep_top(cand[j], value, best_k, best_v, n_kept)
+        if full:
+            for l in range(n_kept):
+                k = best_k[l]
+                best_v[l] = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
         log_norm = _finish_row(best_k, best_v, n_kept, has_nan, support_row, q_out[t])
         if log_norm_out.shape[0] > 0:
             log_norm_out[t] = log_norm
@@ -271,8 +314,8 @@ def _search_rows(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_cand, 
 
 
 @njit(**_KERNEL)
-def _truncated(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_cand, seed,
-               row_offset, support, q_out, log_norm_out):
+def _truncated(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_search, n_cand,
+               seed, row_offset, support, q_out, log_norm_out):
     """Phase 1 over all rows (parallel blocks, block sums added in block order)."""
     n_rows = X.shape[0]
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
@@ -280,9 +323,9 @@ def _truncated(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_cand, se
     for b in prange(n_blocks):
         start = b * BLOCK_ROWS
         n = min(BLOCK_ROWS, n_rows - start)
-        block_sums[b] = _search_rows(X, sample_weight, c, mp, lt, pp, neighbours, n_search,
-                                     n_cand, seed, row_offset, support, q_out, log_norm_out,
-                                     start, n)
+        block_sums[b] = _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0,
+                                     neighbours, n_search, n_cand, seed, row_offset, support,
+                                     q_out, log_norm_out, start, n)
     total = 0.0
     for b in range(n_blocks):
         total += block_sums[b]
@@ -339,6 +382,49 @@ def _padded_components(means, factor):
     return _pad_means(means), np.zeros((0, n_pad, n_pad)), _pad_means(factor)
 
 
+def expanded_form(means, factor):
+    """The full components as one vector each, for ranking candidates by a dot product.
+
+    With y = x - x0 and e_k = m_k - x0, P_k = U_k U_k^T:
+
+        (x - m_k)^T P_k (x - m_k) = sum_{i<=j} (2 - [i = j]) P_kij y_i y_j
+                                    - 2 (P_k e_k)^T y + e_k^T P_k e_k ,
+
+    so the quadratic form is the dot product of ``[y_i y_j (i <= j), y, 1]`` (made once per
+    row) with ``w_k = [(2 - [i = j]) P_kij, -2 P_k e_k, e_k^T P_k e_k]``: D(D+1)/2 + D + 1
+    contiguous multiply-adds instead of a triangular solve.  Expanding loses precision
+    to cancellation when rows lie far from x0 compared with the component widths;
+    centring on the mean of the means keeps it small, and it only ranks: the kept
+    components are evaluated again in the centred form.
+
+    Returns (W (K, Q) padded to a multiple of 8, x0 (D,)).
+    """
+    n_components, n_features = means.shape
+    x0 = means.mean(axis=0)
+    precision = np.einsum("kij,klj->kil", factor, factor)
+    offsets = means - x0
+    upper = np.triu_indices(n_features)
+    n_pairs = upper[0].size
+    width = n_pairs + n_features + 1
+    W = np.zeros((n_components, (width + 7) // 8 * 8))
+    W[:, :n_pairs] = (precision * (2.0 - np.eye(n_features)))[:, upper[0], upper[1]]
+    linear = np.einsum("kij,kj->ki", precision, offsets)
+    W[:, n_pairs:n_pairs + n_features] = -2.0 * linear
+    W[:, n_pairs + n_features] = np.einsum("ki,ki->k", offsets, linear)
+    return W, x0
+
+
+def _search_arrays(means, factor):
+    """Everything phase 1 reads about the components: (mp, lt, mpp, expanded, x0)."""
+    mp, lt, pp = _padded_components(means, factor)
+    n_features = means.shape[1]
+    if factor.ndim == 3:
+        expanded, x0 = expanded_form(means, factor)
+        return mp, lt, np.zeros((0, 2, mp.shape[1])), expanded, x0
+    mpp = np.ascontiguousarray(np.stack((mp, pp), axis=1))
+    return mp, lt, mpp, np.zeros((0, 8)), np.zeros(n_features)
+
+
 def estep_truncated(X, sample_weight, c, means, factor, neighbours, n_candidates, n_random,
                     seed, row_offset, support, q_out, nk, s1, s2, log_norm_out):
     """Truncated E-step of one chunk; see the module docstring.
@@ -367,11 +453,11 @@ def estep_truncated(X, sample_weight, c, means, factor, neighbours, n_candidates
     """
     n_components = means.shape[0]
     full = factor.ndim == 3
-    mp, lt, pp = _padded_components(means, factor)
+    mp, lt, mpp, expanded, x0 = _search_arrays(means, factor)
     n_candidates = min(int(n_candidates), n_components)
     n_search = n_candidates - int(n_random)
-    total = _truncated(X, sample_weight, c, mp, lt, pp, neighbours, n_search, n_candidates,
-                       int(seed), int(row_offset), support, q_out, log_norm_out)
+    total = _truncated(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_search,
+                       n_candidates, int(seed), int(row_offset), support, q_out, log_norm_out)
     if nk.shape[0] > 0:
         offsets, rows, weights = _bucket_pairs(support, q_out, sample_weight, n_components)
         moments = _component_moments_full if full else _component_moments_diag
