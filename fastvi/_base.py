@@ -60,7 +60,8 @@ class BaseMixture:
     def __init__(self, n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                  init_params, random_state, warm_start, verbose, verbose_interval, dtype,
                  chunk_size, init_sample_size, n_jobs, algorithm, batch_size, learning_offset,
-                 learning_decay, shuffle, total_samples, n_active, n_candidates):
+                 learning_decay, shuffle, total_samples, n_active, n_candidates,
+                 support_file):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -84,6 +85,7 @@ class BaseMixture:
         self.total_samples = total_samples
         self.n_active = n_active
         self.n_candidates = n_candidates
+        self.support_file = support_file
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
@@ -245,8 +247,13 @@ class BaseMixture:
         if truncation is None or truncation.exhaustive:
             return
         state.search_seed = int(rng.integers(1 << 62))
-        if n_rows is not None:
+        if n_rows is None:
+            return
+        if self.support_file is None:
             state.supports = _truncated.MemorySupports(n_rows, truncation.n_active)
+        else:
+            state.supports = _truncated.FileSupports(self.support_file, n_rows,
+                                                     truncation.n_active, self._chunk_rows())
 
     def _running_stats(self, stats, source, sample_weight):
         """Where stochastic statistics start: the initialisation's, or one exact E-step

@@ -99,6 +99,52 @@ class MemorySupports:
         """``rows`` is a view, already updated in place."""
 
 
+class FileSupports:
+    """Per-row supports in an HDF5 file, for data larger than memory: dataset ``supports``
+    (n_rows, L) int32, -1 where a row has none yet (the fill value, so nothing is written
+    up front).  Each chunk's rows are read before its E-step and written back after it.
+
+    A checkpointed fit pickles only the path and reopens the file on resume.  The file may
+    then hold supports newer than the checkpoint (chunks processed after it); they are
+    valid supports all the same, so the resumed fit is correct, but it is not bit-identical
+    to an uninterrupted one as it is with in-memory supports.
+    """
+
+    def __init__(self, path, n_rows, n_active, chunk_rows):
+        import h5py
+        self.path, self.n_rows, self.n_active = str(path), int(n_rows), int(n_active)
+        with h5py.File(self.path, "w") as f:
+            f.create_dataset("supports", shape=(self.n_rows, self.n_active),
+                             dtype=SUPPORT_DTYPE, fillvalue=-1,
+                             chunks=(max(1, min(int(chunk_rows), self.n_rows)), self.n_active))
+        self._open()
+
+    def _open(self):
+        import h5py
+        try:
+            self._file = h5py.File(self.path, "r+")
+            self._data = self._file["supports"]
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"{self.path}: cannot reopen the supports file of this fit "
+                             f"({exc}); it must stay in place until the fit ends") from None
+        if self._data.shape != (self.n_rows, self.n_active):
+            raise ValueError(f"{self.path}: /supports has shape {self._data.shape}, expected "
+                             f"{(self.n_rows, self.n_active)}")
+
+    def rows(self, start, stop):
+        return self._data[start:stop]
+
+    def commit(self, start, rows):
+        self._data[start:start + rows.shape[0]] = rows
+
+    def __getstate__(self):
+        return {"path": self.path, "n_rows": self.n_rows, "n_active": self.n_active}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._open()
+
+
 def accumulate_chunk(chunk, params, weights, stats, truncation, supports, start, neighbours,
                      seed):
     """The truncated E-step of one chunk into ``stats`` (upper triangle); return the sum

@@ -124,6 +124,8 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
     rate = rows / elapsed if elapsed > 0 else float("inf")
     algorithm = getattr(model, "algorithm", "batch")
     how = f"algorithm={algorithm}"
+    if getattr(model, "n_active", None) is not None:
+        how += f", n_active={model.n_active}, n_candidates={model.n_candidates or 'all'}"
     if algorithm != "batch" and getattr(model, "batch_size", None) is not None:
         how += f", batch_size={model.batch_size}"
         if chunk_rows is not None and chunk_rows != model.batch_size:
@@ -299,6 +301,9 @@ _MODEL_OPTIONS = {
     "tau": ("learning_offset", "--tau"),
     "kappa": ("learning_decay", "--kappa"),
     "shuffle": ("shuffle", "--no-shuffle"),
+    "n_active": ("n_active", "--n-active"),
+    "n_candidates": ("n_candidates", "--n-candidates"),
+    "support_file": ("support_file", "--support-file"),
 }
 _MODEL_CLASSES = {"gmm": "GaussianMixture", "bgmm": "BayesianGaussianMixture"}
 _META_KEYS = ("class", "params", "data", "n_rows", "n_features")
@@ -875,6 +880,15 @@ def build_parser():
     g.add_argument("--no-shuffle", dest="shuffle", action="store_const", const=False,
                    help="visit the minibatches in file order (default: a new random order "
                         "every pass)")
+    g.add_argument("--n-active", type=_positive_int, metavar="L",
+                   help="truncated variational EM: each row's q(z) on its L most probable "
+                        "components (1: hard EM; default: all, the exact E-step)")
+    g.add_argument("--n-candidates", type=_positive_int, metavar="G",
+                   help="components searched per row for its L (old support, neighbours, "
+                        "random); work per row depends on G, not K (default: all K)")
+    g.add_argument("--support-file", metavar="FILE.h5",
+                   help="keep the per-row supports of --n-active in this HDF5 file instead "
+                        "of memory (N x L int32)")
     g.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
                    help="rows per read and kernel call (65536)")
     g.add_argument("--threads", type=int, help="compute threads (-1: all)")

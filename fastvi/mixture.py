@@ -56,7 +56,12 @@ _COMMON_DOC = """
         support, the neighbours of its members, a few random ones (Forster & Lucke 2018;
         Hirschberger et al. 2022).  The work per row depends on G, not on K.  None (or
         >= K) evaluates all K components, so the top L are exact.  The supports are kept
-        per row between passes (an (n_samples, L) int32 array in memory)."""
+        per row between passes: an (n_samples, L) int32 array in memory, or in
+        ``support_file``.
+    support_file : str or None, default=None
+        An HDF5 file for the per-row supports of a truncated fit (data larger than
+        memory); created at ``fit``, overwritten if it exists, needed until the fit (or a
+        resumed fit) ends.  None keeps them in memory."""
 
 
 class GaussianMixture(BaseMixture):
@@ -89,12 +94,12 @@ class GaussianMixture(BaseMixture):
                  verbose=0, verbose_interval=10, dtype=None, chunk_size=65536,
                  init_sample_size=100_000, n_jobs=None, algorithm="batch", batch_size=None,
                  learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6,
-                 n_active=None, n_candidates=None):
+                 n_active=None, n_candidates=None, support_file=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
-                         n_candidates)
+                         n_candidates, support_file)
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
@@ -209,12 +214,12 @@ class BayesianGaussianMixture(BaseMixture):
                  warm_start=False, verbose=0, verbose_interval=10, dtype=None,
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
-                 total_samples=1e6, n_active=None, n_candidates=None):
+                 total_samples=1e6, n_active=None, n_candidates=None, support_file=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
-                         n_candidates)
+                         n_candidates, support_file)
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior

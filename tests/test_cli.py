@@ -477,3 +477,19 @@ def test_progress_bar_when_forced(workdir, tmp_path, capsys):
                  "--progress", "-o", str(tmp_path / "m.h5")]) == 0
     err = capsys.readouterr().err
     assert "rows/s" in err and "bound=" in err and "pass 2/2" in err
+
+
+def test_fit_with_a_truncated_q(workdir, tmp_path, capsys):
+    import fastvi
+    out = tmp_path / "hard.h5"
+    assert main(["fit", str(workdir / "data.h5"), "--k", "6", "--n-active", "1",
+                 "--n-candidates", "3", "--max-iter", "4", "--tol", "0",
+                 "-o", str(out)]) == 0
+    assert "n_active=1, n_candidates=3" in capsys.readouterr().out
+    loaded = load_model(out)
+    assert (loaded.n_active, loaded.n_candidates) == (1, 3)
+    with h5py.File(workdir / "data.h5", "r") as f:
+        api = fastvi.GaussianMixture(6, n_active=1, n_candidates=3, max_iter=4, tol=0,
+                                     random_state=0).fit(f["X"])
+    np.testing.assert_array_equal(loaded.means_, api.means_)
+    assert loaded.lower_bound_ == api.lower_bound_

@@ -340,3 +340,34 @@ def test_bad_truncation_parameters_are_named(kwargs, message):
     X, _ = blobs()
     with pytest.raises(ValueError, match=message):
         fastvi.GaussianMixture(4, **kwargs).fit(X)
+
+
+def test_supports_in_an_hdf5_file_give_the_in_memory_fit(tmp_path):
+    X = overlapping(5000, n_components=12, seed=7)
+    kwargs = dict(n_active=2, n_candidates=5, random_state=0, max_iter=4, tol=0,
+                  chunk_size=1000)
+    memory = quiet(fastvi.GaussianMixture(12, **kwargs).fit, X)
+    path = tmp_path / "supports.h5"
+    filed = quiet(fastvi.GaussianMixture(12, support_file=str(path), **kwargs).fit, X)
+    np.testing.assert_array_equal(memory.means_, filed.means_)
+    assert memory.bound_history_ == filed.bound_history_
+    with h5py.File(path, "r") as f:
+        supports = f["supports"][()]
+    assert supports.shape == (5000, 2) and supports.min() >= 0
+
+
+def test_resume_with_file_supports_reopens_the_file(tmp_path):
+    X = overlapping(6000, n_components=10, seed=5)
+    path = tmp_path / "supports.h5"
+    kwargs = dict(n_components=10, random_state=0, chunk_size=1000, max_iter=3, tol=0,
+                  n_active=2, n_candidates=5, support_file=str(path))
+    whole = quiet(fastvi.GaussianMixture(**kwargs).fit, X)
+    crash = StopAfter(9)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fastvi.GaussianMixture(**kwargs).fit(X, checkpoint=crash)
+    resumed = quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=crash.saved)
+    # supports written after the checkpoint are still valid ones: same optimum, close path
+    assert resumed.lower_bound_ == pytest.approx(whole.lower_bound_, rel=1e-6)
+    path.unlink()
+    with pytest.raises(ValueError, match="supports.h5: cannot reopen the supports file"):
+        pickle.loads(pickle.dumps(crash.saved))
