@@ -99,7 +99,8 @@ def _log_rho_full(x, mean, Lt, c, d, n_features):
 
 @njit(**_INNER)
 def _expanded_row(x, x0, y, z):
-    """z = [y_i y_j (i <= j), y_i, 1] of y = x - x0: a row's side of the expanded form."""
+    """z = [y_i y_j (i <= j), y_i, 1] of y = x - x0 (formed in float64, stored in z's
+    dtype): a row's side of the expanded form."""
     n_features = y.shape[0]
     for i in range(n_features):
         y[i] = x[i] - x0[i]
@@ -248,13 +249,16 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
                  seed, row_offset, support, q_out, log_norm_out, start, n):
     """Phase 1 for the rows start:start + n; returns their weighted sum of log-normalisers.
 
-    Full components (``lt`` not empty): candidates are ranked by the expanded quadratic
-    form, one contiguous dot product per pair (see :func:`expanded_form`), and only the L
-    kept are evaluated again in the centred form, so q and the bound carry no
-    cancellation error.  Diagonal components (``mpp`` (K, 2, Dp): mean and square-root
-    precision side by side, one memory block per component) are evaluated directly.
-    (Arrays of both kinds, the unused ones empty, so both branches type-check in one
-    function.)
+    Diagonal components (``mpp`` (K, 2, Dp): mean and square-root precision side by side,
+    one memory block per component) are evaluated directly, exactly, and so are full ones
+    in an exhaustive search.  Otherwise full components
+    (``lt``, the transposed factors) are *ranked* by the expanded quadratic form, one
+    contiguous dot product per candidate (:func:`expanded_form`), and the decision is
+    exact: the kept L are evaluated again in the centred form, and when the ranking
+    dropped a member of the old support, that member too, the L best of both taken.  So
+    the new support is never worse than the old one (the free energy cannot decrease)
+    and q and the bound carry no cancellation error.  (Arrays of both kinds, the unused
+    ones empty, so that both branches type-check in one function.)
     """
     full = lt.shape[0] > 0
     n_components = mp.shape[0]
@@ -267,6 +271,7 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
     values = np.empty(cand.shape[0])
     best_k = np.empty(n_active, dtype=np.int64)
     best_v = np.empty(n_active)
+    old = np.empty(n_active, dtype=np.int64)
     d = np.zeros(n_pad)
     y = np.empty(n_features)
     z = np.zeros(expanded.shape[1])
@@ -285,11 +290,14 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
             count = _build_candidates(support_row, neighbours, n_search, n_cand, seed, row,
                                       mark, stamp, cand)
         # evaluate first, select after: independent iterations overlap their loads
-        if full:
+        if full and not exhaustive:
             _expanded_row(x, x0, y, z)
             for j in range(count):
                 k = cand[j]
                 values[j] = c[k] - 0.5 * _dot(z, expanded[k])
+        elif full:
+            for k in range(n_components):
+                values[k] = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
         else:
             for j in range(count):
                 k = cand[j]
@@ -298,19 +306,57 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
         has_nan = False
         for j in range(count):
             value = values[j]
-            if value != value:
-                has_nan = True
+            has_nan |= value != value
             n_kept = _keep_top(cand[j], value, best_k, best_v, n_kept)
-        if full:
-            for l in range(n_kept):
-                k = best_k[l]
-                best_v[l] = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
+        if full and not exhaustive:
+            n_kept = _exact_decision(x, c, mp, lt, d, n_features, support_row, old, mark,
+                                     stamp + 1, best_k, best_v, n_kept)
+            stamp += 1
         log_norm = _finish_row(best_k, best_v, n_kept, has_nan, support_row, q_out[t])
         if log_norm_out.shape[0] > 0:
             log_norm_out[t] = log_norm
         w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
         total += w * log_norm
     return total
+
+
+@njit(**_INNER)
+def _exact_decision(x, c, mp, lt, d, n_features, support_row, old, mark, stamp, best_k,
+                    best_v, n_kept):
+    """Re-evaluate the ranked top list exactly; if the ranking dropped members of the old
+    support, evaluate those too and keep the exact L best of both.  Returns the count."""
+    for l in range(n_kept):
+        mark[best_k[l]] = stamp
+    n_old = 0
+    for l in range(support_row.shape[0]):
+        k = support_row[l]
+        if k >= 0 and mark[k] != stamp:
+            old[n_old] = k
+            n_old += 1
+    for l in range(n_kept):
+        k = best_k[l]
+        best_v[l] = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
+    _sort_top(best_k, best_v, n_kept)
+    for j in range(n_old):
+        k = old[j]
+        value = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
+        n_kept = _keep_top(k, value, best_k, best_v, n_kept)
+    return n_kept
+
+
+@njit(**_INNER)
+def _sort_top(best_k, best_v, n):
+    """Insertion sort of the first n entries, descending by value (stable)."""
+    for i in range(1, n):
+        k = best_k[i]
+        v = best_v[i]
+        j = i
+        while j > 0 and v > best_v[j - 1]:
+            best_k[j] = best_k[j - 1]
+            best_v[j] = best_v[j - 1]
+            j -= 1
+        best_k[j] = k
+        best_v[j] = v
 
 
 @njit(**_KERNEL)
@@ -392,10 +438,9 @@ def expanded_form(means, factor):
 
     so the quadratic form is the dot product of ``[y_i y_j (i <= j), y, 1]`` (made once per
     row) with ``w_k = [(2 - [i = j]) P_kij, -2 P_k e_k, e_k^T P_k e_k]``: D(D+1)/2 + D + 1
-    contiguous multiply-adds instead of a triangular solve.  Expanding loses precision
-    to cancellation when rows lie far from x0 compared with the component widths;
-    centring on the mean of the means keeps it small, and it only ranks: the kept
-    components are evaluated again in the centred form.
+    contiguous multiply-adds instead of a triangular solve.  Expanding loses precision to
+    cancellation when rows lie far from x0 compared with the component widths; centring on the mean of the means keeps it small, and it only ranks: the
+    decision is taken on values evaluated again in the centred form.
 
     Returns (W (K, Q) padded to a multiple of 8, x0 (D,)).
     """
