@@ -18,24 +18,28 @@ set holds.
 Candidate set of a row (``n_candidates`` = G components in all): its old support first, then
 the neighbours of its support members, rank by rank (``neighbours[c, 0] == c``, then the
 components most likely at the mean of c), until G - R are found, then R components drawn
-at random (a hash of the seed, the row's global index and the round, so the draw does not
-depend on the chunking or the threads).  When G >= K every component is evaluated, in
-index order, and the search is exact.  A row's first support comes from the caller (fastvi
+at random (a hash of the seed, the row's global index and the draw number, so the draw
+does not depend on the chunking or the threads).  When G >= K every component is
+evaluated exactly, in index order.  A row's first support comes from the caller (fastvi
 takes the exact top L from the dense kernel: a greedy walk on the neighbour graph from a
 few spread "anchor" components, tried first, missed the best component for 10-40% of rows
 of 256 well-separated clusters in 16 dimensions, and a bad first pass spoils the fit).
 
-Two phases per chunk, both free of thread-dependent sums:
+The steps of a chunk, none with a thread-dependent sum:
 
-1. rows (in blocks of ``BLOCK_ROWS``, in parallel): search, keep the top L, normalise.
-   The per-row supports and q are written to ``support`` and ``q_out``.
-2. components (in parallel): each component gathers its (row, q) pairs in row order and
-   adds their centred moments with the dense kernel's tile routines.  One component is
-   one task, so its sums do not depend on the number of threads either.
-
-The per-pair log-density is computed row by row (the rows of a block have different
-candidates, so the dense kernel's rows-as-vector layout does not apply): the feature loops
-run over the zero-padded feature count, so they vectorise without remainders.
+1. rows, in parallel blocks: build the candidates and evaluate them.  Diagonal
+   components are evaluated exactly, and the top L kept.  Full components are only
+   *ranked*, by the expanded quadratic form (one contiguous dot product per candidate,
+   :func:`expanded_form`); the ranked top L, and any member of the old support the
+   ranking dropped, go to a per-row list for exact evaluation.
+2. (full only) components, in parallel: each gathers the rows that listed it and
+   evaluates them exactly, in the centred form, with the dense kernel's rows-as-vector
+   tile routine (a per-row triangular solve costs several times more).
+3. (full only) rows: the exact L best of each list.  The old support is in the list, so
+   the free energy cannot decrease, and q and the bound carry no cancellation error.
+4. components, in parallel: each gathers its (row, q) pairs in row order and adds their
+   centred moments with the dense kernel's tile routines.  One component is one task, so
+   its sums do not depend on the number of threads.
 """
 import math
 
@@ -43,8 +47,9 @@ import numpy as np
 from numba import njit, prange
 
 from .estep import (_INNER, _KERNEL, _TILE, BLOCK_ROWS, _keep_top, _moments_diag, _moments_full,
-                    _pad_full, _pad_means, _padded)
+                    _pad_full, _pad_means, _padded, _quad_full)
 
+_BUCKET_PARTS = 8  # runs of rows bucketed in parallel (any number gives the same result)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -118,7 +123,8 @@ def _expanded_row(x, x0, y, z):
 
 @njit(**_INNER)
 def _dot(a, b):
-    total = 0.0
+    """A dot product in the dtype of its arguments (float32 ranks with 16 lanes)."""
+    total = a.dtype.type(0.0)
     for i in range(a.shape[0]):
         total += a[i] * b[i]
     return total
@@ -198,69 +204,76 @@ def _finish_row(best_k, best_v, n_kept, has_nan, support_row, q_row):
     return shift + math.log(total)
 
 
+@njit(**_KERNEL)
+def _bucket(keys, n_components):
+    """Group the entries of ``keys`` (n, width) that are >= 0 by component.
+
+    Returns (offsets (K + 1,), rows, slots): component k owns the entries
+    offsets[k]:offsets[k + 1] of rows and slots, rows ascending.  (Rows and slots are
+    kept apart rather than as one flat index: dividing by the width per pair cost more
+    than the pair's arithmetic.)  A counting sort in parallel over ``_BUCKET_PARTS`` runs
+    of rows: each run counts its entries per component, the counts give every (run,
+    component) its start, and each run fills its own places, so the result is the
+    sequential one whatever the number of runs or threads.
+    """
+    n_rows, width = keys.shape
+    n_blocks = _BUCKET_PARTS
+    size = (n_rows + n_blocks - 1) // n_blocks
+    counts = np.zeros((n_blocks, n_components), dtype=np.int64)
+    for b in prange(n_blocks):
+        for t in range(b * size, min((b + 1) * size, n_rows)):
+            for l in range(width):
+                k = keys[t, l]
+                if k >= 0:
+                    counts[b, k] += 1
+    offsets = np.zeros(n_components + 1, dtype=np.int64)
+    starts = np.empty((n_blocks, n_components), dtype=np.int64)
+    position = 0
+    for k in range(n_components):
+        offsets[k] = position
+        for b in range(n_blocks):
+            starts[b, k] = position
+            position += counts[b, k]
+    offsets[n_components] = position
+    rows = np.empty(position, dtype=np.int64)
+    slots = np.empty(position, dtype=np.int64)
+    for b in prange(n_blocks):
+        fill = starts[b]
+        for t in range(b * size, min((b + 1) * size, n_rows)):
+            for l in range(width):
+                k = keys[t, l]
+                if k >= 0:
+                    rows[fill[k]] = t
+                    slots[fill[k]] = l
+                    fill[k] += 1
+    return offsets, rows, slots
+
+
 @njit(**_INNER)
-def _gather_component(X, rows, weights, first, count, n_pad):
-    """The rows of one component, transposed to (Dp, count) float64, and their weights."""
+def _gather_rows(X, rows, first, count, n_pad):
+    """The rows rows[first:first + count], transposed: (Dp, count) float64."""
     n_features = X.shape[1]
     xT = np.zeros((n_pad, count))
-    r = np.empty(count)
     for t in range(count):
-        row = rows[first + t]
-        x = X[row]
+        x = X[rows[first + t]]
         for i in range(n_features):
             xT[i, t] = x[i]
-        r[t] = weights[first + t]
-    return xT, r
-
-
-@njit(**_INNER)
-def _bucket_pairs(support, q, sample_weight, n_components):
-    """Group the (row, weighted q) pairs by component, rows ascending within a component.
-
-    Returns (offsets (K + 1,), rows, weights): component k owns entries
-    offsets[k]:offsets[k + 1].  Pairs with zero weight are left out.
-    """
-    n_rows, n_active = support.shape
-    offsets = np.zeros(n_components + 1, dtype=np.int64)
-    for t in range(n_rows):
-        w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
-        for l in range(n_active):
-            k = support[t, l]
-            if k >= 0 and w * q[t, l] != 0.0:
-                offsets[k + 1] += 1
-    for k in range(n_components):
-        offsets[k + 1] += offsets[k]
-    fill = offsets[:-1].copy()
-    rows = np.empty(offsets[n_components], dtype=np.int64)
-    weights = np.empty(offsets[n_components])
-    for t in range(n_rows):
-        w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
-        for l in range(n_active):
-            k = support[t, l]
-            if k >= 0 and w * q[t, l] != 0.0:
-                rows[fill[k]] = t
-                weights[fill[k]] = w * q[t, l]
-                fill[k] += 1
-    return offsets, rows, weights
+    return xT
 
 
 @njit(**_INNER)
 def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_search, n_cand,
-                 seed, row_offset, support, q_out, log_norm_out, start, n):
-    """Phase 1 for the rows start:start + n; returns their weighted sum of log-normalisers.
+                 seed, row_offset, support, q_out, log_norm_out, exact_k, start, n):
+    """Step 1 for the rows start:start + n; returns their weighted sum of log-normalisers
+    (0 for rows whose decision waits for steps 2-3).
 
-    Diagonal components (``mpp`` (K, 2, Dp): mean and square-root precision side by side,
-    one memory block per component) are evaluated directly, exactly, and so are full ones
-    in an exhaustive search.  Otherwise full components
-    (``lt``, the transposed factors) are *ranked* by the expanded quadratic form, one
-    contiguous dot product per candidate (:func:`expanded_form`), and the decision is
-    exact: the kept L are evaluated again in the centred form, and when the ranking
-    dropped a member of the old support, that member too, the L best of both taken.  So
-    the new support is never worse than the old one (the free energy cannot decrease)
-    and q and the bound carry no cancellation error.  (Arrays of both kinds, the unused
-    ones empty, so that both branches type-check in one function.)
+    ``mpp`` (K, 2, Dp) holds the means and square-root precisions of diagonal components
+    side by side (one memory block per component); ``lt`` the transposed full factors,
+    for exhaustive searches; ``expanded`` the full components' ranking vectors.  Unused
+    arrays are empty, so both branches type-check in one function.  Full components in a
+    search write their exact-evaluation list to ``exact_k`` (n, 2L), -1 padded.
     """
-    full = lt.shape[0] > 0
+    full = mpp.shape[0] == 0
     n_components = mp.shape[0]
     n_features = X.shape[1]
     n_pad = mp.shape[1]
@@ -271,15 +284,13 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
     values = np.empty(cand.shape[0])
     best_k = np.empty(n_active, dtype=np.int64)
     best_v = np.empty(n_active)
-    old = np.empty(n_active, dtype=np.int64)
     d = np.zeros(n_pad)
     y = np.empty(n_features)
-    z = np.zeros(expanded.shape[1])
+    z = np.zeros(expanded.shape[1], dtype=expanded.dtype)
     stamp = 0
     total = 0.0
     for t in range(start, start + n):
         x = X[t]
-        row = row_offset + t
         support_row = support[t]
         if exhaustive:
             count = n_components
@@ -287,8 +298,8 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
                 cand[k] = k
         else:
             stamp += 1
-            count = _build_candidates(support_row, neighbours, n_search, n_cand, seed, row,
-                                      mark, stamp, cand)
+            count = _build_candidates(support_row, neighbours, n_search, n_cand, seed,
+                                      row_offset + t, mark, stamp, cand)
         # evaluate first, select after: independent iterations overlap their loads
         if full and not exhaustive:
             _expanded_row(x, x0, y, z)
@@ -309,9 +320,9 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
             has_nan |= value != value
             n_kept = _keep_top(cand[j], value, best_k, best_v, n_kept)
         if full and not exhaustive:
-            n_kept = _exact_decision(x, c, mp, lt, d, n_features, support_row, old, mark,
-                                     stamp + 1, best_k, best_v, n_kept)
+            _exact_list(best_k, n_kept, support_row, mark, stamp + 1, exact_k[t])
             stamp += 1
+            continue
         log_norm = _finish_row(best_k, best_v, n_kept, has_nan, support_row, q_out[t])
         if log_norm_out.shape[0] > 0:
             log_norm_out[t] = log_norm
@@ -321,48 +332,27 @@ def _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_s
 
 
 @njit(**_INNER)
-def _exact_decision(x, c, mp, lt, d, n_features, support_row, old, mark, stamp, best_k,
-                    best_v, n_kept):
-    """Re-evaluate the ranked top list exactly; if the ranking dropped members of the old
-    support, evaluate those too and keep the exact L best of both.  Returns the count."""
+def _exact_list(best_k, n_kept, support_row, mark, stamp, out):
+    """The ranked top list, then the old support's members it dropped; -1 after them."""
+    count = 0
     for l in range(n_kept):
         mark[best_k[l]] = stamp
-    n_old = 0
+        out[count] = best_k[l]
+        count += 1
     for l in range(support_row.shape[0]):
         k = support_row[l]
         if k >= 0 and mark[k] != stamp:
-            old[n_old] = k
-            n_old += 1
-    for l in range(n_kept):
-        k = best_k[l]
-        best_v[l] = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
-    _sort_top(best_k, best_v, n_kept)
-    for j in range(n_old):
-        k = old[j]
-        value = _log_rho_full(x, mp[k], lt[k], c[k], d, n_features)
-        n_kept = _keep_top(k, value, best_k, best_v, n_kept)
-    return n_kept
-
-
-@njit(**_INNER)
-def _sort_top(best_k, best_v, n):
-    """Insertion sort of the first n entries, descending by value (stable)."""
-    for i in range(1, n):
-        k = best_k[i]
-        v = best_v[i]
-        j = i
-        while j > 0 and v > best_v[j - 1]:
-            best_k[j] = best_k[j - 1]
-            best_v[j] = best_v[j - 1]
-            j -= 1
-        best_k[j] = k
-        best_v[j] = v
+            mark[k] = stamp
+            out[count] = k
+            count += 1
+    for l in range(count, out.shape[0]):
+        out[l] = -1
 
 
 @njit(**_KERNEL)
 def _truncated(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_search, n_cand,
-               seed, row_offset, support, q_out, log_norm_out):
-    """Phase 1 over all rows (parallel blocks, block sums added in block order)."""
+               seed, row_offset, support, q_out, log_norm_out, exact_k):
+    """Step 1 over all rows (parallel blocks, block sums added in block order)."""
     n_rows = X.shape[0]
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
     block_sums = np.zeros(n_blocks)
@@ -371,7 +361,7 @@ def _truncated(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_sea
         n = min(BLOCK_ROWS, n_rows - start)
         block_sums[b] = _search_rows(X, sample_weight, c, mp, lt, mpp, expanded, x0,
                                      neighbours, n_search, n_cand, seed, row_offset, support,
-                                     q_out, log_norm_out, start, n)
+                                     q_out, log_norm_out, exact_k, start, n)
     total = 0.0
     for b in range(n_blocks):
         total += block_sums[b]
@@ -379,41 +369,95 @@ def _truncated(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_sea
 
 
 @njit(**_KERNEL)
-def _component_moments_full(X, mp, offsets, rows, weights, nk, s1, s2):
-    """Phase 2, full: each component's centred moments from its gathered rows."""
-    n_components = mp.shape[0]
-    n_features = X.shape[1]
+def _exact_values(X, c, mp, up, offsets, rows, slots, values):
+    """Step 2: values[row, slot] = log rho of the listed component, exactly, per component
+    over its gathered rows (the dense kernel's vectorised triangular tiles), in blocks of
+    ``BLOCK_ROWS`` rows so that a block stays in L1 across the tiles' passes."""
     n_pad = mp.shape[1]
-    for k in prange(n_components):
-        count = offsets[k + 1] - offsets[k]
-        if count == 0:
-            continue
-        xT, r = _gather_component(X, rows, weights, offsets[k], count, n_pad)
-        m1 = np.empty(n_features)
-        m2 = np.zeros((n_features, n_features))
-        nk[k] += _moments_full(xT, mp[k], r, count, m1, m2)
-        s1[k] += m1
-        s2[k] += m2
+    for k in prange(mp.shape[0]):
+        y = np.empty((_TILE, BLOCK_ROWS))
+        lr = np.empty(BLOCK_ROWS)
+        for first in range(offsets[k], offsets[k + 1], BLOCK_ROWS):
+            count = min(BLOCK_ROWS, offsets[k + 1] - first)
+            xT = _gather_rows(X, rows, first, count, n_pad)
+            _quad_full(xT, mp[k], up[k], count, y, c[k], lr)
+            for t in range(count):
+                values[rows[first + t], slots[first + t]] = lr[t]
 
 
 @njit(**_KERNEL)
-def _component_moments_diag(X, mp, offsets, rows, weights, nk, s1, s2):
-    """Phase 2, diag: as :func:`_component_moments_full` with diagonal second moments."""
-    n_components = mp.shape[0]
+def _decide_rows(exact_k, values, sample_weight, support, q_out, log_norm_out):
+    """Step 3: each row's exact L best of its list; the weighted sum of log-normalisers."""
+    n_rows = exact_k.shape[0]
+    n_active = support.shape[1]
+    n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
+    block_sums = np.zeros(n_blocks)
+    for b in prange(n_blocks):
+        best_k = np.empty(n_active, dtype=np.int64)
+        best_v = np.empty(n_active)
+        subtotal = 0.0
+        for t in range(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n_rows)):
+            n_kept = 0
+            has_nan = False
+            for l in range(exact_k.shape[1]):
+                k = exact_k[t, l]
+                if k < 0:
+                    break
+                value = values[t, l]
+                has_nan |= value != value
+                n_kept = _keep_top(k, value, best_k, best_v, n_kept)
+            log_norm = _finish_row(best_k, best_v, n_kept, has_nan, support[t], q_out[t])
+            if log_norm_out.shape[0] > 0:
+                log_norm_out[t] = log_norm
+            w = sample_weight[t] if sample_weight.shape[0] > 0 else 1.0
+            subtotal += w * log_norm
+        block_sums[b] = subtotal
+    total = 0.0
+    for b in range(n_blocks):
+        total += block_sums[b]
+    return total
+
+
+@njit(**_INNER)
+def _pair_weights(rows, slots, first, count, q, sample_weight):
+    """w_n q_nk of the gathered pairs."""
+    r = np.empty(count)
+    for t in range(count):
+        row = rows[first + t]
+        w = sample_weight[row] if sample_weight.shape[0] > 0 else 1.0
+        r[t] = w * q[row, slots[first + t]]
+    return r
+
+
+@njit(**_KERNEL)
+def _component_moments(X, mp, full, offsets, rows, slots, q, sample_weight, nk, s1, s2full,
+                       s2diag):
+    """Step 4: each component's centred moments from its gathered (row, q) pairs, in
+    blocks of ``BLOCK_ROWS`` pairs (a gathered block stays in L1 across the tiles'
+    passes), the blocks added in order.
+
+    ``s2full`` (K, D, D) for full components, ``s2diag`` (K, D) for diagonal ones (the
+    other empty).
+    """
     n_features = X.shape[1]
     n_pad = mp.shape[1]
-    for k in prange(n_components):
-        count = offsets[k + 1] - offsets[k]
-        if count == 0:
-            continue
-        xT, r = _gather_component(X, rows, weights, offsets[k], count, n_pad)
-        sn = np.empty(1)
+    for k in prange(mp.shape[0]):
         m1 = np.empty((1, n_features))
-        m2 = np.empty((1, n_features))
-        _moments_diag(xT, mp[k:k + 1], r.reshape(1, count), count, sn, m1, m2)
-        nk[k] += sn[0]
-        s1[k] += m1[0]
-        s2[k] += m2[0]
+        m2 = np.zeros((n_features, n_features) if full else (1, n_features))
+        sn = np.empty(1)
+        for first in range(offsets[k], offsets[k + 1], BLOCK_ROWS):
+            count = min(BLOCK_ROWS, offsets[k + 1] - first)
+            xT = _gather_rows(X, rows, first, count, n_pad)
+            r = _pair_weights(rows, slots, first, count, q, sample_weight)
+            if full:
+                nk[k] += _moments_full(xT, mp[k], r, count, m1[0], m2)
+                s1[k] += m1[0]
+                s2full[k] += m2
+            else:
+                _moments_diag(xT, mp[k:k + 1], r.reshape(1, count), count, sn, m1, m2)
+                nk[k] += sn[0]
+                s1[k] += m1[0]
+                s2diag[k] += m2[0]
 
 
 def _padded_components(means, factor):
@@ -442,36 +486,43 @@ def expanded_form(means, factor):
     cancellation when rows lie far from x0 compared with the component widths; centring on the mean of the means keeps it small, and it only ranks: the
     decision is taken on values evaluated again in the centred form.
 
-    Returns (W (K, Q) padded to a multiple of 8, x0 (D,)).
+    Returns (W (K, Q) padded to a multiple of 16, x0 (D,)).
     """
     n_components, n_features = means.shape
     x0 = means.mean(axis=0)
-    precision = np.einsum("kij,klj->kil", factor, factor)
+    precision = np.matmul(factor, factor.transpose(0, 2, 1))
     offsets = means - x0
     upper = np.triu_indices(n_features)
     n_pairs = upper[0].size
     width = n_pairs + n_features + 1
-    W = np.zeros((n_components, (width + 7) // 8 * 8))
+    W = np.zeros((n_components, (width + 15) // 16 * 16))
     W[:, :n_pairs] = (precision * (2.0 - np.eye(n_features)))[:, upper[0], upper[1]]
-    linear = np.einsum("kij,kj->ki", precision, offsets)
+    linear = np.matmul(precision, offsets[:, :, None])[:, :, 0]
     W[:, n_pairs:n_pairs + n_features] = -2.0 * linear
     W[:, n_pairs + n_features] = np.einsum("ki,ki->k", offsets, linear)
     return W, x0
 
 
-def _search_arrays(means, factor):
-    """Everything phase 1 reads about the components: (mp, lt, mpp, expanded, x0)."""
+def search_arrays(means, factor):
+    """What the steps read about the components: (mp, up, lt, mpp, expanded, x0).
+
+    mp (K, Dp) padded means; full: up (K, Dp, Dp) padded upper factors, lt their
+    transposes, expanded the ranking vectors and x0 their centre; diagonal: mpp
+    (K, 2, Dp) means and square-root precisions side by side.  Unused arrays are empty.
+    """
     mp, lt, pp = _padded_components(means, factor)
-    n_features = means.shape[1]
+    n_features, n_pad = means.shape[1], mp.shape[1]
     if factor.ndim == 3:
         expanded, x0 = expanded_form(means, factor)
-        return mp, lt, np.zeros((0, 2, mp.shape[1])), expanded, x0
+        up = np.ascontiguousarray(lt.transpose(0, 2, 1))
+        return mp, up, lt, np.zeros((0, 2, n_pad)), expanded.astype(np.float32), x0
     mpp = np.ascontiguousarray(np.stack((mp, pp), axis=1))
-    return mp, lt, mpp, np.zeros((0, 8)), np.zeros(n_features)
+    return (mp, np.zeros((0, n_pad, n_pad)), lt, mpp, np.zeros((0, 16), dtype=np.float32),
+            np.zeros(n_features))
 
 
 def estep_truncated(X, sample_weight, c, means, factor, neighbours, n_candidates, n_random,
-                    seed, row_offset, support, q_out, nk, s1, s2, log_norm_out):
+                    seed, row_offset, support, q_out, nk, s1, s2, log_norm_out, arrays=None):
     """Truncated E-step of one chunk; see the module docstring.
 
     Parameters
@@ -491,42 +542,63 @@ def estep_truncated(X, sample_weight, c, means, factor, neighbours, n_candidates
     nk, s1, s2 : statistics accumulators as in ``estep_full`` / ``estep_diag`` (K = 0
         skips them; for full factors only the upper triangle of s2 is added)
     log_norm_out : (n,) or (0,), per-row log-normaliser over the support
+    arrays : ``search_arrays(means, factor)``, when the caller keeps them for several chunks
 
     Returns
     -------
     float : sum_n w_n log sum_{k in S_n} rho_nk
     """
-    n_components = means.shape[0]
+    n_components, n_features = means.shape
     full = factor.ndim == 3
-    mp, lt, mpp, expanded, x0 = _search_arrays(means, factor)
+    if arrays is None:
+        arrays = search_arrays(means, factor)
+    mp, up, lt, mpp, expanded, x0 = arrays
     n_candidates = min(int(n_candidates), n_components)
     n_search = n_candidates - int(n_random)
+    n_active = support.shape[1]
+    deferred = full and n_candidates < n_components
+    exact_k = np.empty((X.shape[0] if deferred else 0, 2 * n_active), dtype=np.int64)
     total = _truncated(X, sample_weight, c, mp, lt, mpp, expanded, x0, neighbours, n_search,
-                       n_candidates, int(seed), int(row_offset), support, q_out, log_norm_out)
+                       n_candidates, int(seed), int(row_offset), support, q_out, log_norm_out,
+                       exact_k)
+    if deferred:
+        offsets, rows, slots = _bucket(exact_k, n_components)
+        values = np.empty(exact_k.shape)
+        _exact_values(X, c, mp, up, offsets, rows, slots, values)
+        total = _decide_rows(exact_k, values, sample_weight, support, q_out, log_norm_out)
     if nk.shape[0] > 0:
-        offsets, rows, weights = _bucket_pairs(support, q_out, sample_weight, n_components)
-        moments = _component_moments_full if full else _component_moments_diag
-        moments(X, mp, offsets, rows, weights, nk, s1, s2)
+        offsets, rows, slots = _bucket(support, n_components)
+        _component_moments(X, mp, full, offsets, rows, slots, q_out, sample_weight, nk, s1,
+                           s2 if full else np.zeros((0, n_features, n_features)),
+                           np.zeros((0, n_features)) if full else s2)
     return total
 
 
 @njit(**_KERNEL)
-def _log_rho_rows(X, c, mp, lt, pp, out):
+def _rank_rows(X, c, mpp, expanded, x0, out):
+    """out[t, k]: the ranking score of step 1 (log rho, full components in the float32
+    expanded form) for every row and component."""
     n_features = X.shape[1]
-    n_pad = mp.shape[1]
-    full = lt.shape[0] > 0
+    full = mpp.shape[0] == 0
     for t in prange(X.shape[0]):
-        d = np.zeros(n_pad)
-        for k in range(mp.shape[0]):
+        x = X[t]
+        d = np.zeros(mpp.shape[2])
+        y = np.empty(n_features)
+        z = np.zeros(expanded.shape[1], dtype=expanded.dtype)
+        if full:
+            _expanded_row(x, x0, y, z)
+        for k in range(c.shape[0]):
             if full:
-                out[t, k] = _log_rho_full(X[t], mp[k], lt[k], c[k], d, n_features)
+                out[t, k] = c[k] - 0.5 * _dot(z, expanded[k])
             else:
-                out[t, k] = _log_rho_diag(X[t], mp[k], pp[k], c[k], d, n_features)
+                out[t, k] = _log_rho_diag(x, mpp[k, 0], mpp[k, 1], c[k], d, n_features)
 
 
-def log_rho_table(X, c, means, factor):
-    """The (n, K) table of log rho_nk for a few rows (the neighbour lists use the means)."""
-    mp, lt, pp = _padded_components(means, factor)
+def rank_table(X, c, means, factor):
+    """The (n, K) table of the search's ranking scores (log rho_nk; for full components
+    from the float32 expanded form, accurate to ~1e-6 relative) for a few rows: the
+    neighbour lists rank the components at each mean with it."""
+    mp, up, lt, mpp, expanded, x0 = search_arrays(means, factor)
     out = np.empty((X.shape[0], means.shape[0]))
-    _log_rho_rows(np.ascontiguousarray(X, dtype=np.float64), c, mp, lt, pp, out)
+    _rank_rows(np.ascontiguousarray(X, dtype=np.float64), c, mpp, expanded, x0, out)
     return out
