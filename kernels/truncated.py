@@ -145,7 +145,7 @@ def _build_candidates(support_row, neighbours, n_search, n_total, seed, row, mar
                       cand):
     """Fill ``cand`` with the row's candidates (see the module docstring); return how many.
 
-    ``mark[k] == stamp`` flags a component already taken for this row and round.
+    ``mark[k] == stamp`` flags a component already taken for this row.
     """
     n_components = mark.shape[0]
     n_active = support_row.shape[0]
@@ -598,7 +598,7 @@ def rank_table(X, c, means, factor):
     """The (n, K) table of the search's ranking scores (log rho_nk; for full components
     from the float32 expanded form, accurate to ~1e-6 relative) for a few rows: the
     neighbour lists rank the components at each mean with it."""
-    mp, up, lt, mpp, expanded, x0 = search_arrays(means, factor)
+    _, _, _, mpp, expanded, x0 = search_arrays(means, factor)
     out = np.empty((X.shape[0], means.shape[0]))
     _rank_rows(np.ascontiguousarray(X, dtype=np.float64), c, mpp, expanded, x0, out)
     return out

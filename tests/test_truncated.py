@@ -15,7 +15,9 @@ from fastvi import _em, _estep, _truncated
 from fastvi._gaussian import precision_cholesky
 from fastvi._stats import SufficientStats
 from fastvi.datasets import adjusted_rand_index, make_mixture
+from test_em import initial_parameters
 from test_kernels import random_mixture
+from test_streaming import StopAfter
 
 
 def quiet(fit, *args, **kwargs):
@@ -30,14 +32,6 @@ def overlapping(n_rows=3000, n_features=4, n_components=8, seed=0):
     centres = 2.0 * rng.standard_normal((n_components, n_features))
     return centres[rng.integers(0, n_components, n_rows)] + rng.standard_normal(
         (n_rows, n_features))
-
-
-def em_start(X, covariance_type, n_components, seed=1):
-    init = fastvi.GaussianMixture(n_components, covariance_type=covariance_type,
-                                  init_params="random_from_data", max_iter=0,
-                                  random_state=seed).fit(X)
-    return dict(weights_init=init.weights_, means_init=init.means_,
-                precisions_init=init.precisions_), init
 
 
 # ------------------------------------------------------------------------------- kernel
@@ -133,7 +127,7 @@ def test_l_equals_g_equals_k_is_the_dense_fit(covariance_type):
     order of decreasing rho (the dense kernel: in index order), so results agree to a few
     ulps per step, not bit for bit."""
     X = overlapping()
-    start, _ = em_start(X, covariance_type, 8)
+    start, _ = initial_parameters(X, covariance_type, 8)
     kwargs = dict(covariance_type=covariance_type, max_iter=8, tol=0, **start)
     dense = quiet(fastvi.GaussianMixture(8, **kwargs).fit, X)
     full = quiet(fastvi.GaussianMixture(8, n_active=8, n_candidates=8, **kwargs).fit, X)
@@ -155,7 +149,7 @@ def test_l_equals_k_bayesian_is_the_dense_fit():
 @pytest.mark.parametrize("n_active", [1, 3])
 def test_exact_top_l_em_matches_naive_truncated_em(covariance_type, n_active):
     X = overlapping()
-    start, init = em_start(X, covariance_type, 8)
+    start, init = initial_parameters(X, covariance_type, 8)
     ours = quiet(fastvi.GaussianMixture(8, covariance_type=covariance_type, max_iter=6, tol=0,
                                         n_active=n_active, **start).fit, X)
     history = naive.em_fit(X, init.weights_, init.means_, init.covariances_, covariance_type,
@@ -213,7 +207,7 @@ def test_first_pass_bound_is_the_naive_top_l_bound():
     """Rows start from their exact top L, so the first pass's bound is independent of the
     search and has a closed form under the initial parameters."""
     X = overlapping(seed=4)
-    start, init = em_start(X, "full", 8)
+    start, init = initial_parameters(X, "full", 8)
     model = quiet(fastvi.GaussianMixture(8, max_iter=1, tol=0, n_active=2, n_candidates=4,
                                          **start).fit, X)
     log_rho = naive.log_rho_em(X, init.weights_, init.means_, init.covariances_, "full")
@@ -259,17 +253,6 @@ def test_hdf5_fit_equals_in_memory_fit(tmp_path):
         streamed = quiet(fastvi.GaussianMixture(12, **kwargs).fit, f["X"])
     np.testing.assert_array_equal(memory.means_, streamed.means_)
     assert memory.bound_history_ == streamed.bound_history_
-
-
-class StopAfter:
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def __call__(self, state, force=False):
-        self.seen += 1
-        if self.seen == self.n:
-            self.saved = pickle.loads(pickle.dumps(state))
-            raise RuntimeError("simulated crash")
 
 
 @pytest.mark.parametrize("algorithm", ["batch", "stochastic", "memoized"])

@@ -52,3 +52,39 @@ class Iteration:
 
     def time_fit_3_iterations(self, library, model, covariance_type):
         self.model.fit(self.X)
+
+
+class TruncatedPass:
+    """One E-step pass at K = 256, dense against truncated (L, G) from settled supports
+    (``bench/truncated.py`` runs the full-size comparison with fits)."""
+
+    params = (["full", "diag"], ["dense", "1,8", "4,16", "8,32"])
+    param_names = ["covariance_type", "setting"]
+    timeout = 300
+
+    def setup(self, covariance_type, setting):
+        from fastvi import _truncated
+        from fastvi._stats import SufficientStats
+        self.X = mixture_data(N_SAMPLES, N_FEATURES, 256, "float32")
+        model = fastvi.GaussianMixture(256, covariance_type=covariance_type,
+                                       init_params="random_from_data", max_iter=0,
+                                       random_state=0).fit(self.X)
+        params = model._kernel_params()
+        if setting == "dense":
+            self.run = lambda: _estep.accumulate(self.X, params)
+            return
+        n_active, n_candidates = (int(v) for v in setting.split(","))
+        truncation = _truncated.make_truncation(n_active, n_candidates, 256)
+        neighbours = _truncated.neighbour_lists(params, truncation)
+        supports = _truncated.MemorySupports(self.X.shape[0], n_active)
+
+        def run():
+            stats = SufficientStats.zeros(params.means, params.full)
+            for start in range(0, self.X.shape[0], 65536):
+                _truncated.accumulate_chunk(self.X[start:start + 65536], params, None, stats,
+                                            truncation, supports, start, neighbours, 0)
+        run()                      # seeds the supports (and compiles)
+        self.run = run
+
+    def time_pass(self, covariance_type, setting):
+        self.run()
