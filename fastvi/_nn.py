@@ -1,0 +1,92 @@
+"""Small multilayer perceptrons and Adam on the dense-layer kernels (``fastvi.kernels.dense``).
+
+An ``MLP`` is a list of dense layers, each ``activation(x W + b)``, the last one linear.
+``forward`` keeps what ``backward`` needs; ``backward`` takes dL/d(output) and leaves the
+parameter gradients in ``grads`` (same order as ``params``), returning dL/d(input) when
+asked.  The loss is a sum over rows.
+"""
+import numpy as np
+
+from .kernels.dense import ACTIVATIONS, adam_step, dense_backward, dense_forward
+
+
+class MLP:
+    """Dense layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Widths, input first.  Two entries make one linear layer.
+    activation : {'tanh', 'relu', 'softplus', 'identity'}
+        Of the hidden layers; the output layer is linear.
+    rng : numpy Generator
+        Draws the initial weights: Glorot-uniform (Glorot & Bengio 2010), zero biases.
+    dtype : float32 or float64
+    """
+
+    def __init__(self, sizes, activation, rng, dtype=np.float64):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        self.sizes = tuple(int(s) for s in sizes)
+        self.dtype = np.dtype(dtype)
+        self.activations = [ACTIVATIONS[activation]] * (len(self.sizes) - 2) + [0]
+        self.params = []
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            self.params.append(rng.uniform(-limit, limit, (n_in, n_out)).astype(self.dtype))
+            self.params.append(np.zeros(n_out, dtype=self.dtype))
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self._cache = None
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    def forward(self, X):
+        """The output for rows ``X`` (B, sizes[0]); keeps the layer inputs for backward."""
+        inputs, pres, outs = [], [], []
+        h = np.ascontiguousarray(X, dtype=self.dtype)
+        for layer in range(self.n_layers):
+            W, b = self.params[2 * layer], self.params[2 * layer + 1]
+            pre = np.empty((h.shape[0], W.shape[1]), dtype=self.dtype)
+            out = np.empty_like(pre)
+            dense_forward(h, W, b, self.activations[layer], pre, out)
+            inputs.append(h)
+            pres.append(pre)
+            outs.append(out)
+            h = out
+        self._cache = (inputs, pres, outs)
+        return h
+
+    def backward(self, grad_output, need_input_grad=False):
+        """Parameter gradients into ``grads`` from dL/d(output); dL/d(input) if asked."""
+        inputs, pres, outs = self._cache
+        grad = np.array(grad_output, dtype=self.dtype)   # a copy: the kernel overwrites it
+        for layer in reversed(range(self.n_layers)):
+            W = self.params[2 * layer]
+            want = layer > 0 or need_input_grad
+            grad_in = (np.empty((grad.shape[0], W.shape[0]), dtype=self.dtype) if want
+                       else np.zeros((0, 0), dtype=self.dtype))
+            dense_backward(inputs[layer], W, pres[layer], outs[layer], self.activations[layer],
+                           grad, grad_in, self.grads[2 * layer], self.grads[2 * layer + 1])
+            grad = grad_in
+        return grad if need_input_grad else None
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) over a list of parameter arrays, updated in place."""
+
+    def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.params = params
+        self.learning_rate = learning_rate
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.step_count = 0
+
+    def step(self, grads):
+        self.step_count += 1
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            adam_step(p, g, m, v, self.step_count, self.learning_rate, self.beta1, self.beta2,
+                      self.eps)
