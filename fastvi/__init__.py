@@ -1,4 +1,5 @@
-"""fastvi: fast, streaming EM and variational Bayes for Gaussian mixtures.
+"""fastvi: fast, streaming EM and variational Bayes for Gaussian mixtures, and amortized
+variational inference (PPCA, VAE).
 
 The estimators follow scikit-learn's ``sklearn.mixture`` API; the work is done by fused
 Numba kernels (``fastvi.kernels``) that compute responsibilities and sufficient statistics
@@ -10,9 +11,11 @@ from ._stats import SufficientStats
 from .checkpoint import Checkpointer, load_checkpoint
 from .sources import ArraySource, ConcatSource, HDF5Source
 from .mixture import BayesianGaussianMixture, GaussianMixture
+from .amortized import PPCA, VAE
 
 __version__ = "0.1.0"
 
-__all__ = ["ArraySource", "BayesianGaussianMixture", "Checkpointer", "ConcatSource",
-           "ConvergenceWarning", "FitInterrupted", "GaussianMixture", "HDF5Source",
-           "NotFittedError", "SufficientStats", "__version__", "load_checkpoint"]
+__all__ = ["PPCA", "VAE", "ArraySource", "BayesianGaussianMixture", "Checkpointer",
+           "ConcatSource", "ConvergenceWarning", "FitInterrupted", "GaussianMixture",
+           "HDF5Source", "NotFittedError", "SufficientStats", "__version__",
+           "load_checkpoint"]

@@ -168,3 +168,21 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
         flat_m[i] = beta1 * flat_m[i] + (1.0 - beta1) * g
         flat_v[i] = beta2 * flat_v[i] + (1.0 - beta2) * g * g
         flat_p[i] -= lr * (flat_m[i] / c1) / (math.sqrt(flat_v[i] / c2) + eps)
+
+
+@njit(**_DENSE)
+def adam_rows(param, grad, m, v, rows, counts, lr, beta1, beta2, eps):
+    """Adam on the given rows of a per-example parameter table (N, k), each row with its
+    own step count ``counts[row]`` (a row is updated only when its example is in the
+    minibatch, so a shared count would over-correct the bias of rarely seen rows)."""
+    n_cols = param.shape[1]
+    for t in range(rows.shape[0]):
+        row = rows[t]
+        counts[row] += 1
+        c1 = 1.0 - beta1 ** counts[row]
+        c2 = 1.0 - beta2 ** counts[row]
+        for j in range(n_cols):
+            g = grad[t, j]
+            m[row, j] = beta1 * m[row, j] + (1.0 - beta1) * g
+            v[row, j] = beta2 * v[row, j] + (1.0 - beta2) * g * g
+            param[row, j] -= lr * (m[row, j] / c1) / (math.sqrt(v[row, j] / c2) + eps)

@@ -1,0 +1,422 @@
+"""Amortized variational inference for Gaussian latent-variable models: PPCA and the VAE.
+
+The model: z ~ N(0, I_d), x | z ~ p(x | f(z; theta)), with f a linear map (probabilistic
+PCA) or an MLP (a VAE decoder), and p Gaussian (a learned or fixed variance) or Bernoulli.
+The variational family is the diagonal Gaussian q(z | psi), psi = (mu, log sigma), and
+there are three ways to get psi for a row (the lecture's second half):
+
+* ``"per_example"``: one psi_n per training row, its own parameters (the mean-field
+  baseline), updated alternately with the decoder: stochastic variational EM;
+* ``"amortized"``: an encoder psi = g(x; xi), linear or an MLP, trained jointly with the
+  decoder (Kingma & Welling 2014; Rezende, Mohamed & Wierstra 2014);
+* ``"semi_amortized"``: the encoder's psi refined by ``refine_steps`` gradient steps per
+  row before the decoder's gradient is taken (after Kim et al. 2018, without
+  differentiating through the refinement).
+
+All of them maximise the ELBO with reparameterised gradients, z = mu + sigma * eps, and
+Adam, on minibatches read from the chunk sources (so an HDF5 dataset is streamed).
+``gap_report`` splits log p(x) - ELBO(encoder) into the approximation gap and the
+amortization gap (Cremer, Li & Duvenaud 2018).
+"""
+import time
+
+import numpy as np
+
+from . import ppca
+from ._base import NotFittedError, compute_threads
+from ._nn import MLP, Adam
+from ._validation import check_data, check_random_state
+from .kernels import dense
+
+INFERENCE = ("amortized", "per_example", "semi_amortized")
+LIKELIHOODS = ("gaussian", "bernoulli")
+
+
+class VAE:
+    """A Gaussian latent-variable model with an MLP (or linear) decoder, fitted by
+    amortized, per-example or semi-amortized variational inference.
+
+    Parameters
+    ----------
+    n_latent : int, default=2
+        Dimension d of z.
+    decoder_hidden, encoder_hidden : tuple of int, default=()
+        Hidden-layer widths; () is a linear map.
+    activation : {'tanh', 'relu', 'softplus'}, default='tanh'
+    likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
+        Bernoulli needs rows in [0, 1].
+    variance : 'learned' or float, default='learned'
+        The Gaussian likelihood's variance sigma^2 (one for all features).
+    inference : {'amortized', 'per_example', 'semi_amortized'}, default='amortized'
+    refine_steps : int, default=10
+        Gradient steps on psi per row: in semi-amortized training and inference (from
+        the encoder's psi), and for new rows of a per-example model (from psi = 0).
+    refine_learning_rate : float, default=0.01
+    batch_size : int, default=128
+    max_epochs : int, default=20
+        Passes over the rows.
+    learning_rate : float, default=1e-3
+        Adam's step for the networks and the per-example psi.
+    chunk_size : int, default=65536
+        Rows read at a time; minibatches are drawn from a chunk in a random order, and
+        the chunks are visited in a random order every epoch.
+    random_state : int, Generator or None
+    dtype : {'float64', 'float32'}, default='float64'
+        Of the networks and the arithmetic.
+    verbose : int, default=0
+        1 prints one line per epoch.
+
+    Attributes
+    ----------
+    decoder_, encoder_ : the networks (``encoder_`` is None for per-example inference)
+    log_variance_ : float, the Gaussian likelihood's log sigma^2
+    psi_ : (N, 2 d) per-example (mu, log sigma) of the training rows (per-example only)
+    elbo_history_ : list of float, the mean training ELBO per row of every epoch (a
+        one-sample estimate, averaged over the epoch's minibatches)
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_latent=2, *, decoder_hidden=(), encoder_hidden=(), activation="tanh",
+                 likelihood="gaussian", variance="learned", inference="amortized",
+                 refine_steps=10, refine_learning_rate=0.01, batch_size=128, max_epochs=20,
+                 learning_rate=1e-3, chunk_size=65536, random_state=None, dtype="float64",
+                 verbose=0):
+        self.n_latent = n_latent
+        self.decoder_hidden = decoder_hidden
+        self.encoder_hidden = encoder_hidden
+        self.activation = activation
+        self.likelihood = likelihood
+        self.variance = variance
+        self.inference = inference
+        self.refine_steps = refine_steps
+        self.refine_learning_rate = refine_learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self):
+        for name, low in (("n_latent", 1), ("batch_size", 1), ("max_epochs", 0),
+                          ("refine_steps", 0), ("chunk_size", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.inference not in INFERENCE:
+            raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, "
+                             f"got {self.likelihood!r}")
+        if self.variance != "learned" and not (isinstance(self.variance, (int, float))
+                                               and self.variance > 0):
+            raise ValueError(f"variance must be 'learned' or a number > 0, "
+                             f"got {self.variance!r}")
+        if np.dtype(self.dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        for name in ("learning_rate", "refine_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def _check_is_fitted(self):
+        if not hasattr(self, "decoder_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
+                                 "call 'fit' first")
+
+    def _source(self, X, reset):
+        source = check_data(X, dtype=self.dtype, estimator=type(self).__name__,
+                            chunk_rows=self.chunk_size,
+                            n_features=None if reset else self.n_features_in_)
+        return source
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Train the decoder and the inference (encoder or per-example psi) on ``X``.
+
+        Parameters
+        ----------
+        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        source = self._source(X, reset=True)
+        self.n_features_in_ = source.n_features
+        rng = check_random_state(self.random_state)
+        self._build(source.n_features, source.n_rows, rng)
+        self.elbo_history_ = []
+        with compute_threads(None):
+            for epoch in range(self.max_epochs):
+                started = time.perf_counter()
+                total, rows = 0.0, 0
+                order = rng.permutation(len(source.chunk_bounds()))
+                for _, start, chunk in source.chunks(order):
+                    for batch in np.array_split(rng.permutation(chunk.shape[0]),
+                                                max(1, chunk.shape[0] // self.batch_size)):
+                        batch.sort()
+                        total += self._train_step(chunk[batch], start + batch, rng)
+                        rows += batch.shape[0]
+                self.elbo_history_.append(-total / rows)
+                if self.verbose:
+                    print(f"epoch {epoch + 1}: ELBO {self.elbo_history_[-1]:.4f} per row "
+                          f"({time.perf_counter() - started:.1f} s)")
+        return self
+
+    def _build(self, n_features, n_rows, rng):
+        dtype = np.dtype(self.dtype)
+        d = self.n_latent
+        self.decoder_ = MLP((d, *self.decoder_hidden, n_features), self.activation, rng, dtype)
+        self.log_variance_ = 0.0 if self.variance == "learned" else float(np.log(self.variance))
+        self._decoder_opt = Adam(self.decoder_.params, self.learning_rate)
+        self._log_variance_opt = Adam([np.zeros(1)], self.learning_rate)
+        if self.inference == "per_example":
+            self.encoder_ = None
+            self.psi_ = np.zeros((n_rows, 2 * d), dtype=dtype)
+            self._psi_m = np.zeros_like(self.psi_)
+            self._psi_v = np.zeros_like(self.psi_)
+            self._psi_count = np.zeros(n_rows, dtype=np.int64)
+        else:
+            self.encoder_ = MLP((n_features, *self.encoder_hidden, 2 * d), self.activation,
+                                rng, dtype)
+            self._encoder_opt = Adam(self.encoder_.params, self.learning_rate)
+
+    def _loss(self, X, psi, eps, decoder_grads=True):
+        """Per-row negative ELBO (one sample per row) and d loss / d psi (B, 2d).
+
+        The decoder's parameter gradients (sums over rows) are left in ``decoder_.grads``;
+        the log-variance gradient is returned third.
+        """
+        d = self.n_latent
+        mu, log_sigma = np.ascontiguousarray(psi[:, :d]), np.ascontiguousarray(psi[:, d:])
+        z = np.empty_like(mu)
+        dense.reparameterise(mu, log_sigma, eps, z)
+        out = self.decoder_.forward(z)
+        nll = np.empty(X.shape[0])
+        grad_out = np.empty_like(out)
+        grad_log_variance = 0.0
+        if self.likelihood == "gaussian":
+            total_sq = dense.gaussian_nll(X, out, self.log_variance_, nll, grad_out)
+            grad_log_variance = (0.5 * X.shape[0] * X.shape[1]
+                                 - 0.5 * total_sq * np.exp(-self.log_variance_))
+        else:
+            dense.bernoulli_nll(X, out, nll, grad_out)
+        grad_z = self.decoder_.backward(grad_out, need_input_grad=True)
+        kl = np.empty(X.shape[0])
+        dense.gaussian_kl(mu, log_sigma, kl)
+        grad_psi = np.empty_like(psi)
+        grad_mu, grad_log_sigma = np.empty_like(mu), np.empty_like(mu)
+        dense.reparameterised_grads(mu, log_sigma, eps, grad_z, 1.0, grad_mu, grad_log_sigma)
+        grad_psi[:, :d], grad_psi[:, d:] = grad_mu, grad_log_sigma
+        return nll + kl, grad_psi, grad_log_variance
+
+    def _noise(self, rng, n_rows):
+        return rng.standard_normal((n_rows, self.n_latent)).astype(self.dtype)
+
+    def _train_step(self, X, rows, rng):
+        """One minibatch; returns the sum of its rows' negative ELBO."""
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        n = X.shape[0]
+        eps = self._noise(rng, n)
+        if self.inference == "per_example":
+            psi = self.psi_[rows]
+            loss, grad_psi, grad_lv = self._loss(X, psi, eps)
+            dense.adam_rows(self.psi_, grad_psi, self._psi_m, self._psi_v, rows,
+                            self._psi_count, self.learning_rate, 0.9, 0.999, 1e-8)
+        else:
+            psi = self.encoder_.forward(X)
+            loss, grad_psi, grad_lv = self._loss(X, psi, eps)
+            self.encoder_.backward(grad_psi)
+            self._encoder_opt.step([g / n for g in self.encoder_.grads])
+            if self.inference == "semi_amortized":
+                refined = self._refine(X, psi.copy(), rng, self.refine_steps)
+                _, _, grad_lv = self._loss(X, refined, self._noise(rng, n))
+        self._decoder_opt.step([g / n for g in self.decoder_.grads])
+        if self.variance == "learned":
+            holder = np.array([self.log_variance_])
+            self._log_variance_opt.params = [holder]
+            self._log_variance_opt.step([np.array([grad_lv / n])])
+            self.log_variance_ = float(holder[0])
+        return float(loss.sum())
+
+    def _refine(self, X, psi, rng, steps):
+        """``steps`` gradient-descent steps on the rows' psi (decoder fixed), from ``psi``.
+
+        Plain gradient steps, as Kim et al. (2018) refine: Adam's normalised steps move a
+        psi that is already near its optimum by about the learning rate in every
+        coordinate, and made a good encoder's q worse.
+        """
+        for _ in range(steps):
+            _, grad_psi, _ = self._loss(X, psi, self._noise(rng, X.shape[0]))
+            psi -= self.refine_learning_rate * grad_psi
+        return psi
+
+    # ------------------------------------------------------------------ inference
+    def _psi(self, X, rng=None):
+        """psi of new rows: the encoder's (amortized); the encoder's refined by
+        ``refine_steps`` (semi-amortized); optimised from 0 by ``refine_steps``
+        (per-example: a new row has no psi of its own yet)."""
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if self.inference == "amortized":
+            return self.encoder_.forward(X)
+        rng = check_random_state(0) if rng is None else rng
+        if self.inference == "semi_amortized":
+            psi = self.encoder_.forward(X).copy()
+        else:
+            psi = np.zeros((X.shape[0], 2 * self.n_latent), dtype=self.dtype)
+        return self._refine(X, psi, rng, self.refine_steps)
+
+    def _rows(self, X):
+        self._check_is_fitted()
+        source = self._source(X, reset=False)
+        return np.vstack([chunk for _, _, chunk in source.chunks()])
+
+    def transform(self, X):
+        """Posterior means E_q[z] (n_samples, n_latent)."""
+        return self._psi(self._rows(X))[:, :self.n_latent].astype(np.float64)
+
+    def score_samples(self, X, n_samples=64, random_state=0):
+        """The ELBO of each row under its q, a mean over ``n_samples`` draws of z."""
+        X = np.ascontiguousarray(self._rows(X), dtype=self.dtype)
+        rng = check_random_state(random_state)
+        psi = self._psi(X, rng)
+        return self._elbo(X, psi, rng, n_samples)
+
+    def _elbo(self, X, psi, rng, n_samples):
+        total = np.zeros(X.shape[0])
+        for _ in range(n_samples):
+            loss, _, _ = self._loss(X, psi, self._noise(rng, X.shape[0]))
+            total -= loss
+        return total / n_samples
+
+    def score(self, X, y=None):
+        """Mean ELBO per row."""
+        return float(self.score_samples(X).mean())
+
+    def _log_weights(self, X, psi, eps):
+        """log p(x, z) - log q(z) of one draw z = mu + sigma * eps per row."""
+        d = self.n_latent
+        mu, log_sigma = np.ascontiguousarray(psi[:, :d]), np.ascontiguousarray(psi[:, d:])
+        z = np.empty_like(mu)
+        dense.reparameterise(mu, log_sigma, eps, z)
+        out = self.decoder_.forward(z)
+        nll, grad = np.empty(X.shape[0]), np.empty_like(out)
+        if self.likelihood == "gaussian":
+            dense.gaussian_nll(X, out, self.log_variance_, nll, grad)
+        else:
+            dense.bernoulli_nll(X, out, nll, grad)
+        eps64, z64 = eps.astype(np.float64), z.astype(np.float64)
+        log_q = -0.5 * np.sum(eps64 ** 2, axis=1) - np.sum(log_sigma, axis=1)
+        log_prior = -0.5 * np.sum(z64 ** 2, axis=1)       # the 2 pi terms cancel
+        return -nll + log_prior - log_q
+
+    def importance_weighted_bound(self, X, n_samples=1000, random_state=0):
+        """log p(x) of each row estimated by the importance-weighted bound with
+        ``n_samples`` draws from the row's q (Burda, Grosse & Salakhutdinov 2016): a
+        lower bound that tightens as ``n_samples`` grows."""
+        X = np.ascontiguousarray(self._rows(X), dtype=self.dtype)
+        rng = check_random_state(random_state)
+        psi = self._psi(X, rng)
+        weights = np.stack([self._log_weights(X, psi, self._noise(rng, X.shape[0]))
+                            for _ in range(n_samples)])
+        top = weights.max(axis=0)
+        return top + np.log(np.mean(np.exp(weights - top), axis=0))
+
+    def gap_report(self, X, n_importance=1000, optimise_steps=200, n_samples=64,
+                   random_state=0):
+        """Mean nats per row on ``X``: log p(x), the ELBO with psi optimised per row, the
+        ELBO of the fitted inference, and the two gaps (Cremer, Li & Duvenaud 2018).
+
+        log p(x) is the importance-weighted bound with ``n_importance`` draws from the
+        optimised q; psi* takes ``optimise_steps`` Adam steps per row from the
+        inference's psi; the ELBOs average ``n_samples`` draws.
+
+        Returns
+        -------
+        dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``
+        (log_px - elbo_best), ``amortization_gap`` (elbo_best - elbo_inference)
+        """
+        X = np.ascontiguousarray(self._rows(X), dtype=self.dtype)
+        rng = check_random_state(random_state)
+        psi = self._psi(X, rng)
+        given = self._elbo(X, psi, rng, n_samples)
+        best_psi = self._refine(X, psi.copy(), rng, optimise_steps)
+        best = np.maximum(self._elbo(X, best_psi, rng, n_samples), given)
+        weights = np.stack([self._log_weights(X, best_psi, self._noise(rng, X.shape[0]))
+                            for _ in range(n_importance)])
+        top = weights.max(axis=0)
+        log_px = top + np.log(np.mean(np.exp(weights - top), axis=0))
+        return _report(log_px.mean(), best.mean(), given.mean())
+
+
+class PPCA(VAE):
+    """Probabilistic PCA, x = W z + b + noise (Tipping & Bishop 1999), fitted by
+    variational inference: the VAE with a linear decoder and a learned variance, where
+    every gap has a closed form.
+
+    Parameters are those of ``VAE`` less ``decoder_hidden``, ``likelihood`` and
+    ``variance``.  ``components_`` (D, d), ``mean_`` (D,) and ``noise_variance_`` give
+    the fitted model in Tipping & Bishop's notation.
+    """
+
+    def __init__(self, n_latent=2, *, encoder_hidden=(), activation="tanh",
+                 inference="amortized", refine_steps=10, refine_learning_rate=0.01,
+                 batch_size=128, max_epochs=20, learning_rate=1e-3, chunk_size=65536,
+                 random_state=None, dtype="float64", verbose=0):
+        super().__init__(n_latent, decoder_hidden=(), encoder_hidden=encoder_hidden,
+                         activation=activation, likelihood="gaussian", variance="learned",
+                         inference=inference, refine_steps=refine_steps,
+                         refine_learning_rate=refine_learning_rate, batch_size=batch_size,
+                         max_epochs=max_epochs, learning_rate=learning_rate,
+                         chunk_size=chunk_size, random_state=random_state, dtype=dtype,
+                         verbose=verbose)
+
+    @property
+    def components_(self):
+        return self.decoder_.params[0].T.astype(np.float64)
+
+    @property
+    def mean_(self):
+        return self.decoder_.params[1].astype(np.float64)
+
+    @property
+    def noise_variance_(self):
+        return float(np.exp(self.log_variance_))
+
+    def _model(self):
+        return self.components_, self.mean_, self.noise_variance_
+
+    def log_likelihood(self, X):
+        """Exact log p(x) of each row under the fitted model."""
+        return ppca.log_marginal(self._rows(X), *self._model())
+
+    def gap_report(self, X):
+        """Mean nats per row on ``X``: log p(x), the ELBO of the best diagonal q, the
+        ELBO of the fitted inference, and the two gaps, all in closed form (no sampling,
+        no optimisation).
+
+        Returns
+        -------
+        dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``
+        (log_px - elbo_best), ``amortization_gap`` (elbo_best - elbo_inference)
+        """
+        X = self._rows(X)
+        psi = self._psi(X).astype(np.float64)
+        d = self.n_latent
+        result = ppca.gaps(X, *self._model(), psi[:, :d], psi[:, d:])
+        return _report(result["log_px"].mean(), result["elbo_best"].mean(),
+                       result["elbo_given"].mean())
+
+
+def _report(log_px, elbo_best, elbo_inference):
+    log_px, elbo_best, elbo_inference = float(log_px), float(elbo_best), float(elbo_inference)
+    return {"log_px": log_px, "elbo_best": elbo_best, "elbo_inference": elbo_inference,
+            "approximation_gap": log_px - elbo_best,
+            "amortization_gap": elbo_best - elbo_inference}
+
+
+__all__ = ["PPCA", "VAE"]

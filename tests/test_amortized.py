@@ -1,0 +1,136 @@
+"""Amortized, per-example and semi-amortized VI on PPCA (where every gap is closed form)
+and on small VAEs."""
+import h5py
+import numpy as np
+import pytest
+from scipy import stats
+
+import fastvi
+from fastvi import ppca
+from test_ppca import ppca_data
+
+
+@pytest.fixture(scope="module")
+def ppca_split():
+    X, *_ = ppca_data(6000, n_features=5, n_latent=2, seed=0)
+    return X[:5000], X[5000:]
+
+
+@pytest.fixture(scope="module")
+def amortized_ppca(ppca_split):
+    train, _ = ppca_split
+    return fastvi.PPCA(2, max_epochs=60, learning_rate=1e-2, batch_size=100,
+                       random_state=0).fit(train)
+
+
+def test_amortized_ppca_reaches_the_maximum_likelihood_solution(amortized_ppca, ppca_split):
+    train, test = ppca_split
+    W, b, sigma2 = ppca.maximum_likelihood(train, 2)
+    best = ppca.log_marginal(test, W, b, sigma2).mean()
+    fitted = amortized_ppca.log_likelihood(test).mean()
+    assert fitted == pytest.approx(best, abs=0.03)
+    model = amortized_ppca
+    assert model.noise_variance_ == pytest.approx(sigma2, rel=0.15)
+    # the same principal subspace: cosines of the principal angles near 1
+    cosines = np.linalg.svd(np.linalg.qr(model.components_)[0].T @ np.linalg.qr(W)[0],
+                            compute_uv=False)
+    assert cosines.min() > 0.99
+
+
+def test_linear_encoder_closes_the_amortization_gap(amortized_ppca, ppca_split):
+    """A linear encoder can output the best diagonal q exactly (its mean is linear in x,
+    its variance constant), so the gap is only the optimiser's noise."""
+    _, test = ppca_split
+    report = amortized_ppca.gap_report(test)
+    assert 0.0 <= report["amortization_gap"] < 0.03
+    assert report["approximation_gap"] >= 0.0
+    assert report["log_px"] == pytest.approx(report["elbo_inference"]
+                                             + report["approximation_gap"]
+                                             + report["amortization_gap"], rel=1e-12)
+
+
+def test_reported_values_match_independent_computations(amortized_ppca, ppca_split):
+    _, test = ppca_split
+    model = amortized_ppca
+    report = model.gap_report(test)
+    density = stats.multivariate_normal(
+        model.mean_, model.components_ @ model.components_.T
+        + model.noise_variance_ * np.eye(5))
+    assert report["log_px"] == pytest.approx(density.logpdf(test).mean(), rel=1e-10)
+    # the closed-form ELBO of the encoder's q against the sampled one
+    sampled = model.score_samples(test, n_samples=400).mean()
+    assert report["elbo_inference"] == pytest.approx(sampled, abs=0.01)
+    # the importance-weighted bound is below log p(x) and tightens with more samples
+    few = model.importance_weighted_bound(test[:200], n_samples=2).mean()
+    many = model.importance_weighted_bound(test[:200], n_samples=500).mean()
+    exact = density.logpdf(test[:200]).mean()
+    assert few < many <= exact + 5e-3     # a bound in expectation; 500 draws are close
+    assert many == pytest.approx(exact, abs=0.01)
+
+
+def test_per_example_and_semi_amortized_inference_train(ppca_split):
+    train, test = ppca_split
+    per_example = fastvi.PPCA(2, inference="per_example", max_epochs=30, learning_rate=3e-2,
+                              random_state=0).fit(train)
+    assert per_example.encoder_ is None and per_example.psi_.shape == (5000, 4)
+    assert per_example.elbo_history_[-1] > per_example.elbo_history_[0] + 0.5
+    kwargs = dict(max_epochs=20, learning_rate=1e-2, random_state=0)
+    semi = fastvi.PPCA(2, inference="semi_amortized", refine_steps=5, **kwargs).fit(train)
+    amortized = fastvi.PPCA(2, **kwargs).fit(train)
+    # the decoder learns from refined q's: a better model in the same number of epochs
+    assert semi.log_likelihood(test).mean() > amortized.log_likelihood(test).mean() + 0.1
+    assert semi.transform(test).shape == (1000, 2)
+
+
+def test_vae_with_mlps_improves_its_elbo_and_gaps_are_consistent():
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 3000)
+    X = np.c_[np.cos(angle), np.sin(angle), np.cos(2 * angle)] + 0.05 * rng.standard_normal(
+        (3000, 3))
+    model = fastvi.VAE(1, decoder_hidden=(16,), encoder_hidden=(16,), max_epochs=15,
+                       learning_rate=5e-3, random_state=0).fit(X)
+    assert model.elbo_history_[-1] > model.elbo_history_[0]
+    report = model.gap_report(X[:200], n_importance=200, optimise_steps=50)
+    assert report["approximation_gap"] >= -0.05
+    assert report["amortization_gap"] >= 0.0
+    assert model.transform(X[:10]).shape == (10, 1)
+
+
+def test_bernoulli_vae_on_binary_rows():
+    rng = np.random.default_rng(1)
+    prototypes = rng.uniform(size=(3, 12)) > 0.5
+    X = (prototypes[rng.integers(0, 3, 2000)] ^ (rng.uniform(size=(2000, 12)) < 0.05))
+    model = fastvi.VAE(2, likelihood="bernoulli", decoder_hidden=(16,), max_epochs=20,
+                       learning_rate=1e-2, random_state=0).fit(X.astype(np.float64))
+    assert model.elbo_history_[-1] > model.elbo_history_[0] + 2.0
+    assert np.all(model.score_samples(X[:50].astype(np.float64)) < 0)
+
+
+def test_fit_streams_hdf5_like_memory(tmp_path, ppca_split):
+    train, _ = ppca_split
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=train, chunks=(1000, 5))
+    kwargs = dict(max_epochs=3, learning_rate=1e-2, chunk_size=1000, random_state=0)
+    memory = fastvi.PPCA(2, **kwargs).fit(train)
+    with h5py.File(path, "r") as f:
+        streamed = fastvi.PPCA(2, **kwargs).fit(f["X"])
+    np.testing.assert_array_equal(memory.components_, streamed.components_)
+    assert memory.elbo_history_ == streamed.elbo_history_
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(inference="exact"), "inference must be one of"),
+    (dict(likelihood="poisson"), "likelihood must be one of"),
+    (dict(variance=-1.0), "variance must be 'learned' or a number > 0"),
+    (dict(n_latent=0), "n_latent must be an integer >= 1"),
+    (dict(activation="sigmoid", decoder_hidden=(3,)), "activation must be one of"),
+])
+def test_bad_parameters_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fastvi.VAE(**kwargs).fit(np.zeros((10, 3)))
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(fastvi.NotFittedError, match="not fitted"):
+        fastvi.VAE().transform(np.zeros((2, 3)))
