@@ -11,11 +11,11 @@ from ._stats import SufficientStats
 from .checkpoint import Checkpointer, load_checkpoint
 from .sources import ArraySource, ConcatSource, HDF5Source
 from .mixture import BayesianGaussianMixture, GaussianMixture
-from .amortized import PPCA, VAE
+from .amortized import PPCA, VAE, MixtureEncoder
 
 __version__ = "0.1.0"
 
-__all__ = ["PPCA", "VAE", "ArraySource", "BayesianGaussianMixture", "Checkpointer",
+__all__ = ["PPCA", "VAE", "MixtureEncoder", "ArraySource", "BayesianGaussianMixture", "Checkpointer",
            "ConcatSource", "ConvergenceWarning", "FitInterrupted", "GaussianMixture",
            "HDF5Source", "NotFittedError", "SufficientStats", "__version__",
            "load_checkpoint"]
