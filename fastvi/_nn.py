@@ -7,7 +7,7 @@ asked.  The loss is a sum over rows.
 """
 import numpy as np
 
-from .kernels.dense import ACTIVATIONS, adam_step, dense_backward, dense_forward
+from .kernels.dense import ACTIVATIONS, activate, adam_step, dense_backward, dense_forward
 
 
 class MLP:
@@ -51,7 +51,8 @@ class MLP:
             W, b = self.params[2 * layer], self.params[2 * layer + 1]
             pre = np.empty((h.shape[0], W.shape[1]), dtype=self.dtype)
             out = np.empty_like(pre)
-            dense_forward(h, W, b, self.activations[layer], pre, out)
+            dense_forward(h, W, b, pre)
+            activate(pre, self.activations[layer], out)
             inputs.append(h)
             pres.append(pre)
             outs.append(out)

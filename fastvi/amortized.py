@@ -18,12 +18,14 @@ Adam, on minibatches read from the chunk sources (so an HDF5 dataset is streamed
 ``gap_report`` splits log p(x) - ELBO(encoder) into the approximation gap and the
 amortization gap (Cremer, Li & Duvenaud 2018).
 """
+import contextlib
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import ppca
-from ._base import NotFittedError, compute_threads
+from ._base import NotFittedError
 from ._nn import MLP, Adam
 from ._validation import check_data, check_random_state
 from .kernels import dense
@@ -63,6 +65,9 @@ class VAE:
     random_state : int, Generator or None
     dtype : {'float64', 'float32'}, default='float64'
         Of the networks and the arithmetic.
+    n_jobs : int or None, default=None
+        BLAS threads during ``fit`` (the matrix products are the work); None leaves the
+        BLAS library's own setting.
     verbose : int, default=0
         1 prints one line per epoch.
 
@@ -80,7 +85,7 @@ class VAE:
                  likelihood="gaussian", variance="learned", inference="amortized",
                  refine_steps=10, refine_learning_rate=0.01, batch_size=128, max_epochs=20,
                  learning_rate=1e-3, chunk_size=65536, random_state=None, dtype="float64",
-                 verbose=0):
+                 n_jobs=None, verbose=0):
         self.n_latent = n_latent
         self.decoder_hidden = decoder_hidden
         self.encoder_hidden = encoder_hidden
@@ -96,6 +101,7 @@ class VAE:
         self.chunk_size = chunk_size
         self.random_state = random_state
         self.dtype = dtype
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -150,7 +156,7 @@ class VAE:
         rng = check_random_state(self.random_state)
         self._build(source.n_features, source.n_rows, rng)
         self.elbo_history_ = []
-        with compute_threads(None):
+        with _blas_threads(self.n_jobs):
             for epoch in range(self.max_epochs):
                 started = time.perf_counter()
                 total, rows = 0.0, 0
@@ -366,14 +372,14 @@ class PPCA(VAE):
     def __init__(self, n_latent=2, *, encoder_hidden=(), activation="tanh",
                  inference="amortized", refine_steps=10, refine_learning_rate=0.01,
                  batch_size=128, max_epochs=20, learning_rate=1e-3, chunk_size=65536,
-                 random_state=None, dtype="float64", verbose=0):
+                 random_state=None, dtype="float64", n_jobs=None, verbose=0):
         super().__init__(n_latent, decoder_hidden=(), encoder_hidden=encoder_hidden,
                          activation=activation, likelihood="gaussian", variance="learned",
                          inference=inference, refine_steps=refine_steps,
                          refine_learning_rate=refine_learning_rate, batch_size=batch_size,
                          max_epochs=max_epochs, learning_rate=learning_rate,
                          chunk_size=chunk_size, random_state=random_state, dtype=dtype,
-                         verbose=verbose)
+                         n_jobs=n_jobs, verbose=verbose)
 
     @property
     def components_(self):
@@ -477,7 +483,7 @@ class MixtureEncoder:
                             rng, np.dtype(self.dtype))
         optimiser = Adam(self.network_.params, self.learning_rate)
         self.elbo_history_ = []
-        with compute_threads(None):
+        with _blas_threads(None):
             for _ in range(self.max_epochs):
                 total, rows = 0.0, 0
                 for _, _, chunk in source.chunks(rng.permutation(len(source.chunk_bounds()))):
@@ -516,6 +522,13 @@ class MixtureEncoder:
         with np.errstate(divide="ignore", invalid="ignore"):
             elbo = np.sum(np.where(q > 0, q * (log_rho - np.log(q)), 0.0), axis=1)
         return _report(log_px.mean(), log_px.mean(), elbo.mean())
+
+
+def _blas_threads(n_jobs):
+    """BLAS threads for the networks' matrix products (None: as they are)."""
+    if n_jobs is None:
+        return contextlib.nullcontext()
+    return threadpool_limits(int(n_jobs), user_api="blas")
 
 
 def _logsumexp(a):

@@ -2,7 +2,8 @@
 the reparameterised Gaussian ELBO terms, and Adam.
 
 Every kernel works in place on float32 or float64 arrays (one dtype per call) and uses
-``np.dot`` for the matrix products, which Numba hands to BLAS.  Shapes: a minibatch is
+``np.dot`` for the matrix products, which Numba hands to BLAS; ``activate`` uses NumPy's
+SIMD ufuncs for tanh and softplus.  Shapes: a minibatch is
 (B, n_in), a weight (n_in, n_out), a bias (n_out,).  Backward kernels take the gradient
 of the loss with respect to a layer's output and return those with respect to its input
 and parameters (the loss is a *sum* over the rows; callers scale).
@@ -16,35 +17,42 @@ import numpy as np
 from numba import njit
 
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "softplus": 3}
-_DENSE = dict(nogil=True, cache=True)
+# 'reassoc' lets the bias sums and elementwise loops vectorise; 'nnan'/'ninf' stay off
+_DENSE = dict(nogil=True, cache=True, fastmath={"nsz", "arcp", "contract", "reassoc"})
 
 
 @njit(**_DENSE)
-def dense_forward(X, W, b, activation, pre, out):
-    """pre = X W + b; out = activation(pre).  ``pre`` is kept for the backward pass."""
+def dense_forward(X, W, b, pre):
+    """pre = X W + b (the activation is applied by :func:`activate`)."""
     pre[:, :] = np.dot(X, W)
     n_rows, n_out = pre.shape
     for t in range(n_rows):
         for j in range(n_out):
             pre[t, j] += b[j]
-    _activate(pre, activation, out)
 
 
 @njit(**_DENSE)
-def _activate(pre, activation, out):
+def _relu(pre, out):
     n_rows, n_out = pre.shape
     for t in range(n_rows):
         for j in range(n_out):
             a = pre[t, j]
-            if activation == 0:
-                out[t, j] = a
-            elif activation == 1:
-                out[t, j] = math.tanh(a)
-            elif activation == 2:
-                out[t, j] = a if a > 0.0 else 0.0
-            else:
-                # softplus(a) = log(1 + e^a) = max(a, 0) + log1p(e^-|a|), without overflow
-                out[t, j] = max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+            out[t, j] = a if a > 0.0 else 0.0
+
+
+def activate(pre, activation, out):
+    """out = activation(pre).  tanh and softplus go through NumPy's SIMD ufuncs: Numba's
+    ``math.tanh`` is a scalar libm call, about 40x slower here (524 against 12 us for a
+    128 x 256 float32 block)."""
+    if activation == 0:
+        out[...] = pre
+    elif activation == 1:
+        np.tanh(pre, out=out)
+    elif activation == 2:
+        _relu(pre, out)
+    else:
+        # softplus(a) = log(1 + e^a), overflow-free
+        np.logaddexp(0.0, pre, out=out)
 
 
 @njit(**_DENSE)
@@ -52,22 +60,21 @@ def dense_backward(X, W, pre, out, activation, grad_out, grad_X, grad_W, grad_b)
     """Gradients of a layer: from dL/d(out) (B, n_out) to dL/dX (B, n_in), dL/dW, dL/db.
 
     ``grad_out`` is overwritten with dL/d(pre).  ``grad_X`` of shape (0, 0) skips the input
-    gradient (the first layer does not need it).
+    gradient (the first layer does not need it).  The activation's derivative comes from
+    its output where it can: tanh' = 1 - y^2, softplus' = sigmoid(a) = 1 - e^-y.
     """
     n_rows, n_out = pre.shape
-    for t in range(n_rows):
-        for j in range(n_out):
-            a = pre[t, j]
-            if activation == 1:
+    if activation != 0:
+        for t in range(n_rows):
+            for j in range(n_out):
                 y = out[t, j]
-                grad_out[t, j] *= 1.0 - y * y
-            elif activation == 2:
-                if not a > 0.0:
-                    grad_out[t, j] = 0.0
-            elif activation == 3:
-                # d softplus / da = sigmoid(a), written to stay finite for large |a|
-                e = math.exp(-abs(a))
-                grad_out[t, j] *= 1.0 / (1.0 + e) if a >= 0.0 else e / (1.0 + e)
+                if activation == 1:
+                    grad_out[t, j] *= 1.0 - y * y
+                elif activation == 2:
+                    if not pre[t, j] > 0.0:
+                        grad_out[t, j] = 0.0
+                else:
+                    grad_out[t, j] *= -math.expm1(-y)
     grad_W[:, :] = np.dot(X.T, grad_out)
     for j in range(n_out):
         total = 0.0
@@ -156,18 +163,29 @@ def bernoulli_nll(X, logits, out, grad_logits):
 
 @njit(**_DENSE)
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
-    """One Adam update in place (Kingma & Ba 2015, Algorithm 1); ``step`` counts from 1."""
+    """One Adam update in place (Kingma & Ba 2015, Algorithm 1); ``step`` counts from 1.
+
+    The arithmetic is in the parameters' dtype (float32 runs twice as many lanes).  One
+    thread: Numba's worker threads beside BLAS's oversubscribed the two cores here and
+    made a training step several times slower.
+    """
     flat_p = param.reshape(-1)
     flat_g = grad.reshape(-1)
     flat_m = m.reshape(-1)
     flat_v = v.reshape(-1)
-    c1 = 1.0 - beta1 ** step
-    c2 = 1.0 - beta2 ** step
+    one = flat_p.dtype.type(1.0)
+    b1 = flat_p.dtype.type(beta1)
+    b2 = flat_p.dtype.type(beta2)
+    step_size = flat_p.dtype.type(lr / (1.0 - beta1 ** step))
+    inv_c2 = flat_p.dtype.type(1.0 / (1.0 - beta2 ** step))
+    tiny = flat_p.dtype.type(eps)
     for i in range(flat_p.shape[0]):
         g = flat_g[i]
-        flat_m[i] = beta1 * flat_m[i] + (1.0 - beta1) * g
-        flat_v[i] = beta2 * flat_v[i] + (1.0 - beta2) * g * g
-        flat_p[i] -= lr * (flat_m[i] / c1) / (math.sqrt(flat_v[i] / c2) + eps)
+        mi = b1 * flat_m[i] + (one - b1) * g
+        vi = b2 * flat_v[i] + (one - b2) * g * g
+        flat_m[i] = mi
+        flat_v[i] = vi
+        flat_p[i] -= step_size * mi / (np.sqrt(vi * inv_c2) + tiny)
 
 
 @njit(**_DENSE)
