@@ -943,6 +943,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="DIR", help="keep the data and model here")
     p.set_defaults(func=cmd_demo)
+
+    from .cli_amortized import add_parser as add_amortized
+    add_amortized(sub, _positive_int)
     return parser
 
 

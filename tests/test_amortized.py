@@ -176,3 +176,36 @@ def test_mixture_encoder_gradient_matches_finite_differences():
     _, grad = encoder._elbo_and_grad(rows)
     np.testing.assert_allclose(grad, central_difference(lambda: elbo_of(logits), logits),
                                rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------ files and CLI
+
+def test_saved_model_predicts_like_the_original(tmp_path, amortized_ppca, ppca_split):
+    from fastvi.amortized_io import load_amortized, save_amortized
+    _, test = ppca_split
+    save_amortized(amortized_ppca, tmp_path / "m.h5")
+    loaded = load_amortized(tmp_path / "m.h5")
+    assert type(loaded) is fastvi.PPCA
+    np.testing.assert_array_equal(loaded.transform(test), amortized_ppca.transform(test))
+    assert loaded.gap_report(test) == amortized_ppca.gap_report(test)
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.h5: not a readable HDF5 file"):
+        load_amortized(tmp_path / "junk.h5")
+
+
+def test_cli_fit_then_gap(tmp_path, capsys, ppca_split):
+    from fastvi.cli import main
+    train, test = ppca_split
+    np.save(tmp_path / "train.npy", train)
+    np.save(tmp_path / "test.npy", test)
+    assert main(["amortized", "fit", str(tmp_path / "train.npy"), "--model", "ppca",
+                 "--latent", "2", "--epochs", "60", "--batch-size", "100",
+                 "--learning-rate", "1e-2",
+                 "-o", str(tmp_path / "m.h5")]) == 0
+    assert main(["amortized", "gap", str(tmp_path / "m.h5"), str(tmp_path / "test.npy")]) == 0
+    out = capsys.readouterr().out
+    gap = float(out.split("amortization_gap")[1].split()[0])
+    assert 0.0 <= gap < 0.1
+    assert main(["amortized", "fit", str(tmp_path / "train.npy"), "--encoder-hidden", "a,b",
+                 "-o", str(tmp_path / "x.h5")]) == 2
+    assert "layer widths must be comma-separated integers" in capsys.readouterr().err
