@@ -209,3 +209,31 @@ def test_cli_fit_then_gap(tmp_path, capsys, ppca_split):
     assert main(["amortized", "fit", str(tmp_path / "train.npy"), "--encoder-hidden", "a,b",
                  "-o", str(tmp_path / "x.h5")]) == 2
     assert "layer widths must be comma-separated integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_whole_loss_gradients_match_finite_differences(likelihood):
+    """d(-ELBO)/d psi through the decoder and the reparameterisation, and d/d log sigma^2,
+    for a fixed draw of eps."""
+    from test_dense import central_difference
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(6, 4))
+    model = fastvi.VAE(2, decoder_hidden=(5,), likelihood=likelihood, max_epochs=0,
+                       random_state=0).fit(X)
+    model.log_variance_ = 0.4
+    psi = 0.5 * rng.standard_normal((6, 4))
+    eps = rng.standard_normal((6, 2))
+
+    def loss():
+        return float(model._loss(X, psi, eps)[0].sum())
+
+    _, grad_psi, grad_log_variance = model._loss(X, psi, eps)
+    np.testing.assert_allclose(grad_psi, central_difference(loss, psi), rtol=1e-6, atol=1e-8)
+    holder = np.array([model.log_variance_])
+
+    def loss_of_variance():
+        model.log_variance_ = float(holder[0])
+        return loss()
+    expected = central_difference(loss_of_variance, holder)[0]
+    assert grad_log_variance == pytest.approx(expected if likelihood == "gaussian" else 0.0,
+                                              rel=1e-6, abs=1e-8)
