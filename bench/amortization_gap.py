@@ -38,7 +38,7 @@ def svg_plot(path, widths, width_rows, step_rows):
     def panel(x0, title, labels, rows):
         gaps = [(r["approximation_gap"], r["amortization_gap"]) for r in rows]
         top = max(max(g) for g in gaps) * 1.15 or 1.0
-        w, h, left, bottom = 300, 200, 45, 30
+        w, h, left = 300, 200, 45
         parts = [f'<text x="{x0 + left}" y="15" font-size="12">{title}</text>',
                  f'<line x1="{x0 + left}" y1="{h}" x2="{x0 + w}" y2="{h}" stroke="black"/>',
                  f'<line x1="{x0 + left}" y1="25" x2="{x0 + left}" y2="{h}" stroke="black"/>',

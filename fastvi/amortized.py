@@ -276,21 +276,32 @@ class VAE:
             psi = np.zeros((X.shape[0], 2 * self.n_latent), dtype=self.dtype)
         return self._refine(X, psi, rng, self.refine_steps)
 
-    def _rows(self, X):
+    def _per_block(self, X, fn, block_rows=1024):
+        """``fn(rows)`` on blocks of at most ``block_rows`` rows of ``X`` (array, dataset or
+        source, read chunk by chunk), its outputs concatenated: per-row results in
+        bounded memory (the importance-weighted bound holds n_samples x rows weights)."""
         self._check_is_fitted()
         source = self._source(X, reset=False)
-        return np.vstack([chunk for _, _, chunk in source.chunks()])
+        outputs = []
+        for _, _, chunk in source.chunks():
+            chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+            for start in range(0, chunk.shape[0], block_rows):
+                outputs.append(fn(chunk[start:start + block_rows]))
+        if isinstance(outputs[0], tuple):
+            return tuple(np.concatenate(parts) for parts in zip(*outputs))
+        return np.concatenate(outputs)
 
     def transform(self, X):
         """Posterior means E_q[z] (n_samples, n_latent)."""
-        return self._psi(self._rows(X))[:, :self.n_latent].astype(np.float64)
+        rng = check_random_state(0)
+        return self._per_block(
+            X, lambda rows: self._psi(rows, rng)[:, :self.n_latent].astype(np.float64))
 
     def score_samples(self, X, n_samples=64, random_state=0):
         """The ELBO of each row under its q, a mean over ``n_samples`` draws of z."""
-        X = np.ascontiguousarray(self._rows(X), dtype=self.dtype)
         rng = check_random_state(random_state)
-        psi = self._psi(X, rng)
-        return self._elbo(X, psi, rng, n_samples)
+        return self._per_block(
+            X, lambda rows: self._elbo(rows, self._psi(rows, rng), rng, n_samples))
 
     def _elbo(self, X, psi, rng, n_samples):
         total = np.zeros(X.shape[0])
@@ -320,17 +331,19 @@ class VAE:
         log_prior = -0.5 * np.sum(z64 ** 2, axis=1)       # the 2 pi terms cancel
         return -nll + log_prior - log_q
 
-    def importance_weighted_bound(self, X, n_samples=1000, random_state=0):
-        """log p(x) of each row estimated by the importance-weighted bound with
-        ``n_samples`` draws from the row's q (Burda, Grosse & Salakhutdinov 2016): a
-        lower bound that tightens as ``n_samples`` grows."""
-        X = np.ascontiguousarray(self._rows(X), dtype=self.dtype)
-        rng = check_random_state(random_state)
-        psi = self._psi(X, rng)
+    def _iw_bound(self, X, psi, rng, n_samples):
         weights = np.stack([self._log_weights(X, psi, self._noise(rng, X.shape[0]))
                             for _ in range(n_samples)])
         top = weights.max(axis=0)
         return top + np.log(np.mean(np.exp(weights - top), axis=0))
+
+    def importance_weighted_bound(self, X, n_samples=1000, random_state=0):
+        """log p(x) of each row estimated by the importance-weighted bound with
+        ``n_samples`` draws from the row's q (Burda, Grosse & Salakhutdinov 2016): a
+        lower bound that tightens as ``n_samples`` grows."""
+        rng = check_random_state(random_state)
+        return self._per_block(
+            X, lambda rows: self._iw_bound(rows, self._psi(rows, rng), rng, n_samples))
 
     def gap_report(self, X, n_importance=1000, optimise_steps=200, n_samples=64,
                    random_state=0):
@@ -338,7 +351,7 @@ class VAE:
         ELBO of the fitted inference, and the two gaps (Cremer, Li & Duvenaud 2018).
 
         log p(x) is the importance-weighted bound with ``n_importance`` draws from the
-        optimised q; psi* takes ``optimise_steps`` Adam steps per row from the
+        optimised q; psi* takes ``optimise_steps`` gradient steps per row from the
         inference's psi; the ELBOs average ``n_samples`` draws.
 
         Returns
@@ -346,16 +359,16 @@ class VAE:
         dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``
         (log_px - elbo_best), ``amortization_gap`` (elbo_best - elbo_inference)
         """
-        X = np.ascontiguousarray(self._rows(X), dtype=self.dtype)
         rng = check_random_state(random_state)
-        psi = self._psi(X, rng)
-        given = self._elbo(X, psi, rng, n_samples)
-        best_psi = self._refine(X, psi.copy(), rng, optimise_steps)
-        best = np.maximum(self._elbo(X, best_psi, rng, n_samples), given)
-        weights = np.stack([self._log_weights(X, best_psi, self._noise(rng, X.shape[0]))
-                            for _ in range(n_importance)])
-        top = weights.max(axis=0)
-        log_px = top + np.log(np.mean(np.exp(weights - top), axis=0))
+
+        def rows_report(rows):
+            psi = self._psi(rows, rng)
+            given = self._elbo(rows, psi, rng, n_samples)
+            best_psi = self._refine(rows, psi.copy(), rng, optimise_steps)
+            best = np.maximum(self._elbo(rows, best_psi, rng, n_samples), given)
+            return self._iw_bound(rows, best_psi, rng, n_importance), best, given
+
+        log_px, best, given = self._per_block(X, rows_report)
         return _report(log_px.mean(), best.mean(), given.mean())
 
 
@@ -398,7 +411,8 @@ class PPCA(VAE):
 
     def log_likelihood(self, X):
         """Exact log p(x) of each row under the fitted model."""
-        return ppca.log_marginal(self._rows(X), *self._model())
+        return self._per_block(X, lambda rows: ppca.log_marginal(rows, *self._model()),
+                               block_rows=65536)
 
     def gap_report(self, X):
         """Mean nats per row on ``X``: log p(x), the ELBO of the best diagonal q, the
@@ -410,12 +424,15 @@ class PPCA(VAE):
         dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``
         (log_px - elbo_best), ``amortization_gap`` (elbo_best - elbo_inference)
         """
-        X = self._rows(X)
-        psi = self._psi(X).astype(np.float64)
         d = self.n_latent
-        result = ppca.gaps(X, *self._model(), psi[:, :d], psi[:, d:])
-        return _report(result["log_px"].mean(), result["elbo_best"].mean(),
-                       result["elbo_given"].mean())
+
+        def rows_report(rows):
+            psi = self._psi(rows).astype(np.float64)
+            result = ppca.gaps(rows, *self._model(), psi[:, :d], psi[:, d:])
+            return result["log_px"], result["elbo_best"], result["elbo_given"]
+
+        log_px, best, given = self._per_block(X, rows_report, block_rows=65536)
+        return _report(log_px.mean(), best.mean(), given.mean())
 
 
 class MixtureEncoder:
@@ -507,20 +524,33 @@ class MixtureEncoder:
         elbo = np.sum(q * f, axis=1)
         return elbo, q * (f - elbo[:, None])
 
-    def predict_proba(self, X):
-        """The network's q(z | x), (n_samples, K)."""
+    def _q(self, X):
         logits = self.network_.forward(np.asarray(X, dtype=self.dtype)).astype(np.float64)
         return np.exp(logits - _logsumexp(logits)[:, None])
+
+    def _blocks(self, X, block_rows=4096):
+        """Rows of ``X`` (array, dataset or source) in blocks, read chunk by chunk."""
+        source = check_data(X, dtype=self.dtype, n_features=self.mixture.n_features_in_,
+                            estimator=type(self).__name__, chunk_rows=self.chunk_size)
+        for _, _, chunk in source.chunks():
+            for start in range(0, chunk.shape[0], block_rows):
+                yield chunk[start:start + block_rows]
+
+    def predict_proba(self, X):
+        """The network's q(z | x), (n_samples, K)."""
+        return np.concatenate([self._q(rows) for rows in self._blocks(X)])
 
     def gap_report(self, X):
         """Mean nats per row: log p(x), the exact posterior's ELBO (= log p(x)), the
         network's ELBO, and the gaps (approximation 0; amortization the mean KL)."""
-        X = np.asarray(X, dtype=np.float64)
-        log_rho = self._log_rho(X)
-        log_px = _logsumexp(log_rho)
-        q = self.predict_proba(X)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            elbo = np.sum(np.where(q > 0, q * (log_rho - np.log(q)), 0.0), axis=1)
+        log_px, elbo = [], []
+        for rows in self._blocks(X):
+            log_rho = self._log_rho(rows)
+            q = self._q(rows)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                elbo.append(np.sum(np.where(q > 0, q * (log_rho - np.log(q)), 0.0), axis=1))
+            log_px.append(_logsumexp(log_rho))
+        log_px, elbo = np.concatenate(log_px), np.concatenate(elbo)
         return _report(log_px.mean(), log_px.mean(), elbo.mean())
 
 

@@ -60,13 +60,12 @@ def cmd_gap(args):
     from .io import open_source
     model = load_amortized(args.model)
     source = open_source(args.data)
-    X = np.vstack([chunk for _, _, chunk in source.chunks()])
     if type(model).__name__ == "PPCA":
-        report = model.gap_report(X)
+        report = model.gap_report(source)
     else:
-        report = model.gap_report(X, n_importance=args.importance,
+        report = model.gap_report(source, n_importance=args.importance,
                                   optimise_steps=args.optimise_steps)
-    print(f"gap report of {args.model} on {source.label} ({X.shape[0]} rows)")
+    print(f"gap report of {args.model} on {source.label} ({source.n_rows} rows)")
     _print_report(report)
     return 0
 
