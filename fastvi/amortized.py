@@ -160,13 +160,9 @@ class VAE:
             for epoch in range(self.max_epochs):
                 started = time.perf_counter()
                 total, rows = 0.0, 0
-                order = rng.permutation(len(source.chunk_bounds()))
-                for _, start, chunk in source.chunks(order):
-                    for batch in np.array_split(rng.permutation(chunk.shape[0]),
-                                                max(1, chunk.shape[0] // self.batch_size)):
-                        batch.sort()
-                        total += self._train_step(chunk[batch], start + batch, rng)
-                        rows += batch.shape[0]
+                for batch, rows_index in _minibatches(source, rng, self.batch_size):
+                    total += self._train_step(batch, rows_index, rng)
+                    rows += batch.shape[0]
                 self.elbo_history_.append(-total / rows)
                 if self.verbose:
                     print(f"epoch {epoch + 1}: ELBO {self.elbo_history_[-1]:.4f} per row "
@@ -503,14 +499,12 @@ class MixtureEncoder:
         with _blas_threads(None):
             for _ in range(self.max_epochs):
                 total, rows = 0.0, 0
-                for _, _, chunk in source.chunks(rng.permutation(len(source.chunk_bounds()))):
-                    for batch in np.array_split(rng.permutation(chunk.shape[0]),
-                                                max(1, chunk.shape[0] // self.batch_size)):
-                        elbo, grad = self._elbo_and_grad(chunk[np.sort(batch)])
-                        self.network_.backward(-grad / batch.shape[0])
-                        optimiser.step(self.network_.grads)
-                        total += elbo.sum()
-                        rows += batch.shape[0]
+                for batch, _ in _minibatches(source, rng, self.batch_size):
+                    elbo, grad = self._elbo_and_grad(batch)
+                    self.network_.backward(-grad / batch.shape[0])
+                    optimiser.step(self.network_.grads)
+                    total += elbo.sum()
+                    rows += batch.shape[0]
                 self.elbo_history_.append(total / rows)
                 if self.verbose:
                     print(f"epoch {len(self.elbo_history_)}: ELBO {total / rows:.4f} per row")
@@ -552,6 +546,17 @@ class MixtureEncoder:
             log_px.append(_logsumexp(log_rho))
         log_px, elbo = np.concatenate(log_px), np.concatenate(elbo)
         return _report(log_px.mean(), log_px.mean(), elbo.mean())
+
+
+def _minibatches(source, rng, batch_size):
+    """One epoch of (rows, their global indices): the chunks in a random order, each
+    cut into minibatches of about ``batch_size`` rows in a random order (rows ascending
+    within a minibatch, so the reads stay sequential)."""
+    for _, start, chunk in source.chunks(rng.permutation(len(source.chunk_bounds()))):
+        for batch in np.array_split(rng.permutation(chunk.shape[0]),
+                                    max(1, chunk.shape[0] // batch_size)):
+            batch.sort()
+            yield chunk[batch], start + batch
 
 
 def _blas_threads(n_jobs):
