@@ -34,6 +34,14 @@ INFERENCE = ("amortized", "per_example", "semi_amortized")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
 
+class EpochState:
+    """What a checkpoint of an amortized fit holds: the model with its optimiser states
+    (pickled whole), the epochs done and the random generator."""
+
+    def __init__(self, model, epochs, rng):
+        self.model, self.epochs, self.rng = model, epochs, rng
+
+
 class VAE:
     """A Gaussian latent-variable model with an MLP (or linear) decoder, fitted by
     amortized, per-example or semi-amortized variational inference.
@@ -138,13 +146,19 @@ class VAE:
         return source
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, checkpoint=None, resume=None):
         """Train the decoder and the inference (encoder or per-example psi) on ``X``.
 
         Parameters
         ----------
         X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
         y : ignored
+        checkpoint : callable, optional
+            Called with the training state after every epoch, ``force=True`` (a
+            ``fastvi.Checkpointer`` writes it atomically).
+        resume : EpochState, optional
+            A checkpointed state: training goes on from the epoch after it, and ends as
+            the uninterrupted fit would have.
 
         Returns
         -------
@@ -152,12 +166,20 @@ class VAE:
         """
         self._check_parameters()
         source = self._source(X, reset=True)
-        self.n_features_in_ = source.n_features
-        rng = check_random_state(self.random_state)
-        self._build(source.n_features, source.n_rows, rng)
-        self.elbo_history_ = []
+        if resume is None:
+            self.n_features_in_ = source.n_features
+            rng = check_random_state(self.random_state)
+            self._build(source.n_features, source.n_rows, rng)
+            self.elbo_history_ = []
+            first_epoch = 0
+        else:
+            if resume.model.n_features_in_ != source.n_features:
+                raise ValueError(f"the checkpoint was trained on {resume.model.n_features_in_}"
+                                 f" features, {source.label} has {source.n_features}")
+            self.__dict__.update(resume.model.__dict__)
+            rng, first_epoch = resume.rng, resume.epochs
         with _blas_threads(self.n_jobs):
-            for epoch in range(self.max_epochs):
+            for epoch in range(first_epoch, self.max_epochs):
                 started = time.perf_counter()
                 total, rows = 0.0, 0
                 for batch, rows_index in _minibatches(source, rng, self.batch_size):
@@ -167,6 +189,8 @@ class VAE:
                 if self.verbose:
                     print(f"epoch {epoch + 1}: ELBO {self.elbo_history_[-1]:.4f} per row "
                           f"({time.perf_counter() - started:.1f} s)")
+                if checkpoint is not None:
+                    checkpoint(EpochState(self, epoch + 1, rng), force=True)
         return self
 
     def _build(self, n_features, n_rows, rng):

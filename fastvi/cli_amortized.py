@@ -2,6 +2,7 @@
 
 Kept apart from ``fastvi.cli`` (the mixture jobs); ``fastvi.cli`` registers it.
 """
+import os
 import time
 
 import numpy as np
@@ -44,10 +45,24 @@ def cmd_fit(args):
     else:
         model = VAE(args.latent, decoder_hidden=_widths(args.decoder_hidden),
                     likelihood=args.likelihood, **common)
+    checkpoint_path = args.checkpoint or args.output + ".ckpt"
+    resume = None
+    if args.resume:
+        from .checkpoint import load_checkpoint
+        resume, _ = load_checkpoint(checkpoint_path)
+        print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
+    from .checkpoint import Checkpointer
+    checkpointer = Checkpointer(checkpoint_path, every_seconds=None)
     started = time.perf_counter()
-    model.fit(source)
+    try:
+        model.fit(source, checkpoint=checkpointer, resume=resume)
+    except KeyboardInterrupt:
+        print(f"fastvi: interrupted; go on with the same command and --resume "
+              f"(checkpoint {checkpoint_path})")
+        raise
     elapsed = time.perf_counter() - started
     save_amortized(model, args.output)
+    os.remove(checkpoint_path)
     rows = source.n_rows * args.epochs
     print(f"{type(model).__name__} (d={args.latent}, {args.inference}) on {source.label}: "
           f"{args.epochs} epochs, {elapsed:.1f} s, {rows / elapsed:,.0f} examples/s; "
@@ -116,6 +131,10 @@ def add_parser(sub, positive_int):
     f.add_argument("--chunk-size", type=positive_int, default=65536)
     f.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--checkpoint", metavar="PATH",
+                   help="written after every epoch (MODEL.h5.ckpt; removed at the end)")
+    f.add_argument("--resume", action="store_true",
+                   help="go on from the checkpoint of an interrupted run of this command")
     f.set_defaults(func=cmd_fit)
 
     g = inner.add_parser("gap", help="approximation and amortization gaps of MODEL on DATA")

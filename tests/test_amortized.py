@@ -237,3 +237,52 @@ def test_whole_loss_gradients_match_finite_differences(likelihood):
     expected = central_difference(loss_of_variance, holder)[0]
     assert grad_log_variance == pytest.approx(expected if likelihood == "gaussian" else 0.0,
                                               rel=1e-6, abs=1e-8)
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path, ppca_split):
+    train, _ = ppca_split
+    kwargs = dict(max_epochs=6, learning_rate=1e-2, random_state=0)
+    whole = fastvi.VAE(2, decoder_hidden=(4,), **kwargs).fit(train)
+
+    class StopAfter:
+        def __call__(self, state, force=False):
+            fastvi.Checkpointer(tmp_path / "vae.ckpt").write(state)
+            if state.epochs == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fastvi.VAE(2, decoder_hidden=(4,), **kwargs).fit(train, checkpoint=StopAfter())
+    state, _ = fastvi.load_checkpoint(tmp_path / "vae.ckpt")
+    resumed = fastvi.VAE(2, decoder_hidden=(4,), **kwargs).fit(train, resume=state)
+    for ours, theirs in zip(resumed.decoder_.params, whole.decoder_.params):
+        np.testing.assert_array_equal(ours, theirs)
+    assert resumed.elbo_history_ == whole.elbo_history_
+
+
+def test_cli_resume_finishes_an_interrupted_fit(tmp_path, capsys, ppca_split):
+    from fastvi.amortized_io import load_amortized
+    from fastvi.cli import main
+    train, _ = ppca_split
+    np.save(tmp_path / "train.npy", train)
+    argv = ["amortized", "fit", str(tmp_path / "train.npy"), "--decoder-hidden", "4",
+            "--epochs", "4", "--learning-rate", "1e-2"]
+    assert main(argv + ["-o", str(tmp_path / "whole.h5")]) == 0
+    # an interrupted run: the same model stopped after its second epoch's checkpoint
+    out = tmp_path / "resumed.h5"
+    checkpointer = fastvi.Checkpointer(str(out) + ".ckpt", every_seconds=None)
+
+    def stop_after_two(state, force=False):
+        checkpointer(state, force)
+        if state.epochs == 2:
+            raise KeyboardInterrupt
+
+    interrupted = fastvi.VAE(2, decoder_hidden=(4,), max_epochs=4, learning_rate=1e-2,
+                             random_state=0, verbose=1)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(train, checkpoint=stop_after_two)
+    assert main(argv + ["-o", str(out), "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    whole, resumed = load_amortized(tmp_path / "whole.h5"), load_amortized(out)
+    for ours, theirs in zip(resumed.decoder_.params, whole.decoder_.params):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not (tmp_path / "resumed.h5.ckpt").exists()
