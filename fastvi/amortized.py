@@ -157,8 +157,9 @@ class VAE:
             Called with the training state after every epoch, ``force=True`` (a
             ``fastvi.Checkpointer`` writes it atomically).
         resume : EpochState, optional
-            A checkpointed state: training goes on from the epoch after it, and ends as
-            the uninterrupted fit would have.
+            A checkpointed state: training goes on from the epoch after it with the
+            checkpointed model's parameters and settings, and ends as the uninterrupted
+            fit would have.
 
         Returns
         -------
@@ -211,7 +212,7 @@ class VAE:
                                 rng, dtype)
             self._encoder_opt = Adam(self.encoder_.params, self.learning_rate)
 
-    def _loss(self, X, psi, eps, decoder_grads=True):
+    def _loss(self, X, psi, eps):
         """Per-row negative ELBO (one sample per row) and d loss / d psi (B, 2d).
 
         The decoder's parameter gradients (sums over rows) are left in ``decoder_.grads``;
@@ -560,7 +561,9 @@ class MixtureEncoder:
 
     def gap_report(self, X):
         """Mean nats per row: log p(x), the exact posterior's ELBO (= log p(x)), the
-        network's ELBO, and the gaps (approximation 0; amortization the mean KL)."""
+        network's ELBO, and the gaps (approximation 0; amortization the mean KL).  For a
+        Bayesian mixture ``log_px`` is log sum_k rho_nk, the row's ELBO term with the
+        optimal q(z_n) under the fitted q(theta)."""
         log_px, elbo = [], []
         for rows in self._blocks(X):
             log_rho = self._log_rho(rows)
