@@ -186,6 +186,21 @@ def accumulate_chunk(chunk, params, weights, stats, truncation, supports, start,
     return log_norm
 
 
+def top_responsibilities(rows, params, n_active):
+    """Each row's ``n_active`` most probable components and their renormalised
+    responsibilities, most probable first: (support (n, L) int32, q (n, L)); every
+    component is evaluated, exactly."""
+    n_components, n_features = params.means.shape
+    support = np.full((rows.shape[0], n_active), -1, dtype=SUPPORT_DTYPE)
+    q = np.empty(support.shape)
+    no_stats = (np.zeros(0), np.zeros((0, n_features)),
+                np.zeros((0,) + params.factor.shape[1:]))
+    estep_truncated(rows, _EMPTY1, params.c, params.means, params.factor,
+                    np.zeros((n_components, 0), dtype=np.int64), n_components, 0, 0, 0,
+                    support, q, *no_stats, _EMPTY1)
+    return support, q
+
+
 def sparse_resp(source, params, n_active):
     """The exact top-``n_active`` responsibilities of every row, renormalised, as CSR.
 
@@ -200,17 +215,9 @@ def sparse_resp(source, params, n_active):
         if not blocks:
             return scipy.sparse.csr_matrix((0, n_components))
         return scipy.sparse.vstack(blocks, format="csr")
-    truncation = make_truncation(n_active, None, n_components)
-    neighbours = np.zeros((n_components, 0), dtype=np.int64)
-    no_stats = (np.zeros(0), np.zeros((0, n_features)),
-                np.zeros((0,) + params.factor.shape[1:]))
     indices, data = [], []
-    for _, start, chunk in source.chunks():
-        support = np.full((chunk.shape[0], n_active), -1, dtype=SUPPORT_DTYPE)
-        q = np.empty(support.shape)
-        estep_truncated(chunk, _EMPTY1, params.c, params.means, params.factor, neighbours,
-                        truncation.n_candidates, 0, 0, start, support, q, *no_stats,
-                        _EMPTY1)
+    for _, _, chunk in source.chunks():
+        support, q = top_responsibilities(chunk, params, n_active)
         indices.append(support)
         data.append(q)
     support = np.concatenate(indices) if indices else np.empty((0, n_active), SUPPORT_DTYPE)

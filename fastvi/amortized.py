@@ -270,16 +270,22 @@ class VAE:
             self.log_variance_ = float(holder[0])
         return float(loss.sum())
 
-    def _refine(self, X, psi, rng, steps):
+    def _refine(self, X, psi, rng, steps, draws=1, decay=0.0):
         """``steps`` gradient-descent steps on the rows' psi (decoder fixed), from ``psi``.
 
         Plain gradient steps, as Kim et al. (2018) refine: Adam's normalised steps move a
         psi that is already near its optimum by about the learning rate in every
-        coordinate, and made a good encoder's q worse.
+        coordinate, and made a good encoder's q worse.  ``draws`` averages that many
+        one-sample gradients per step; ``decay`` > 0 shrinks the step as
+        ``lr (1 + t / 20) ** -decay`` (a Robbins-Monro schedule, for the optimum psi*
+        of the gap report rather than for a few refinement steps).
         """
-        for _ in range(steps):
-            _, grad_psi, _ = self._loss(X, psi, self._noise(rng, X.shape[0]))
-            psi -= self.refine_learning_rate * grad_psi
+        for t in range(steps):
+            grad = np.zeros_like(psi)
+            for _ in range(draws):
+                grad += self._loss(X, psi, self._noise(rng, X.shape[0]))[1]
+            step = self.refine_learning_rate * (1.0 + t / 20.0) ** -decay
+            psi -= (step / draws) * grad
         return psi
 
     # ------------------------------------------------------------------ inference
@@ -373,7 +379,8 @@ class VAE:
 
         log p(x) is the importance-weighted bound with ``n_importance`` draws from the
         optimised q; psi* takes ``optimise_steps`` gradient steps per row from the
-        inference's psi; the ELBOs average ``n_samples`` draws.
+        inference's psi (4-draw gradients, decaying steps); the ELBOs average
+        ``n_samples`` draws.
 
         Returns
         -------
@@ -385,7 +392,8 @@ class VAE:
         def rows_report(rows):
             psi = self._psi(rows, rng)
             given = self._elbo(rows, psi, rng, n_samples)
-            best_psi = self._refine(rows, psi.copy(), rng, optimise_steps)
+            best_psi = self._refine(rows, psi.copy(), rng, optimise_steps, draws=4,
+                                    decay=0.6)
             best = np.maximum(self._elbo(rows, best_psi, rng, n_samples), given)
             return self._iw_bound(rows, best_psi, rng, n_importance), best, given
 

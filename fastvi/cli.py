@@ -613,8 +613,12 @@ def _as_chunk_source(X, chunk_rows):
     return as_source(X, chunk_rows=chunk_rows)
 
 
-def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None):
-    """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``.
+def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None,
+                  top=None):
+    """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``;
+    with ``top`` = L, ``/top_index`` (int32) and ``/top_resp`` (float32), (n, L): each row's
+    L most probable components and their responsibilities renormalised over them (the
+    layout for large K, where ``/resp`` would be N x K).
 
     ``X`` is a chunk source (``fastvi.io.open_source``), an h5py dataset or an array; its
     chunks are read ahead in a thread while the previous one is predicted, into
@@ -628,12 +632,23 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
         labels = out.create_dataset("labels", (n_rows,), dtype=np.int32, chunks=(chunk,))
         resp = (out.create_dataset("resp", (n_rows, n_components), dtype=np.float32,
                                    chunks=(chunk, n_components)) if proba else None)
+        if top is not None:
+            top = min(int(top), n_components)
+            top_index = out.create_dataset("top_index", (n_rows, top), dtype=np.int32,
+                                           chunks=(chunk, top))
+            top_resp = out.create_dataset("top_resp", (n_rows, top), dtype=np.float32,
+                                          chunks=(chunk, top))
+            params = model._kernel_params()
         for _, start, rows in _progress(source.chunks(), total=source.n_chunks,
                                         unit="chunk", desc="predict"):
             stop = start + rows.shape[0]
             labels[start:stop] = model.predict(rows)
             if resp is not None:
                 resp[start:stop] = model.predict_proba(rows)
+            if top is not None:
+                from ._truncated import top_responsibilities
+                top_index[start:stop], top_resp[start:stop] = top_responsibilities(
+                    rows, params, top)
 
 
 def cmd_predict(args):
@@ -649,8 +664,9 @@ def cmd_predict(args):
         n_rows = X.n_rows
         predict_to_h5(model, X, args.output, proba=args.proba, chunk_rows=args.chunk_size,
                       attrs={"model": os.path.abspath(args.model), "data": source.label,
-                             "fastvi_version": __version__})
-    what = "/labels and /resp" if args.proba else "/labels"
+                             "fastvi_version": __version__}, top=args.top)
+    what = "/labels" + (", /resp" if args.proba else "") + (
+        ", /top_index and /top_resp" if args.top else "")
     print(f"wrote {what} of {n_rows} rows to {args.output}")
     return 0
 
@@ -919,6 +935,9 @@ def build_parser():
     p.add_argument("data", metavar="DATA")
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5")
     p.add_argument("--proba", action="store_true", help="also write /resp (float32)")
+    p.add_argument("--top", type=_positive_int, metavar="L",
+                   help="also write /top_index and /top_resp: each row's L most probable "
+                        "components (for large K)")
     p.add_argument("--chunk-size", type=_positive_int, default=PREDICT_CHUNK_ROWS)
     p.set_defaults(func=cmd_predict)
 

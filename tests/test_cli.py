@@ -493,3 +493,18 @@ def test_fit_with_a_truncated_q(workdir, tmp_path, capsys):
                                      random_state=0).fit(f["X"])
     np.testing.assert_array_equal(loaded.means_, api.means_)
     assert loaded.lower_bound_ == api.lower_bound_
+
+
+def test_predict_top_writes_each_rows_most_probable_components(workdir, tmp_path):
+    X, _ = _data(workdir)
+    estimator = load_model(workdir / "gmm.h5")
+    out = tmp_path / "top.h5"
+    assert main(["predict", str(workdir / "gmm.h5"), str(workdir / "data.h5"), "-o", str(out),
+                 "--top", "2", "--chunk-size", "700"]) == 0
+    resp = estimator.predict_proba(X)
+    order = np.argsort(-resp, axis=1, kind="stable")[:, :2]
+    kept = np.take_along_axis(resp, order, axis=1)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["top_index"][()], order)
+        np.testing.assert_allclose(f["top_resp"][()], kept / kept.sum(axis=1, keepdims=True),
+                                   rtol=1e-6)
