@@ -88,3 +88,21 @@ class TruncatedPass:
 
     def time_pass(self, covariance_type, setting):
         self.run()
+
+
+class VAEEpoch:
+    """One training epoch of the digits VAE (``bench/vae_torch.py`` compares with PyTorch)."""
+
+    params = (["float32", "float64"],)
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        from sklearn.datasets import load_digits
+        self.X = (load_digits().data / 16.0).astype(dtype)
+        self.make = lambda: fastvi.VAE(8, decoder_hidden=(256, 256), encoder_hidden=(256, 256),
+                                       likelihood="bernoulli", max_epochs=1, dtype=dtype,
+                                       random_state=0)
+        self.make().fit(self.X)
+
+    def time_epoch(self, dtype):
+        self.make().fit(self.X)
