@@ -155,13 +155,14 @@ def _build_candidates(support_row, neighbours, n_search, n_total, seed, row, mar
             s = support_row[l]
             if s < 0:
                 continue
+            # branch-free dedup: always write, advance only for a new component (whether
+            # a neighbour repeats is data-dependent, and a mispredicted branch cost more)
             k = neighbours[s, h]
-            if mark[k] != stamp:
-                mark[k] = stamp
-                cand[count] = k
-                count += 1
-                if count == n_search:
-                    break
+            cand[count] = k
+            count += mark[k] != stamp
+            mark[k] = stamp
+            if count == n_search:
+                break
         if count == n_search:
             break
     draw = 0
@@ -169,10 +170,9 @@ def _build_candidates(support_row, neighbours, n_search, n_total, seed, row, mar
     while count < n_total and draw < 4 * n_total:
         k = _random_component(seed, row, draw, n_components)
         draw += 1
-        if mark[k] != stamp:
-            mark[k] = stamp
-            cand[count] = k
-            count += 1
+        cand[count] = k
+        count += mark[k] != stamp
+        mark[k] = stamp
     return count
 
 
