@@ -184,6 +184,8 @@ class VAE:
                 started = time.perf_counter()
                 total, rows = 0.0, 0
                 for batch, rows_index in _minibatches(source, rng, self.batch_size):
+                    if self.likelihood == "bernoulli":
+                        _check_unit_interval(batch, rows_index, source.label)
                     total += self._train_step(batch, rows_index, rng)
                     rows += batch.shape[0]
                 self.elbo_history_.append(-total / rows)
@@ -581,6 +583,16 @@ class MixtureEncoder:
             log_px.append(_logsumexp(log_rho))
         log_px, elbo = np.concatenate(log_px), np.concatenate(elbo)
         return _report(log_px.mean(), log_px.mean(), elbo.mean())
+
+
+def _check_unit_interval(batch, rows, label):
+    """A Bernoulli likelihood needs every value in [0, 1]; name the first row that is not."""
+    bad = np.flatnonzero(np.any((batch < 0) | (batch > 1), axis=1))
+    if bad.size:
+        row = int(rows[bad[0]])
+        raise ValueError(f"{label}: row {row} has values outside [0, 1] (min "
+                         f"{batch[bad[0]].min():g}, max {batch[bad[0]].max():g}); "
+                         "likelihood='bernoulli' needs data in [0, 1]")
 
 
 def _minibatches(source, rng, batch_size):

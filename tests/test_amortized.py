@@ -131,6 +131,13 @@ def test_bad_parameters_are_named(kwargs, message):
         fastvi.VAE(**kwargs).fit(np.zeros((10, 3)))
 
 
+def test_bernoulli_data_outside_the_unit_interval_names_the_row():
+    X = np.random.default_rng(0).uniform(size=(50, 3))
+    X[17, 1] = 1.5
+    with pytest.raises(ValueError, match="row 17 has values outside \\[0, 1\\]"):
+        fastvi.VAE(likelihood="bernoulli", max_epochs=1).fit(X)
+
+
 def test_unfitted_model_says_so():
     with pytest.raises(fastvi.NotFittedError, match="not fitted"):
         fastvi.VAE().transform(np.zeros((2, 3)))
