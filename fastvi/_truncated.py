@@ -60,6 +60,10 @@ def make_truncation(n_active, n_candidates, n_components):
         raise ValueError(f"n_candidates must be an integer >= n_active={n_active} (or None for "
                          f"all {n_components} components), got {n_candidates!r}")
     n_candidates = min(int(n_candidates), n_components)
+    if n_candidates == n_active < n_components:
+        raise ValueError(f"n_candidates={n_candidates} equals n_active: the candidates would "
+                         "be the support alone and it would never change; give at least "
+                         f"n_active + 1 = {n_active + 1} (or None for all components)")
     if n_candidates == n_components:
         n_random = 0
     else:

@@ -177,6 +177,10 @@ class VAE:
             if resume.model.n_features_in_ != source.n_features:
                 raise ValueError(f"the checkpoint was trained on {resume.model.n_features_in_}"
                                  f" features, {source.label} has {source.n_features}")
+            psi = getattr(resume.model, "psi_", None)
+            if psi is not None and psi.shape[0] != source.n_rows:
+                raise ValueError(f"the checkpoint holds per-example psi for {psi.shape[0]} "
+                                 f"rows, {source.label} has {source.n_rows}")
             self.__dict__.update(resume.model.__dict__)
             rng, first_epoch = resume.rng, resume.epochs
         with _blas_threads(self.n_jobs):
@@ -294,7 +298,8 @@ class VAE:
     def _psi(self, X, rng=None):
         """psi of new rows: the encoder's (amortized); the encoder's refined by
         ``refine_steps`` (semi-amortized); optimised from 0 by ``refine_steps``
-        (per-example: a new row has no psi of its own yet)."""
+        (per-example: rows passed here are treated as new, even training rows, whose
+        trained psi is in ``psi_``)."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if self.inference == "amortized":
             return self.encoder_.forward(X)
@@ -332,11 +337,12 @@ class VAE:
         return self._per_block(
             X, lambda rows: self._elbo(rows, self._psi(rows, rng), rng, n_samples))
 
-    def _elbo(self, X, psi, rng, n_samples):
+    def _elbo(self, X, psi, rng, n_samples, noise=None):
+        """Per-row ELBO, the mean over ``n_samples`` draws (or the given ``noise`` list)."""
         total = np.zeros(X.shape[0])
-        for _ in range(n_samples):
-            loss, _, _ = self._loss(X, psi, self._noise(rng, X.shape[0]))
-            total -= loss
+        for i in range(n_samples):
+            eps = self._noise(rng, X.shape[0]) if noise is None else noise[i]
+            total -= self._loss(X, psi, eps)[0]
         return total / n_samples
 
     def score(self, X, y=None):
@@ -393,10 +399,19 @@ class VAE:
 
         def rows_report(rows):
             psi = self._psi(rows, rng)
-            given = self._elbo(rows, psi, rng, n_samples)
             best_psi = self._refine(rows, psi.copy(), rng, optimise_steps, draws=4,
                                     decay=0.6)
-            best = np.maximum(self._elbo(rows, best_psi, rng, n_samples), given)
+            # psi* is the better of the two per row, judged on the *same* draws (a row-wise
+            # maximum of independent estimates would be biased upwards); both ELBOs are
+            # then estimated afresh, again on common draws, so rows where psi* = psi add
+            # exactly nothing to the gap
+            noise = [self._noise(rng, rows.shape[0]) for _ in range(n_samples)]
+            better = (self._elbo(rows, best_psi, rng, n_samples, noise)
+                      >= self._elbo(rows, psi, rng, n_samples, noise))
+            best_psi = np.where(better[:, None], best_psi, psi)
+            noise = [self._noise(rng, rows.shape[0]) for _ in range(n_samples)]
+            given = self._elbo(rows, psi, rng, n_samples, noise)
+            best = self._elbo(rows, best_psi, rng, n_samples, noise)
             return self._iw_bound(rows, best_psi, rng, n_importance), best, given
 
         log_px, best, given = self._per_block(X, rows_report)
@@ -512,12 +527,13 @@ class MixtureEncoder:
         """The mixture's (B, K) log rho, exactly (centred quadratic forms)."""
         params = self.mixture._kernel_params()
         X = np.asarray(X, dtype=np.float64)
-        diff = X[:, None, :] - params.means[None, :, :]
-        if params.factor.ndim == 3:
-            quad = np.sum(np.einsum("nkd,kde->nke", diff, params.factor) ** 2, axis=2)
-        else:
-            quad = np.sum((diff * params.factor[None]) ** 2, axis=2)
-        return params.c[None, :] - 0.5 * quad
+        log_rho = np.empty((X.shape[0], params.c.shape[0]))
+        for k in range(params.c.shape[0]):    # one (B, D) difference at a time
+            diff = X - params.means[k]
+            projected = diff @ params.factor[k] if params.factor.ndim == 3 else (
+                diff * params.factor[k])
+            log_rho[:, k] = params.c[k] - 0.5 * np.sum(projected ** 2, axis=1)
+        return log_rho
 
     def fit(self, X, y=None):
         """Train the network on the rows ``X`` (array, h5py dataset or chunk source)."""

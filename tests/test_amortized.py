@@ -92,7 +92,7 @@ def test_vae_with_mlps_improves_its_elbo_and_gaps_are_consistent():
     assert model.elbo_history_[-1] > model.elbo_history_[0]
     report = model.gap_report(X[:200], n_importance=200, optimise_steps=50)
     assert report["approximation_gap"] >= -0.05
-    assert report["amortization_gap"] >= 0.0
+    assert report["amortization_gap"] >= -0.01     # Monte Carlo estimates, 64 draws
     assert model.transform(X[:10]).shape == (10, 1)
 
 

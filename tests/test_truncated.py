@@ -318,6 +318,7 @@ def test_sparse_predict_proba_is_the_renormalised_top_l():
     (dict(n_active=2.0), "n_active must be an integer"),
     (dict(n_active=3, n_candidates=2), "n_candidates must be an integer >= n_active=3"),
     (dict(n_candidates=3), "n_candidates needs n_active"),
+    (dict(n_active=2, n_candidates=2), "n_candidates=2 equals n_active"),
 ])
 def test_bad_truncation_parameters_are_named(kwargs, message):
     X, _ = blobs()
