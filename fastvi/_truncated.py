@@ -82,7 +82,7 @@ def neighbour_lists(params, truncation):
     width = truncation.n_candidates - truncation.n_random
     if truncation.exhaustive or width == 0:
         return np.zeros((n_components, 0), dtype=np.int64)
-    table = rank_table(params.means, params.c, params.means, params.factor)
+    table = rank_table(params.means, params.c, params.means, params.factor, _arrays(params))
     table[np.isnan(table)] = -np.inf
     np.fill_diagonal(table, np.inf)
     width = min(width, n_components)

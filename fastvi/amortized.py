@@ -225,19 +225,11 @@ class VAE:
         the log-variance gradient is returned third.
         """
         d = self.n_latent
-        mu, log_sigma = np.ascontiguousarray(psi[:, :d]), np.ascontiguousarray(psi[:, d:])
-        z = np.empty_like(mu)
-        dense.reparameterise(mu, log_sigma, eps, z)
-        out = self.decoder_.forward(z)
-        nll = np.empty(X.shape[0])
-        grad_out = np.empty_like(out)
+        mu, log_sigma, _, nll, grad_out, total_sq = self._decode(X, psi, eps)
         grad_log_variance = 0.0
         if self.likelihood == "gaussian":
-            total_sq = dense.gaussian_nll(X, out, self.log_variance_, nll, grad_out)
             grad_log_variance = (0.5 * X.shape[0] * X.shape[1]
                                  - 0.5 * total_sq * np.exp(-self.log_variance_))
-        else:
-            dense.bernoulli_nll(X, out, nll, grad_out)
         grad_z = self.decoder_.backward(grad_out, need_input_grad=True)
         kl = np.empty(X.shape[0])
         dense.gaussian_kl(mu, log_sigma, kl)
@@ -246,6 +238,22 @@ class VAE:
         dense.reparameterised_grads(mu, log_sigma, eps, grad_z, 1.0, grad_mu, grad_log_sigma)
         grad_psi[:, :d], grad_psi[:, d:] = grad_mu, grad_log_sigma
         return nll + kl, grad_psi, grad_log_variance
+
+    def _decode(self, X, psi, eps):
+        """One draw z = mu + sigma * eps per row through the decoder: (mu, log_sigma, z,
+        nll (B,), dnll / d(decoder output), sum of squared residuals (Gaussian only))."""
+        d = self.n_latent
+        mu, log_sigma = np.ascontiguousarray(psi[:, :d]), np.ascontiguousarray(psi[:, d:])
+        z = np.empty_like(mu)
+        dense.reparameterise(mu, log_sigma, eps, z)
+        out = self.decoder_.forward(z)
+        nll, grad_out = np.empty(X.shape[0]), np.empty_like(out)
+        total_sq = 0.0
+        if self.likelihood == "gaussian":
+            total_sq = dense.gaussian_nll(X, out, self.log_variance_, nll, grad_out)
+        else:
+            dense.bernoulli_nll(X, out, nll, grad_out)
+        return mu, log_sigma, z, nll, grad_out, total_sq
 
     def _noise(self, rng, n_rows):
         return rng.standard_normal((n_rows, self.n_latent)).astype(self.dtype)
@@ -351,16 +359,7 @@ class VAE:
 
     def _log_weights(self, X, psi, eps):
         """log p(x, z) - log q(z) of one draw z = mu + sigma * eps per row."""
-        d = self.n_latent
-        mu, log_sigma = np.ascontiguousarray(psi[:, :d]), np.ascontiguousarray(psi[:, d:])
-        z = np.empty_like(mu)
-        dense.reparameterise(mu, log_sigma, eps, z)
-        out = self.decoder_.forward(z)
-        nll, grad = np.empty(X.shape[0]), np.empty_like(out)
-        if self.likelihood == "gaussian":
-            dense.gaussian_nll(X, out, self.log_variance_, nll, grad)
-        else:
-            dense.bernoulli_nll(X, out, nll, grad)
+        _, log_sigma, z, nll, _, _ = self._decode(X, psi, eps)
         eps64, z64 = eps.astype(np.float64), z.astype(np.float64)
         log_q = -0.5 * np.sum(eps64 ** 2, axis=1) - np.sum(log_sigma, axis=1)
         log_prior = -0.5 * np.sum(z64 ** 2, axis=1)       # the 2 pi terms cancel
@@ -547,18 +546,17 @@ class MixtureEncoder:
                             rng, np.dtype(self.dtype))
         optimiser = Adam(self.network_.params, self.learning_rate)
         self.elbo_history_ = []
-        with _blas_threads(None):
-            for _ in range(self.max_epochs):
-                total, rows = 0.0, 0
-                for batch, _ in _minibatches(source, rng, self.batch_size):
-                    elbo, grad = self._elbo_and_grad(batch)
-                    self.network_.backward(-grad / batch.shape[0])
-                    optimiser.step(self.network_.grads)
-                    total += elbo.sum()
-                    rows += batch.shape[0]
-                self.elbo_history_.append(total / rows)
-                if self.verbose:
-                    print(f"epoch {len(self.elbo_history_)}: ELBO {total / rows:.4f} per row")
+        for _ in range(self.max_epochs):
+            total, rows = 0.0, 0
+            for batch, _ in _minibatches(source, rng, self.batch_size):
+                elbo, grad = self._elbo_and_grad(batch)
+                self.network_.backward(-grad / batch.shape[0])
+                optimiser.step(self.network_.grads)
+                total += elbo.sum()
+                rows += batch.shape[0]
+            self.elbo_history_.append(total / rows)
+            if self.verbose:
+                print(f"epoch {len(self.elbo_history_)}: ELBO {total / rows:.4f} per row")
         return self
 
     def _elbo_and_grad(self, X):

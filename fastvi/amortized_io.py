@@ -18,6 +18,7 @@ import numpy as np
 
 from ._nn import MLP
 from .amortized import PPCA, VAE
+from .checkpoint import estimator_params
 from .io import atomic_path
 
 FORMAT = "fastvi-amortized"
@@ -26,9 +27,9 @@ _CLASSES = {"VAE": VAE, "PPCA": PPCA}
 
 
 def _params(model):
-    names = [p for p in inspect.signature(type(model).__init__).parameters if p != "self"]
-    params = {name: getattr(model, name) for name in names}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+    """The constructor arguments, tuples as lists (JSON)."""
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in estimator_params(model).items()}
 
 
 def save_amortized(model, path):

@@ -154,8 +154,8 @@ def bernoulli_nll(X, logits, out, grad_logits):
         for i in range(n_features):
             a = logits[t, i]
             x = X[t, i]
-            total += max(a, 0.0) + math.log1p(math.exp(-abs(a))) - x * a
             e = math.exp(-abs(a))
+            total += max(a, 0.0) + math.log1p(e) - x * a
             sig = 1.0 / (1.0 + e) if a >= 0.0 else e / (1.0 + e)
             grad_logits[t, i] = sig - x
         out[t] = total

@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit, prange
 
 from .estep import (_INNER, _KERNEL, _TILE, BLOCK_ROWS, _keep_top, _moments_diag, _moments_full,
-                    _pad_full, _pad_means, _padded, _quad_full)
+                    _pad_full, _pad_means, _quad_full)
 
 _BUCKET_PARTS = 8  # runs of rows bucketed in parallel (any number gives the same result)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -460,18 +460,6 @@ def _component_moments(X, mp, full, offsets, rows, slots, q, sample_weight, nk, 
                 s2diag[k] += m2[0]
 
 
-def _padded_components(means, factor):
-    """Zero-padded means and factors: (mp, lt, pp), the unused one of lt/pp empty.
-
-    lt (K, Dp, Dp) holds the transposed (lower-triangular) full factors U_k^T.
-    """
-    n_pad = _padded(means.shape[1])
-    if factor.ndim == 3:
-        lt = np.ascontiguousarray(_pad_full(factor).transpose(0, 2, 1))
-        return _pad_means(means), lt, np.zeros((0, n_pad))
-    return _pad_means(means), np.zeros((0, n_pad, n_pad)), _pad_means(factor)
-
-
 def expanded_form(means, factor):
     """The full components as one vector each, for ranking candidates by a dot product.
 
@@ -510,14 +498,16 @@ def search_arrays(means, factor):
     transposes, expanded the ranking vectors and x0 their centre; diagonal: mpp
     (K, 2, Dp) means and square-root precisions side by side.  Unused arrays are empty.
     """
-    mp, lt, pp = _padded_components(means, factor)
+    mp = _pad_means(means)
     n_features, n_pad = means.shape[1], mp.shape[1]
     if factor.ndim == 3:
         expanded, x0 = expanded_form(means, factor)
-        up = np.ascontiguousarray(lt.transpose(0, 2, 1))
+        up = _pad_full(factor)
+        lt = np.ascontiguousarray(up.transpose(0, 2, 1))
         return mp, up, lt, np.zeros((0, 2, n_pad)), expanded.astype(np.float32), x0
-    mpp = np.ascontiguousarray(np.stack((mp, pp), axis=1))
-    return (mp, np.zeros((0, n_pad, n_pad)), lt, mpp, np.zeros((0, 16), dtype=np.float32),
+    mpp = np.ascontiguousarray(np.stack((mp, _pad_means(factor)), axis=1))
+    empty = np.zeros((0, n_pad, n_pad))
+    return (mp, empty, empty, mpp, np.zeros((0, 16), dtype=np.float32),
             np.zeros(n_features))
 
 
@@ -594,11 +584,14 @@ def _rank_rows(X, c, mpp, expanded, x0, out):
                 out[t, k] = _log_rho_diag(x, mpp[k, 0], mpp[k, 1], c[k], d, n_features)
 
 
-def rank_table(X, c, means, factor):
+def rank_table(X, c, means, factor, arrays=None):
     """The (n, K) table of the search's ranking scores (log rho_nk; for full components
     from the float32 expanded form, accurate to ~1e-6 relative) for a few rows: the
-    neighbour lists rank the components at each mean with it."""
-    _, _, _, mpp, expanded, x0 = search_arrays(means, factor)
+    neighbour lists rank the components at each mean with it.  ``arrays`` as in
+    :func:`estep_truncated`."""
+    if arrays is None:
+        arrays = search_arrays(means, factor)
+    _, _, _, mpp, expanded, x0 = arrays
     out = np.empty((X.shape[0], means.shape[0]))
     _rank_rows(np.ascontiguousarray(X, dtype=np.float64), c, mpp, expanded, x0, out)
     return out
