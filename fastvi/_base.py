@@ -14,24 +14,22 @@ model fills in the hooks:
 ``lower_bound_`` is per row.  For the batch algorithm it is the bound of the parameters
 that entered the last pass, as in scikit-learn.
 """
+import dataclasses
 import warnings
 from contextlib import contextmanager
 
 import numba
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import _estep, _init, _loop, _truncated
 from ._gaussian import check_covariance_type, is_full
-from ._validation import check_data, check_random_state, check_sample_weight
+from ._validation import check_random_state, check_sample_weight, validate_rows
 
-
-class ConvergenceWarning(UserWarning):
-    """The fit stopped at ``max_iter`` before the bound changed by less than ``tol``."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """A method that needs a fitted model was called before ``fit``."""
+__all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError", "compute_threads"]
 
 
 @contextmanager
@@ -54,8 +52,12 @@ def compute_threads(n_jobs):
         numba.set_num_threads(previous)
 
 
-class BaseMixture:
-    """Base class of the mixture estimators; see ``GaussianMixture`` for the parameters."""
+class BaseMixture(DensityMixin, BaseEstimator):
+    """Base class of the mixture estimators; see ``GaussianMixture`` for the parameters.
+
+    A scikit-learn estimator: ``get_params``/``set_params``, ``clone``, pipelines, model
+    selection and ``check_estimator`` work; fitted attributes end in ``_``.
+    """
 
     def __init__(self, n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                  init_params, random_state, warm_start, verbose, verbose_interval, dtype,
@@ -121,15 +123,11 @@ class BaseMixture:
         return _truncated.make_truncation(self.n_active, self.n_candidates, self.n_components)
 
     def _check_is_fitted(self):
-        if not hasattr(self, "means_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
-                                 "call 'fit' with appropriate arguments first")
+        check_is_fitted(self, "means_")
 
-    def _validate_X(self, X, reset, n_features=None):
-        if n_features is None and not reset:
-            n_features = self.n_features_in_
-        return check_data(X, dtype=self.dtype, n_features=n_features,
-                          estimator=type(self).__name__, chunk_rows=self._chunk_rows())
+    def _validate_X(self, X, reset):
+        return validate_rows(self, X, reset=reset, dtype=self.dtype,
+                             chunk_rows=self._chunk_rows())
 
     def _chunk_rows(self):
         """Rows per chunk: the minibatch size for the online algorithms."""
@@ -172,6 +170,7 @@ class BaseMixture:
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "means_")
         source = self._validate_X(X, reset=not warm)
+        self._working_dtype = source.dtype
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
         if source.n_rows < self.n_components and sample_weight is None:
             raise ValueError(f"Expected n_samples >= n_components but got "
@@ -179,8 +178,7 @@ class BaseMixture:
         if checkpoint is not None and self.n_init > 1 and resume is None:
             raise ValueError("checkpoints hold one initialisation: use n_init=1 with a "
                              "checkpoint")
-        validation = None if X_val is None else self._validate_X(X_val, reset=False,
-                                                                  n_features=source.n_features)
+        validation = None if X_val is None else self._validate_X(X_val, reset=False)
         with compute_threads(self.n_jobs):
             self._fit(source, sample_weight, validation, callback, checkpoint, resume)
         return self
@@ -195,7 +193,6 @@ class BaseMixture:
             callback=callback, checkpoint=checkpoint, total_weight=total_weight)
 
     def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):
-        self.n_features_in_ = source.n_features
         self._prepare(source, sample_weight)
         loop = self._loop(source, sample_weight, validation, self._reporter(callback), checkpoint)
         if resume is not None:
@@ -219,14 +216,16 @@ class BaseMixture:
                 if best is None or state.bound > best.bound:
                     best = state
         if not best.converged and self.max_iter > 0:
-            warnings.warn(f"Best initialization did not converge in max_iter={self.max_iter} "
-                          f"passes (tol={self.tol}); increase max_iter or tol, or check the "
-                          "data", ConvergenceWarning, stacklevel=3)
+            which = "The best of the initializations" if self.n_init > 1 else "The fit"
+            warnings.warn(f"{which} did not converge in max_iter={self.max_iter} passes "
+                          f"(tol={self.tol}); increase max_iter or tol, or check the data",
+                          ConvergenceWarning, stacklevel=3)
         self._set_parameters(best.params)
+        self._publish_dtype()
         self.n_iter_ = best.n_pass
         self.converged_ = best.converged
         self.lower_bound_ = best.bound
-        self.bound_history_ = [record["bound"] for record in best.history]
+        self.lower_bounds_ = [record["bound"] for record in best.history]
         if validation is not None:
             self.validation_history_ = [record["validation"] for record in best.history]
 
@@ -276,6 +275,13 @@ class BaseMixture:
     def _prepare(self, source, sample_weight):
         """Work done once per fit before the restarts (the Bayesian model's priors)."""
 
+    def _publish_dtype(self):
+        """Fitted float arrays in the working dtype of the data, as scikit-learn keeps
+        float32 input's parameters float32; the statistics and every update were float64.
+        The kernels read the published parameters (a loaded model file holds only
+        those), so prediction is the same before and after a save."""
+        self._set_parameters(_cast_floats(self._get_parameters(), self._working_dtype))
+
     def _kl(self):
         """KL(q(theta) || p(theta)); zero for maximum likelihood."""
         return 0.0
@@ -293,7 +299,7 @@ class BaseMixture:
         user-given initial parameters replaced them.
         """
         sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight)
-        resp = self._initial_resp(sample, rng)
+        resp = self._initial_resp(sample, rng, weights)
         stats = _init.stats_from_resp(sample, resp, self._full_stats, weights)
         total = source.n_rows if sample_weight is None else float(sample_weight.sum())
         if stats.weight != total:
@@ -301,8 +307,8 @@ class BaseMixture:
         self._initialize_from_stats(stats)
         return stats
 
-    def _initial_resp(self, sample, rng):
-        return _init.initial_resp(sample, self.n_components, self.init_params, rng)
+    def _initial_resp(self, sample, rng, weights=None):
+        return _init.initial_resp(sample, self.n_components, self.init_params, rng, weights)
 
     def _data_stats(self, X, sample_weight):
         """One-component statistics of all rows (weighted mean and scatter), one pass."""
@@ -329,6 +335,8 @@ class BaseMixture:
         self._check_parameters()
         first = not hasattr(self, "_online_state")
         source = self._validate_X(X, reset=first)
+        if first:
+            self._working_dtype = source.dtype
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
         total = float(self.total_samples)
         with compute_threads(self.n_jobs):
@@ -336,7 +344,6 @@ class BaseMixture:
                 if source.n_rows < self.n_components:
                     raise ValueError(f"the first partial_fit needs at least n_components = "
                                      f"{self.n_components} rows, got {source.n_rows}")
-                self.n_features_in_ = source.n_features
                 self._prepare(source, sample_weight)
                 rng = check_random_state(self.random_state)
                 stats = self._running_stats(self._initialize(source, sample_weight, rng),
@@ -352,6 +359,7 @@ class BaseMixture:
                               max_passes=1, shuffle=False)
             loop.run(state)
         self._set_parameters(state.params)
+        self._publish_dtype()
         self.n_iter_ = state.step
         self.converged_ = False
         self.lower_bound_ = state.bound
@@ -432,3 +440,17 @@ class BaseMixture:
             rows.append(rng.multivariate_normal(self.means_[k], cov, count))
             labels.append(np.full(count, k, dtype=np.int64))
         return np.vstack(rows), np.concatenate(labels)
+
+
+def _cast_floats(value, dtype):
+    """``value`` (an array, a tuple of them or a dataclass of them) with every float array
+    in ``dtype``; float64 is returned unchanged, bit for bit."""
+    if isinstance(value, np.ndarray):
+        return value.astype(dtype, copy=False) if value.dtype.kind == "f" else value
+    if isinstance(value, tuple):
+        return tuple(_cast_floats(part, dtype) for part in value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{
+            field.name: _cast_floats(getattr(value, field.name), dtype)
+            for field in dataclasses.fields(value)})
+    return value

@@ -27,7 +27,7 @@ from scipy.special import digamma, gammaln, multigammaln
 
 from ._em import EPS_NK, LOG_2PI
 from ._estep import KernelParams
-from ._gaussian import (add_reg, kernel_factor, log_det_cholesky, precision_cholesky,
+from ._gaussian import (kernel_factor, log_det_cholesky, precision_cholesky,
                         precisions_from_cholesky)
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
@@ -59,8 +59,19 @@ class Posterior:
 
 def default_prior(data_stats, covariance_type, n_components, weight_concentration_prior_type,
                   weight_concentration_prior=None, mean_precision_prior=None,
-                  mean_prior=None, degrees_of_freedom_prior=None, covariance_prior=None):
-    """Fill in scikit-learn's defaults from one-component statistics of the whole data."""
+                  mean_prior=None, degrees_of_freedom_prior=None, covariance_prior=None,
+                  reg_covar=0.0):
+    """Fill in scikit-learn's defaults from one-component statistics of the whole data.
+
+    ``reg_covar`` is added to the diagonal of ``covariance_prior`` (the default one is the
+    data's covariance, ddof=1, as scikit-learn's): a constant column, or no more rows than
+    features, makes the empirical covariance singular, and the Wishart (Gamma) prior must
+    be proper for the exact ELBO (its normaliser has log|W_0|).  With the regulariser in
+    the prior, once, every posterior scale W_k^-1 = W_0^-1 + N_k S_k + ... is positive
+    definite and ``m_step`` stays the exact coordinate-ascent update, so the batch ELBO
+    never decreases.  (scikit-learn adds ``reg_covar`` to every S_k instead, which is
+    not the optimum of any bound and made the ELBO fall on real data.)
+    """
     if weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
         raise ValueError(f"weight_concentration_prior_type must be one of {WEIGHT_PRIOR_TYPES}, "
                          f"got {weight_concentration_prior_type!r}")
@@ -83,7 +94,11 @@ def default_prior(data_stats, covariance_type, n_components, weight_concentratio
         covariance_prior = {"full": cov, "tied": cov, "diag": variances,
                             "spherical": variances.mean()}[covariance_type]
     mean_prior = np.asarray(mean_prior, dtype=np.float64)
-    covariance_prior = np.asarray(covariance_prior, dtype=np.float64)
+    covariance_prior = np.array(covariance_prior, dtype=np.float64)
+    if covariance_prior.ndim == 2:
+        covariance_prior.flat[::n_features + 1] += reg_covar
+    else:
+        covariance_prior += reg_covar
     _check_prior(covariance_type, n_features, weight_concentration_prior, mean_precision_prior,
                  mean_prior, degrees_of_freedom_prior, covariance_prior)
     return Prior(weight_concentration_prior_type, float(weight_concentration_prior),
@@ -112,10 +127,10 @@ def _check_prior(covariance_type, n_features, gamma0, beta0, m0, nu0, cov0):
         raise ValueError("covariance_prior must be positive")
 
 
-def m_step(stats, covariance_type, prior, reg_covar):
-    """q(theta) from the statistics (Bishop eq. 10.58-10.63 and their Gamma analogues)."""
+def m_step(stats, covariance_type, prior):
+    """q(theta) from the statistics (Bishop eq. 10.58-10.63 and their Gamma analogues): the
+    exact coordinate-ascent update (the regulariser is in the prior, ``default_prior``)."""
     nk, xbar, S = stats.moments(nk_floor=EPS_NK)
-    S = add_reg(S, covariance_type, reg_covar)
     n_components, n_features = xbar.shape
     gamma0, beta0, m0 = (prior.weight_concentration_prior, prior.mean_precision_prior,
                          prior.mean_prior)

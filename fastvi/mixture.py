@@ -3,6 +3,7 @@ import numpy as np
 
 from . import _em, _vb
 from ._base import BaseMixture
+from ._validation import check_sample_weight
 from ._gaussian import (covariances_from_precisions, n_parameters, precision_cholesky,
                         precisions_from_cholesky)
 
@@ -233,7 +234,7 @@ class BayesianGaussianMixture(BaseMixture):
             self._data_stats(X, sample_weight), self.covariance_type, self.n_components,
             self.weight_concentration_prior_type, self.weight_concentration_prior,
             self.mean_precision_prior, self.mean_prior, self.degrees_of_freedom_prior,
-            self.covariance_prior)
+            self.covariance_prior, self.reg_covar)
         self._prior = prior
         self.weight_concentration_prior_ = prior.weight_concentration_prior
         self.mean_precision_prior_ = prior.mean_precision_prior
@@ -251,7 +252,7 @@ class BayesianGaussianMixture(BaseMixture):
         return _vb.kl_divergence(self._posterior, self.covariance_type, self._prior)
 
     def _m_step(self, stats):
-        self._posterior = _vb.m_step(stats, self.covariance_type, self._prior, self.reg_covar)
+        self._posterior = _vb.m_step(stats, self.covariance_type, self._prior)
 
     def _get_parameters(self):
         return self._posterior
@@ -270,19 +271,21 @@ class BayesianGaussianMixture(BaseMixture):
             weights = stick * np.hstack((1.0, np.cumprod(b / (a + b))[:-1]))
         else:
             weights = posterior.weight_concentration
-        self.weights_ = weights / weights.sum()
+        self.weights_ = (weights / weights.sum()).astype(posterior.means.dtype, copy=False)
 
     @property
     def precisions_(self):
         return precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     def elbo(self, X, sample_weight=None):
-        """The exact total ELBO of the fitted q on ``X``: sum of ``score_samples`` - KL."""
+        """The exact ELBO of the fitted q on ``X``, per unit of weight (nats per row), as
+        ``lower_bound_``: ``(sum_n w_n score_samples(X)_n - KL(q(theta) || p(theta))) /
+        sum_n w_n``.  Multiply by the total weight for the total ELBO."""
         log_norm = self.score_samples(X)
-        if sample_weight is not None:
-            log_norm = log_norm * np.asarray(sample_weight, dtype=np.float64)
-        return float(log_norm.sum()) - _vb.kl_divergence(self._posterior, self.covariance_type,
-                                                          self._prior)
+        weights = (np.ones(log_norm.shape[0]) if sample_weight is None
+                   else check_sample_weight(sample_weight, log_norm.shape[0]))
+        total = float(weights.sum())
+        return (float(log_norm @ weights) - self._kl()) / total
 
 
 __all__ = ["GaussianMixture", "BayesianGaussianMixture"]

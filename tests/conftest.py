@@ -30,7 +30,7 @@ def with_resp(cls, resp, **kwargs):
     Used to start fastvi, the naive reference and scikit-learn from the same point.
     """
     class Fixed(cls):
-        def _initial_resp(self, sample, rng):
+        def _initial_resp(self, sample, rng, weights=None):
             assert sample.shape[0] == resp.shape[0]
             return resp
 

@@ -276,13 +276,15 @@ def _expected_precision_and_logdet(state, covariance_type, prior, D):
     return E_lam, E_logdet
 
 
-def vb_m_step(X, resp, covariance_type, prior, reg_covar, sample_weight=None):
-    """Variational M-step, Bishop 10.58-10.63 (and the Normal-Gamma analogues).
+def vb_m_step(X, resp, covariance_type, prior, sample_weight=None):
+    """Variational M-step, Bishop 10.58-10.63 (and the Normal-Gamma analogues): the exact
+    coordinate-ascent update, so no regulariser on S_k (fastvi's reg_covar is in the prior;
+    see ``sklearn_like_prior``).
 
     Returns the posterior state dict: "weight_concentration", "mean_precision" (K,),
     "means" (K, D), "degrees_of_freedom" (K,), "covariances".
     """
-    Nk, xbar, S = _gaussian_moments(X, resp, covariance_type, reg_covar, sample_weight)
+    Nk, xbar, S = _gaussian_moments(X, resp, covariance_type, 0.0, sample_weight)
     K, D = xbar.shape
     gamma0, beta0 = prior["weight_concentration_prior"], prior["mean_precision_prior"]
     m0, nu0 = np.asarray(prior["mean_prior"], dtype=np.float64), prior["degrees_of_freedom_prior"]
@@ -390,8 +392,7 @@ def vb_elbo(X, state, covariance_type, prior, sample_weight=None):
     return float(np.sum(w * log_norm) - vb_kl(state, covariance_type, prior))
 
 
-def vb_fit(X, state, covariance_type, prior, reg_covar, n_iter, sample_weight=None,
-           n_active=None):
+def vb_fit(X, state, covariance_type, prior, n_iter, sample_weight=None, n_active=None):
     """Run ``n_iter`` VB-EM iterations (with a truncated q(z) given ``n_active``).
 
     Returns a list of dicts: the state after the M-step of iteration t, plus "elbo", the
@@ -403,13 +404,14 @@ def vb_fit(X, state, covariance_type, prior, reg_covar, n_iter, sample_weight=No
         log_rho = vb_log_rho(X, state, covariance_type, prior)
         log_norm, resp = truncated_responsibilities(log_rho, n_active)
         elbo = float(np.sum(w * log_norm) - vb_kl(state, covariance_type, prior))
-        state = vb_m_step(X, resp, covariance_type, prior, reg_covar, sample_weight)
+        state = vb_m_step(X, resp, covariance_type, prior, sample_weight)
         history.append(dict(state, elbo=elbo))
     return history
 
 
-def sklearn_like_prior(X, covariance_type, n_components, sample_weight=None):
-    """Prior dict with scikit-learn's BayesianGaussianMixture defaults (weighted).
+def sklearn_like_prior(X, covariance_type, n_components, sample_weight=None, reg_covar=1e-6):
+    """Prior dict with scikit-learn's BayesianGaussianMixture defaults (weighted), plus
+    ``reg_covar`` on the covariance prior's diagonal (fastvi's regulariser).
 
     The weighted covariance uses frequency weights: sum_n w_n (x_n - xbar)(x_n - xbar)^T
     / (sum_n w_n - 1), which is np.cov(X.T) (ddof=1) when all weights are one.
@@ -418,7 +420,7 @@ def sklearn_like_prior(X, covariance_type, n_components, sample_weight=None):
     D = X.shape[1]
     mean = w @ X / w.sum()
     diff = X - mean
-    C = (w[:, None] * diff).T @ diff / (w.sum() - 1.0)
+    C = (w[:, None] * diff).T @ diff / (w.sum() - 1.0) + reg_covar * np.eye(D)
     covariance_prior = {"full": C, "tied": C, "diag": np.diag(C).copy(),
                         "spherical": float(np.mean(np.diag(C)))}[covariance_type]
     return {"weight_concentration_prior_type": "dirichlet_process",

@@ -15,8 +15,11 @@ def initial_parameters(X, covariance_type, n_components=3, seed=1):
     init = fastvi.GaussianMixture(n_components, covariance_type=covariance_type,
                                   init_params="random_from_data", max_iter=0,
                                   random_state=seed).fit(X)
-    return dict(weights_init=init.weights_, means_init=init.means_,
-                precisions_init=init.precisions_), init
+    # float64 starts: scikit-learn would run its first step in float32 from float32 ones
+    weights = init.weights_.astype(np.float64)
+    return dict(weights_init=weights / weights.sum(),
+                means_init=init.means_.astype(np.float64),
+                precisions_init=init.precisions_.astype(np.float64)), init
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -32,10 +35,16 @@ def test_em_matches_sklearn_from_the_same_start(covariance_type, dtype):
         theirs = sk.GaussianMixture(3, **kwargs).fit(X.astype(np.float64))
     # Both run the same float64 updates from the same start; after 10 iterations the
     # differences are summation-order rounding (~1e-15 relative), amplified a little by
-    # the iteration.  1e-9 leaves room for that and catches any real discrepancy.
+    # the iteration.  1e-9 leaves room for that and catches any real discrepancy.  Float32
+    # data gets float32 parameters, as in scikit-learn: the float64 result rounded once
+    # (precisions_ is formed from the rounded factor, two roundings).
+    rtol = 1e-9 if dtype == np.float64 else 3 * np.finfo(np.float32).eps
     for name in ("weights_", "means_", "covariances_", "precisions_"):
-        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name),
-                                   rtol=1e-9, atol=1e-12, err_msg=name)
+        assert getattr(ours, name).dtype == dtype, name
+        expected = getattr(theirs, name)
+        atol = 1e-12 if dtype == np.float64 else rtol * np.abs(expected).max()
+        np.testing.assert_allclose(getattr(ours, name), expected, rtol=rtol, atol=atol,
+                                   err_msg=name)
     assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-12)
     assert ours.n_iter_ == theirs.n_iter_ == 10
 

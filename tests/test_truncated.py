@@ -176,8 +176,8 @@ def test_exact_top_l_vb_matches_naive_truncated_vb(covariance_type):
     quiet(model.fit, X)
     prior = naive.sklearn_like_prior(X, covariance_type, 5)
     prior["weight_concentration_prior_type"] = "dirichlet_distribution"
-    state = naive.vb_m_step(X, resp, covariance_type, prior, 1e-6)
-    history = naive.vb_fit(X, state, covariance_type, prior, 1e-6, 5, n_active=2)
+    state = naive.vb_m_step(X, resp, covariance_type, prior)
+    history = naive.vb_fit(X, state, covariance_type, prior, 5, n_active=2)
     np.testing.assert_allclose(model.means_, history[-1]["means"], rtol=1e-9)
     np.testing.assert_allclose(np.array(model.bound_history_) * len(X),
                                [h["elbo"] for h in history], rtol=1e-11)
