@@ -32,7 +32,8 @@ def test_amortized_ppca_reaches_the_maximum_likelihood_solution(amortized_ppca, 
     model = amortized_ppca
     assert model.noise_variance_ == pytest.approx(sigma2, rel=0.15)
     # the same principal subspace: cosines of the principal angles near 1
-    cosines = np.linalg.svd(np.linalg.qr(model.components_)[0].T @ np.linalg.qr(W)[0],
+    assert model.components_.shape == (2, 5)          # (n_latent, n_features), as PCA's
+    cosines = np.linalg.svd(np.linalg.qr(model.components_.T)[0].T @ np.linalg.qr(W)[0],
                             compute_uv=False)
     assert cosines.min() > 0.99
 
@@ -54,7 +55,7 @@ def test_reported_values_match_independent_computations(amortized_ppca, ppca_spl
     model = amortized_ppca
     report = model.gap_report(test)
     density = stats.multivariate_normal(
-        model.mean_, model.components_ @ model.components_.T
+        model.mean_, model.components_.T @ model.components_
         + model.noise_variance_ * np.eye(5))
     assert report["log_px"] == pytest.approx(density.logpdf(test).mean(), rel=1e-10)
     # the closed-form ELBO of the encoder's q against the sampled one
@@ -139,7 +140,8 @@ def test_bernoulli_data_outside_the_unit_interval_names_the_row():
 
 
 def test_unfitted_model_says_so():
-    with pytest.raises(fastvi.NotFittedError, match="not fitted"):
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError, match="not fitted"):
         fastvi.VAE().transform(np.zeros((2, 3)))
 
 
