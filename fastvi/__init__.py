@@ -9,6 +9,7 @@ from ._base import ConvergenceWarning, NotFittedError
 from ._loop import FitInterrupted
 from ._stats import SufficientStats
 from .checkpoint import Checkpointer, load_checkpoint
+from .io import load
 from .sources import ArraySource, ConcatSource, HDF5Source
 from .mixture import BayesianGaussianMixture, GaussianMixture
 from .amortized import PPCA, VAE, MixtureEncoder

@@ -41,10 +41,19 @@ class Checkpointer:
     meta : dict, optional
         Stored beside the state (for example what ``fastvi fit --resume`` needs to rebuild
         the estimator and reopen the data).
+    keep : bool, default False
+        Whether ``finish`` leaves the file in place.  By default a fit that ends (is not
+        interrupted) removes its checkpoint, as ``fastvi fit`` does: only an interrupted
+        or crashed fit leaves one to resume from.
+
+    Notes
+    -----
+    Checkpoint files are private (mode 0600): they are pickles of the fit state.
     """
 
-    def __init__(self, path, every_chunks=None, every_seconds=60.0, meta=None):
+    def __init__(self, path, every_chunks=None, every_seconds=60.0, meta=None, keep=False):
         self.path = os.fspath(path)
+        self.keep = keep
         self.every_chunks = every_chunks
         self.every_seconds = every_seconds
         self.meta = dict(meta or {})
@@ -81,6 +90,18 @@ class Checkpointer:
         self._chunks = 0
         self._last = time.monotonic()
         self.writes += 1
+
+
+    def finish(self):
+        """The fit ended: remove the checkpoint file unless ``keep`` (a missing file is
+        fine).  Returns whether a file was removed."""
+        if self.keep:
+            return False
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def load_checkpoint(path):

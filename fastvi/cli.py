@@ -43,6 +43,9 @@ import h5py
 import numpy as np
 
 from . import __version__
+from .cli_jobs import FitProgress, FitRecorder, JsonLog
+from .cli_jobs import fit_model as _fit_model
+from .cli_jobs import progress_bar as _progress
 from .io import (atomic_path, get_params, is_model_file, list_datasets, load_model,
                  open_data, open_h5, open_source, open_sources, resolve_spec, save_model,
                  split_spec)
@@ -57,12 +60,6 @@ CHECKPOINT_EVERY_SECONDS = 60.0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-
-
-def _progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, shown only when stderr is a terminal."""
-    from tqdm import tqdm
-    return tqdm(iterable, disable=not sys.stderr.isatty(), file=sys.stderr, **kwargs)
 
 
 def _check_model_data(model, model_path, X, label):
@@ -149,116 +146,7 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
     return lines
 
 
-def _fit_model(model, X, progress=None, **fit_kwargs):
-    """Fit, reporting warnings (non-convergence) as one ``fastvi: warning:`` line each,
-    after the progress bar (if any) is closed."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        start = time.perf_counter()
-        try:
-            model.fit(X, **fit_kwargs)
-        finally:
-            elapsed = time.perf_counter() - start
-            if progress is not None:
-                progress.close()
-            for warning in caught:
-                if not issubclass(warning.category, DeprecationWarning):
-                    print(f"fastvi: warning: {warning.message}", file=sys.stderr)
-    return elapsed
-
-
 # ----------------------------------------------------------------------------- fit jobs
-
-def _jsonable(value):
-    """``value`` with NumPy scalars as Python ones and non-finite floats as None."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class JsonLog:
-    """``--log FILE.jsonl``: one JSON object per line, flushed as each line is written.
-
-    Every line holds the event's own fields plus ``time`` (Unix time) and ``wall``
-    (seconds since the command started); a value that is not finite is written as null.
-    A resumed fit appends to the log of the fit it continues.
-    """
-
-    def __init__(self, path, append=False, start=None):
-        self.path = path
-        self._start = time.perf_counter() if start is None else start
-        self._file = None
-        if path is not None:
-            try:
-                self._file = open(path, "a" if append else "w", encoding="utf-8")
-            except OSError as exc:
-                raise OSError(f"cannot write the log {path!r}: {exc.strerror or exc}") from None
-
-    def write(self, record):
-        if self._file is None:
-            return
-        line = {**record, "time": time.time(), "wall": time.perf_counter() - self._start}
-        self._file.write(json.dumps(_jsonable(line), allow_nan=False, default=str) + "\n")
-        self._file.flush()
-
-    def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-class FitProgress:
-    """A tqdm bar over rows x passes: rows/s, the pass, and the bound after each pass."""
-
-    def __init__(self, enabled, n_rows, max_passes, done_rows=0, n_pass=0, desc="fit"):
-        from tqdm import tqdm
-        self.max_passes = max(int(max_passes), 1)
-        self.desc = desc
-        self.bar = tqdm(total=n_rows * self.max_passes, initial=done_rows, unit="rows",
-                        unit_scale=True, disable=not enabled, file=sys.stderr,
-                        dynamic_ncols=True, smoothing=0.1, desc=self._desc(n_pass))
-
-    def _desc(self, n_pass):
-        return f"{self.desc} pass {min(n_pass + 1, self.max_passes)}/{self.max_passes}"
-
-    def __call__(self, record):
-        if record["event"] == "chunk":
-            self.bar.set_description(self._desc(record["pass"]), refresh=False)
-            self.bar.update(record["rows"])
-        elif record["event"] == "pass":
-            postfix = {"bound": f"{record['bound']:.6g}"}
-            if "validation" in record:
-                postfix["held-out"] = f"{record['validation']:.6g}"
-            self.bar.set_postfix(postfix)
-
-    def close(self):
-        self.bar.close()
-
-
-class FitRecorder:
-    """The fit's callback: counts the rows streamed, writes the log, moves the bar."""
-
-    def __init__(self, log=None, progress=None):
-        self.log = log
-        self.progress = progress
-        self.rows = 0
-        self.last = None
-
-    def __call__(self, record):
-        if record["event"] == "chunk":
-            self.rows += record["rows"]
-        self.last = record
-        if self.log is not None:
-            self.log.write(record)
-        if self.progress is not None:
-            self.progress(record)
-
 
 @contextmanager
 def _sigterm_as_ctrl_c():
@@ -448,14 +336,22 @@ def _check_resumed_data(meta, source, checkpoint_path):
 
 
 def _position(state, source):
-    """(pass in progress, 1-based; chunks done in it; chunks in a pass; rows done)."""
+    """(passes completed; chunks done in the next; chunks in a pass; rows done).
+
+    The passes completed are the ``pass`` of the log's events (0 in the first pass)."""
     n_chunks = len(state.order) if state.order is not None else source.n_chunks
     position = state.position if state.order is not None else 0
     bounds = source.chunk_bounds()
     rows = state.n_pass * source.n_rows
     if state.order is not None:
         rows += sum(bounds[i][1] - bounds[i][0] for i in state.order[:position])
-    return state.n_pass + 1, position, n_chunks, rows
+    return state.n_pass, position, n_chunks, rows
+
+
+def _where(n_done, position, n_chunks):
+    """'7 passes and 3 of 10 chunks': the words of the interrupt and resume messages."""
+    passes = "1 pass" if n_done == 1 else f"{n_done} passes"
+    return f"{passes} and {position} of {n_chunks} chunks"
 
 
 def cmd_fit(args):
@@ -524,21 +420,20 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
         every = args.checkpoint_every if args.checkpoint_every > 0 else None
         checkpointer = Checkpointer(checkpoint_path, every_chunks=args.checkpoint_chunks,
                                     every_seconds=every, meta=meta)
-    n_pass, position, n_chunks, done_rows = (_position(state, source) if state is not None
-                                             else (1, 0, source.n_chunks, 0))
+    n_done, position, n_chunks, done_rows = (_position(state, source) if state is not None
+                                             else (0, 0, source.n_chunks, 0))
     if state is not None:
-        _note(f"resuming from {checkpoint_path} in pass {n_pass}, after chunk {position} "
-              f"of {n_chunks}")
+        _note(f"resuming from {checkpoint_path} after {_where(n_done, position, n_chunks)}")
     log = JsonLog(args.log, append=args.resume, start=started)
     progress = FitProgress(args.progress or sys.stderr.isatty(), source.n_rows,
-                           model.max_iter, done_rows=done_rows, n_pass=n_pass - 1)
+                           model.max_iter, done_rows=done_rows, n_pass=n_done)
     recorder = FitRecorder(log, progress)
     log.write({"event": "resume" if state is not None else "start",
                "argv": list(args.argv), "data": meta["data"], "n_rows": source.n_rows,
                "n_features": source.n_features, "n_chunks": source.n_chunks,
                "chunk_rows": source.chunk_rows, "algorithm": model.algorithm,
                "class": type(model).__name__,
-               "checkpoint": checkpoint_path, "pass": n_pass - 1, "position": position})
+               "checkpoint": checkpoint_path, "pass": n_done, "position": position})
     try:
         with _sigterm_as_ctrl_c() as terminated, _about(source.label):
             try:
@@ -552,8 +447,8 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
         print("\n".join(fit_summary(model, source.label, source.shape, elapsed,
                                     rows=recorder.rows, chunk_rows=source.chunk_rows)))
         if state is not None:
-            print(f"resumed      from {checkpoint_path} (pass {n_pass}, after chunk "
-                  f"{position} of {n_chunks})")
+            print(f"resumed      from {checkpoint_path} (after "
+                  f"{_where(n_done, position, n_chunks)})")
         save_model(args.output, model)
         print(f"saved        {args.output}")
         if checkpoint_path is not None and os.path.exists(checkpoint_path):
@@ -572,8 +467,7 @@ def _interrupted(args, state, source, checkpointer, terminated, log):
     what = "stopped by SIGTERM" if terminated else "interrupted"
     status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     if state is not None:
-        n_pass, position, n_chunks, _ = _position(state, source)
-        where = f" after pass {n_pass}, chunk {position} of {n_chunks}"
+        where = " after " + _where(*_position(state, source)[:3])
     else:
         where = ""
     record = {"event": "interrupted", "signal": "SIGTERM" if terminated else "SIGINT"}
@@ -600,10 +494,11 @@ def cmd_make_data(args):
     start = time.perf_counter()
     write_mixture_h5(args.out, args.n_samples, args.n_features, args.n_components,
                      separation=args.separation, covariance_type=args.cov, dtype=args.dtype,
-                     random_state=args.seed, chunk_rows=args.chunk_rows,
-                     progress=sys.stderr.isatty())
+                     random_state=args.seed, sample_seed=args.sample_seed,
+                     chunk_rows=args.chunk_rows, progress=sys.stderr.isatty())
+    rows = "" if args.sample_seed is None else f", rows from --sample-seed {args.sample_seed}"
     print(f"wrote {args.out}: /X ({args.n_samples} x {args.n_features}, {args.dtype}), "
-          f"/labels, /truth ({args.n_components} components, seed {args.seed}) "
+          f"/labels, /truth ({args.n_components} components, seed {args.seed}{rows}) "
           f"in {time.perf_counter() - start:.2f} s")
     return 0
 
@@ -735,6 +630,7 @@ def _info_h5(path):
 
 
 def cmd_info(args):
+    from .cli_amortized import info_lines as amortized_info, is_amortized_file
     path = args.path
     if not os.path.exists(path):
         raise FileNotFoundError(f"file {path!r} does not exist")
@@ -747,6 +643,8 @@ def cmd_info(args):
             lines = [f"{path}: NumPy file", f"  shape {X.shape}, {X.dtype}"]
     elif is_model_file(path):
         lines = _info_model(path)
+    elif is_amortized_file(path):
+        lines = amortized_info(path)
     else:
         lines = _info_h5(path)
     print("\n".join(lines))
@@ -851,7 +749,12 @@ def build_parser():
     p.add_argument("--n-samples", type=_positive_int, default=1_000_000)
     p.add_argument("--n-features", type=_positive_int, default=16)
     p.add_argument("--n-components", type=_positive_int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed of the mixture's parameters (and of the rows, unless "
+                        "--sample-seed) (0)")
+    p.add_argument("--sample-seed", type=_non_negative_int, metavar="S",
+                   help="draw the rows with this seed instead: other rows from the same "
+                        "mixture as --seed gives, e.g. a held-out file")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--separation", type=float, default=4.0,
                    help="minimum distance of two means, in standard deviations (4)")

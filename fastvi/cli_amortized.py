@@ -2,14 +2,19 @@
 
 Kept apart from ``fastvi.cli`` (the mixture jobs); ``fastvi.cli`` registers it.
 """
-import os
+import json
+import sys
 import time
 
+import h5py
 import numpy as np
 
-from .amortized_io import load_amortized, save_amortized
+from .amortized_io import FORMAT, load_amortized, save_amortized
 
 DEMO_EPOCHS = 40
+GAP_BLOCK_ROWS = 1024           # rows per gap_report call of a VAE: the progress step
+PPCA_GAP_BLOCK_ROWS = 65536
+EXIT_INTERRUPTED = 130
 
 
 def _widths(text):
@@ -53,36 +58,112 @@ def cmd_fit(args):
         print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
     from .checkpoint import Checkpointer
     checkpointer = Checkpointer(checkpoint_path, every_seconds=None)
+    first_epoch = 0 if resume is None else resume.epochs
     started = time.perf_counter()
     try:
         model.fit(source, checkpoint=checkpointer, resume=resume)
     except KeyboardInterrupt:
         print(f"fastvi: interrupted; go on with the same command and --resume "
-              f"(checkpoint {checkpoint_path})")
-        raise
+              f"(checkpoint {checkpoint_path})", file=sys.stderr)
+        return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - started
     save_amortized(model, args.output)
-    os.remove(checkpoint_path)
-    rows = source.n_rows * args.epochs
+    checkpointer.finish()
+    # Only the epochs of this run were timed: a resumed fit did the others before.
+    epochs = len(model.elbo_history_) - first_epoch
+    rows = source.n_rows * epochs
+    rate = rows / elapsed if elapsed > 0 else float("inf")
     print(f"{type(model).__name__} (d={args.latent}, {args.inference}) on {source.label}: "
-          f"{args.epochs} epochs, {elapsed:.1f} s, {rows / elapsed:,.0f} examples/s; "
+          f"{epochs} epochs ({rows} examples) in {elapsed:.1f} s, {rate:,.0f} examples/s; "
           f"last ELBO {model.elbo_history_[-1]:.4f} per row")
     print(f"model        saved to {args.output}")
     return 0
 
 
+def gap_in_blocks(model, source, max_rows=None, n_importance=1000, optimise_steps=400,
+                  progress=None):
+    """``model.gap_report`` on the first ``max_rows`` rows of ``source`` (all if None),
+    one block at a time: block ``i`` of a VAE uses ``random_state=i``, and the blocks'
+    means are combined weighted by their rows.
+
+    Returns
+    -------
+    report : dict
+        As ``gap_report``.
+    n_rows : int
+        The rows used.
+    """
+    from .cli_jobs import progress_bar
+    is_ppca = type(model).__name__ == "PPCA"
+    block_rows = PPCA_GAP_BLOCK_ROWS if is_ppca else GAP_BLOCK_ROWS
+    total = source.n_rows if max_rows is None else min(max_rows, source.n_rows)
+    sums, done = {}, 0
+    with progress_bar(total=total, enabled=progress, unit="rows", desc="gap") as bar:
+        for _, _, chunk in source.chunks():
+            for start in range(0, chunk.shape[0], block_rows):
+                rows = np.asarray(chunk[start:start + min(block_rows, total - done)])
+                if is_ppca:
+                    report = model.gap_report(rows)
+                else:
+                    report = model.gap_report(rows, n_importance=n_importance,
+                                              optimise_steps=optimise_steps,
+                                              random_state=done // block_rows)
+                for key, value in report.items():
+                    sums[key] = sums.get(key, 0.0) + value * rows.shape[0]
+                done += rows.shape[0]
+                bar.update(rows.shape[0])
+                if done >= total:
+                    return {key: value / done for key, value in sums.items()}, done
+    return {key: value / done for key, value in sums.items()}, done
+
+
 def cmd_gap(args):
     from .io import open_source
     model = load_amortized(args.model)
-    source = open_source(args.data)
-    if type(model).__name__ == "PPCA":
-        report = model.gap_report(source)
-    else:
-        report = model.gap_report(source, n_importance=args.importance,
-                                  optimise_steps=args.optimise_steps)
-    print(f"gap report of {args.model} on {source.label} ({source.n_rows} rows)")
+    block = PPCA_GAP_BLOCK_ROWS if type(model).__name__ == "PPCA" else GAP_BLOCK_ROWS
+    source = open_source(args.data, chunk_rows=block)
+    with source:
+        report, n_rows = gap_in_blocks(model, source, args.max_rows, args.importance,
+                                       args.optimise_steps, progress=args.progress or None)
+    of = "" if n_rows == source.n_rows else f"the first {n_rows} of "
+    print(f"gap report of {args.model} on {of}{source.label} ({n_rows} rows)")
     _print_report(report)
     return 0
+
+
+def is_amortized_file(path):
+    """Whether ``path`` is an HDF5 file with ``format="fastvi-amortized"``."""
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("format", "")
+    except OSError:
+        return False
+    return (kind.decode() if isinstance(kind, bytes) else str(kind)) == FORMAT
+
+
+def info_lines(path):
+    """The summary ``fastvi info`` prints for an amortized model file."""
+    model = load_amortized(path)
+    with h5py.File(path, "r") as f:
+        version = int(f.attrs["format_version"])
+        params = json.loads(f.attrs["params"])
+    history = model.elbo_history_
+    widths = {name: "-".join(str(w) for w in params.get(f"{name}_hidden") or ()) or "linear"
+              for name in ("encoder", "decoder")}
+    inference = model.inference + ("" if model.encoder_ is not None else
+                                   f" ({model.psi_.shape[0]} rows of psi)")
+    lines = [f"{path}: fastvi amortized model (format {FORMAT}, format_version {version})",
+             f"class        {type(model).__name__}",
+             f"n_latent     {model.n_latent}",
+             f"n_features   {model.n_features_in_}",
+             f"inference    {inference}, encoder {widths['encoder']}"
+             + ("" if type(model).__name__ == "PPCA" else f", decoder {widths['decoder']}"),
+             f"likelihood   {model.likelihood}, variance "
+             f"{np.exp(model.log_variance_):.6g}" if model.likelihood == "gaussian"
+             else f"likelihood   {model.likelihood}",
+             f"epochs       {len(history)}",
+             f"final ELBO   {history[-1]:.6f} per row" if history else "final ELBO   -"]
+    return lines
 
 
 def cmd_demo(args):
@@ -144,6 +225,11 @@ def add_parser(sub, positive_int):
                    help="draws of the importance-weighted bound (VAE)")
     g.add_argument("--optimise-steps", type=positive_int, default=400,
                    help="gradient steps of the per-example optimum psi* (VAE)")
+    g.add_argument("--max-rows", type=positive_int, metavar="N",
+                   help="use only the first N rows of DATA (default: all)")
+    g.add_argument("--progress", action="store_true",
+                   help="draw the progress bar (rows done) even when stderr is not a "
+                        "terminal")
     g.set_defaults(func=cmd_gap)
 
     d = inner.add_parser("demo", help="a VAE on scikit-learn's bundled digits, its gaps")

@@ -5,6 +5,10 @@ The rows are generated in fixed blocks of ``BLOCK_ROWS``, each from its own rand
 whether they are made in memory by ``make_mixture`` or written to a file by
 ``write_mixture_h5`` with any ``chunk_rows``, and a file of any length is written with the
 memory of one block.
+
+The mixture's parameters come from ``random_state`` alone; ``sample_seed`` (default: the
+rows of ``random_state`` itself) draws other rows from the same mixture, for example a
+held-out file: ``SeedSequence([seed, sample_seed], spawn_key=(2, block))``.
 """
 import os
 
@@ -116,9 +120,19 @@ def _factors(truth):
     return list(np.sqrt(cov))
 
 
-def _block(truth, factors, entropy, block, n_rows, dtype):
+def _row_stream(entropy, sample_seed):
+    """(entropy, first spawn key) of the rows' random streams."""
+    if sample_seed is None:
+        return entropy, 1
+    if not isinstance(sample_seed, (int, np.integer)) or sample_seed < 0:
+        raise ValueError(f"sample_seed must be a non-negative int or None, got {sample_seed!r}")
+    return [entropy, int(sample_seed)], 2
+
+
+def _block(truth, factors, stream, block, n_rows, dtype):
     """Rows and labels of generator block ``block`` (its own random stream)."""
-    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(1, block)))
+    entropy, key = stream
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(key, block)))
     means = truth["means"]
     labels = rng.choice(means.shape[0], size=n_rows, p=truth["weights"]).astype(np.int32)
     noise = rng.standard_normal((n_rows, means.shape[1]))
@@ -130,15 +144,15 @@ def _block(truth, factors, entropy, block, n_rows, dtype):
     return X, labels
 
 
-def _blocks(n_samples, truth, entropy, dtype):
+def _blocks(n_samples, truth, stream, dtype):
     factors = _factors(truth)
     for block, start in enumerate(range(0, n_samples, BLOCK_ROWS)):
         n_rows = min(BLOCK_ROWS, n_samples - start)
-        yield start, _block(truth, factors, entropy, block, n_rows, dtype)
+        yield start, _block(truth, factors, stream, block, n_rows, dtype)
 
 
 def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separation=4.0,
-                 covariance_type="full", dtype="float32", random_state=0):
+                 covariance_type="full", dtype="float32", random_state=0, sample_seed=None):
     """Rows drawn from a Gaussian mixture with known, random parameters.
 
     Parameters
@@ -151,6 +165,10 @@ def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separat
     dtype : {'float32', 'float64'}, default 'float32'
     random_state : int or None, default 0
         The seed; the same seed gives the same parameters and rows.
+    sample_seed : int or None, default None
+        A seed of the rows alone: another ``sample_seed`` gives other rows from the same
+        mixture (same ``truth``), such as a held-out set.  None: the rows of
+        ``random_state``.
 
     Returns
     -------
@@ -165,9 +183,10 @@ def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separat
                         dtype)
     entropy = _seed_entropy(random_state)
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
+    stream = _row_stream(entropy, sample_seed)
     X = np.empty((n_samples, n_features), dtype=dtype)
     labels = np.empty(n_samples, dtype=np.int32)
-    for start, (rows, block_labels) in _blocks(n_samples, truth, entropy, dtype):
+    for start, (rows, block_labels) in _blocks(n_samples, truth, stream, dtype):
         X[start:start + rows.shape[0]] = rows
         labels[start:start + rows.shape[0]] = block_labels
     truth["seed"] = entropy
@@ -176,7 +195,7 @@ def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separat
 
 def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, *,
                      separation=4.0, covariance_type="full", dtype="float32", random_state=0,
-                     chunk_rows=65536, progress=False):
+                     sample_seed=None, chunk_rows=65536, progress=False):
     """Generate a mixture like ``make_mixture`` and write it to HDF5, one block at a time.
 
     Memory stays at one block of rows whatever ``n_samples`` is.  The file holds
@@ -188,8 +207,9 @@ def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, 
     Parameters
     ----------
     path : str or os.PathLike
-    n_samples, n_features, n_components, separation, covariance_type, dtype, random_state
-        As ``make_mixture``; the rows equal those of ``make_mixture`` for the same seed.
+    n_samples, n_features, n_components, separation, covariance_type, dtype, random_state, \
+sample_seed
+        As ``make_mixture``; the rows equal those of ``make_mixture`` for the same seeds.
     chunk_rows : int, default 65536
         Rows per HDF5 chunk of ``/X`` and ``/labels``.
     progress : bool, default False
@@ -208,6 +228,7 @@ def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, 
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
     entropy = _seed_entropy(random_state)
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
+    stream = _row_stream(entropy, sample_seed)
     chunk_rows = min(chunk_rows, n_samples)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"generator": "fastvi.datasets.write_mixture_h5",
@@ -215,6 +236,8 @@ def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, 
                         "n_samples": n_samples, "n_features": n_features,
                         "n_components": n_components, "separation": float(separation),
                         "covariance_type": covariance_type, "dtype": dtype.name})
+        if sample_seed is not None:
+            f.attrs["sample_seed"] = str(int(sample_seed))
         X = f.create_dataset("X", (n_samples, n_features), dtype=dtype,
                              chunks=(chunk_rows, n_features))
         labels = f.create_dataset("labels", (n_samples,), dtype=np.int32,
@@ -225,7 +248,7 @@ def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, 
         group.attrs["covariance_type"] = covariance_type
         with tqdm(total=n_samples, unit="rows", unit_scale=True, disable=not progress,
                   desc=os.path.basename(os.fspath(path))) as bar:
-            for start, (rows, block_labels) in _blocks(n_samples, truth, entropy, dtype):
+            for start, (rows, block_labels) in _blocks(n_samples, truth, stream, dtype):
                 X[start:start + rows.shape[0]] = rows
                 labels[start:start + rows.shape[0]] = block_labels
                 bar.update(rows.shape[0])

@@ -78,6 +78,13 @@ _BAYES_FLOATS = ("weight_concentration_prior_", "mean_precision_prior_",
 
 # ----------------------------------------------------------------------------- atomic writes
 
+def _umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
@@ -93,7 +100,8 @@ def atomic_path(path):
     Yields
     ------
     str
-        A fresh, empty file name to write to.
+        A fresh, empty file name to write to.  The renamed file has mode
+        ``0o666 & ~umask``, as a file made by ``open`` would.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -104,6 +112,8 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes the file 0600; an output gets the mode open() would give it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         # BaseException: a Ctrl-C in the middle of a long write must not leave the file.
@@ -607,3 +617,63 @@ def is_model_file(path):
             return _attr_str(f.attrs.get("format", "")) == FORMAT
     except OSError:
         return False
+
+
+# ----------------------------------------------------------------------------- any model
+
+def save(model, path):
+    """Write a fitted fastvi model to ``path`` (atomically), whatever its class.
+
+    Parameters
+    ----------
+    model : GaussianMixture, BayesianGaussianMixture, VAE or PPCA
+        A fitted estimator.  Mixtures get the ``fastvi-model`` schema above, the
+        amortized models the ``fastvi-amortized`` one (``fastvi.amortized_io``).
+    path : str or os.PathLike
+        The model file; replaced atomically if it exists.
+
+    See Also
+    --------
+    load : reads any file this writes.
+    """
+    name = type(model).__name__
+    if name in _estimator_classes():
+        save_model(path, model)
+        return
+    from .amortized_io import _CLASSES, save_amortized
+    if name not in _CLASSES:
+        raise TypeError(f"fastvi.io.save takes a GaussianMixture, BayesianGaussianMixture, "
+                        f"VAE or PPCA, got {name}")
+    save_amortized(model, os.fspath(path))
+
+
+def load(path):
+    """Read any fastvi model file, choosing the reader by its ``format`` attribute.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by ``save`` (or ``fastvi fit``, ``fastvi amortized fit``).
+
+    Returns
+    -------
+    GaussianMixture, BayesianGaussianMixture, VAE or PPCA
+        The fitted estimator, predicting as the saved one did.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        ``path`` is not a fastvi model file (its message names ``path``).
+    """
+    path = os.fspath(path)
+    with open_h5(path) as f:
+        kind = _attr_str(f.attrs.get("format", ""))
+    if kind == FORMAT:
+        return load_model(path)
+    from .amortized_io import FORMAT as AMORTIZED, load_amortized
+    if kind == AMORTIZED:
+        return load_amortized(path)
+    raise ValueError(f"{path!r} is not a fastvi model file (format attribute {kind!r}, "
+                     f"expected {FORMAT!r} or {AMORTIZED!r})")

@@ -508,3 +508,123 @@ def test_predict_top_writes_each_rows_most_probable_components(workdir, tmp_path
         np.testing.assert_array_equal(f["top_index"][()], order)
         np.testing.assert_allclose(f["top_resp"][()], kept / kept.sum(axis=1, keepdims=True),
                                    rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- issue 10
+
+def test_make_data_sample_seed_writes_held_out_rows_of_the_same_mixture(workdir, tmp_path,
+                                                                        capsys):
+    held = tmp_path / "held.h5"
+    assert main(["make-data", str(held), "--n-samples", "1000", "--n-features",
+                 str(N_FEATURES), "--n-components", str(K), "--seed", "3",
+                 "--sample-seed", "1"]) == 0
+    assert "--sample-seed 1" in capsys.readouterr().out
+    with h5py.File(workdir / "data.h5", "r") as a, h5py.File(held, "r") as b:
+        np.testing.assert_array_equal(a["truth/means"][()], b["truth/means"][()])
+        np.testing.assert_array_equal(a["truth/covariances"][()], b["truth/covariances"][()])
+        assert not np.any(np.all(a["X"][:1000] == b["X"][()], axis=1))
+
+
+def _bar_states(err):
+    """The successive states of tqdm bars written to a non-terminal (\\r-separated)."""
+    return [s.strip() for s in re.split(r"[\r\n]", err) if "rows/s" in s or "rows/" in s]
+
+
+def test_fit_progress_ends_at_100_percent_per_pass(workdir, tmp_path, capsys):
+    assert main(["fit", str(workdir / "data.h5"), "--k", str(K), "--passes", "50",
+                 "--chunk-size", "700", "--progress", "-o", str(tmp_path / "m.h5")]) == 0
+    captured = capsys.readouterr()
+    passes = int(re.search(r"iterations\s+(\d+) passes", captured.out).group(1))
+    assert passes < 50                                  # converged well before --passes
+    states = [s for s in _bar_states(captured.err) if "fit pass" in s]
+    assert states[-1].startswith(f"fit pass {passes}/50: 100%"), states[-1]
+    for n in range(1, passes + 1):                      # every pass reached its end
+        assert any(s.startswith(f"fit pass {n}/50: 100%") for s in states), n
+
+
+def test_convergence_warning_names_the_cli_options(workdir, tmp_path, capsys):
+    data = str(workdir / "data.h5")
+    assert main(["fit", data, "--k", str(K), "--passes", "1", "--tol", "0",
+                 "-o", str(tmp_path / "a.h5")]) == 0
+    warnings_ = [l for l in capsys.readouterr().err.splitlines() if "warning" in l]
+    assert len(warnings_) == 1, warnings_
+    assert "--passes 1" in warnings_[0] and "--tol 0" in warnings_[0]
+    assert "max_iter" not in warnings_[0] and "initialization" not in warnings_[0]
+    assert main(["fit", data, "--k", str(K), "--passes", "1", "--tol", "0", "--n-init", "2",
+                 "-o", str(tmp_path / "b.h5")]) == 0
+    warnings_ = [l for l in capsys.readouterr().err.splitlines() if "warning:" in l]
+    assert len(warnings_) == 1 and "--n-init 2 initializations" in warnings_[0], warnings_
+    assert "max_iter" not in warnings_[0]
+
+
+@pytest.fixture(scope="module")
+def amortized_models(workdir):
+    """A small VAE and a PPCA fitted through the CLI on the module's data."""
+    for model, extra in (("vae", ["--decoder-hidden", "5"]), ("ppca", [])):
+        assert main(["amortized", "fit", str(workdir / "data.h5"), "--model", model,
+                     "--latent", "2", "--epochs", "3", *extra,
+                     "-o", str(workdir / f"{model}.h5")]) == 0
+    return workdir
+
+
+@pytest.mark.parametrize("model", ["vae", "ppca"])
+def test_info_summarises_amortized_models(amortized_models, capsys, model):
+    path = amortized_models / f"{model}.h5"
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    with h5py.File(path, "r") as f:
+        history = json.loads(f.attrs["elbo_history_"])
+        version = int(f.attrs["format_version"])
+    assert "elbo_history_" not in out and "@" not in out      # no raw attribute dump
+    assert f"format_version {version}" in out
+    assert re.search(r"^class\s+" + ("VAE" if model == "vae" else "PPCA") + "$", out, re.M)
+    assert re.search(r"^n_latent\s+2$", out, re.M)
+    assert re.search(rf"^n_features\s+{N_FEATURES}$", out, re.M)
+    assert re.search(r"^inference\s+amortized", out, re.M)
+    assert re.search(r"^likelihood\s+gaussian", out, re.M)
+    assert re.search(rf"^epochs\s+{len(history)}$", out, re.M)
+    assert f"{history[-1]:.6f}" in out
+
+
+def test_gap_of_the_first_rows_equals_the_closed_form(amortized_models, capsys):
+    """PPCA's gaps are closed form: the CLI's block-wise mean over the first N rows must
+    equal gap_report on those rows at once."""
+    from fastvi.amortized_io import load_amortized
+    X, _ = _data(amortized_models)
+    path = str(amortized_models / "ppca.h5")
+    capsys.readouterr()
+    assert main(["amortized", "gap", path, str(amortized_models / "data.h5"),
+                 "--max-rows", "1234", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "the first 1234 of" in captured.out and "(1234 rows)" in captured.out
+    assert any(s.startswith("gap: 100%") and "1234/1234" in s
+               for s in re.split(r"[\r\n]", captured.err))
+    expected = load_amortized(path).gap_report(X[:1234].astype(np.float64))
+    for key, value in expected.items():
+        printed = float(re.search(rf"^{key}\s+(\S+)", captured.out, re.M).group(1))
+        assert printed == pytest.approx(value, abs=1e-4), key
+
+
+def test_gap_of_a_vae_combines_blocks_weighted_by_rows(amortized_models, capsys):
+    from fastvi.amortized_io import load_amortized
+    from fastvi.cli_amortized import GAP_BLOCK_ROWS
+    X, _ = _data(amortized_models)
+    path = str(amortized_models / "vae.h5")
+    n_rows = GAP_BLOCK_ROWS + 100                    # one whole block and a part
+    capsys.readouterr()
+    assert main(["amortized", "gap", path, str(amortized_models / "data.h5"),
+                 "--max-rows", str(n_rows), "--importance", "5",
+                 "--optimise-steps", "3", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert f"({n_rows} rows)" in captured.out and "gap: 100%" in captured.err
+    model = load_amortized(path)
+    X = X.astype(model.dtype)
+    first = model.gap_report(X[:GAP_BLOCK_ROWS], n_importance=5, optimise_steps=3,
+                             random_state=0)
+    second = model.gap_report(X[GAP_BLOCK_ROWS:n_rows], n_importance=5, optimise_steps=3,
+                              random_state=1)
+    for key in first:
+        expected = (GAP_BLOCK_ROWS * first[key] + 100 * second[key]) / n_rows
+        printed = float(re.search(rf"^{key}\s+(\S+)", captured.out, re.M).group(1))
+        assert printed == pytest.approx(expected, abs=1e-4), key

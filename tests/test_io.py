@@ -354,3 +354,136 @@ def test_load_model_errors(tmp_path, small_data):
     with pytest.raises(ValueError, match="unfitted"):
         save_model(tmp_path / "unfitted.h5", GaussianMixture(2))
     assert not (tmp_path / "unfitted.h5").exists()
+
+
+# ----------------------------------------------------------------------------- file modes
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600)])
+def test_outputs_get_the_usual_mode_and_checkpoints_stay_private(tmp_path, small_data,
+                                                                 umask, expected):
+    import stat
+
+    import fastvi
+    from fastvi.amortized_io import save_amortized
+    from fastvi.cli import predict_to_h5
+    X, _, _ = small_data
+    gmm = _fit(GaussianMixture, "diag", X)
+    vae = fastvi.PPCA(1, max_epochs=1, random_state=0).fit(X)
+    previous = os.umask(umask)
+    try:
+        # what open() gives a new file under this umask: the independent reference
+        with open(tmp_path / "plain", "w"):
+            pass
+        with atomic_path(tmp_path / "raw.bin") as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(b"x")
+        save_model(tmp_path / "model.h5", gmm)
+        save_amortized(vae, tmp_path / "ppca.h5")
+        write_mixture_h5(tmp_path / "data.h5", 100, 3, 2)
+        predict_to_h5(gmm, X, tmp_path / "labels.h5")
+        fastvi.Checkpointer(tmp_path / "fit.ckpt").write({"any": "state"})
+    finally:
+        os.umask(previous)
+
+    def mode(name):
+        return stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+
+    assert mode("plain") == expected
+    for name in ("raw.bin", "model.h5", "ppca.h5", "data.h5", "labels.h5"):
+        assert mode(name) == expected, name
+    assert mode("fit.ckpt") == 0o600
+
+
+# ----------------------------------------------------------------------------- fastvi.load
+
+@pytest.fixture(scope="module")
+def fitted_models(small_data):
+    import fastvi
+    X, _, _ = small_data
+    return {"GaussianMixture": _fit(GaussianMixture, "full", X),
+            "BayesianGaussianMixture": _fit(BayesianGaussianMixture, "diag", X),
+            "VAE": fastvi.VAE(2, decoder_hidden=(5,), encoder_hidden=(4,), max_epochs=2,
+                              random_state=0).fit(X),
+            "PPCA": fastvi.PPCA(1, max_epochs=2, random_state=0).fit(X)}
+
+
+@pytest.mark.parametrize("name", ["GaussianMixture", "BayesianGaussianMixture", "VAE",
+                                  "PPCA"])
+def test_save_then_load_predicts_as_the_fitted_model(tmp_path, small_data, fitted_models,
+                                                     name):
+    import fastvi
+    from fastvi.io import save
+    X, _, _ = small_data
+    model = fitted_models[name]
+    save(model, tmp_path / "m.h5")
+    loaded = fastvi.load(tmp_path / "m.h5")
+    assert type(loaded) is type(model)
+    if name.endswith("GaussianMixture"):
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+        np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    else:
+        np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+        np.testing.assert_array_equal(loaded.score_samples(X, random_state=1),
+                                      model.score_samples(X, random_state=1))
+    # the file is the one the specific writers produce, so their readers take it too
+    from fastvi.amortized_io import load_amortized
+    reader = load_model if name.endswith("GaussianMixture") else load_amortized
+    assert type(reader(tmp_path / "m.h5")) is type(model)
+
+
+def test_load_names_the_path_of_anything_else(tmp_path):
+    import fastvi
+    from fastvi.io import save
+    missing = tmp_path / "missing.h5"
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        fastvi.load(missing)
+    (tmp_path / "text.h5").write_text("not HDF5")
+    with pytest.raises(ValueError, match="text.h5"):
+        fastvi.load(tmp_path / "text.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["X"] = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="other.h5.*not a fastvi model file"):
+        fastvi.load(tmp_path / "other.h5")
+    with pytest.raises(TypeError, match="GaussianMixture"):
+        save(object(), tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def test_checkpointer_finish_removes_the_file_unless_kept(tmp_path):
+    import fastvi
+    done = fastvi.Checkpointer(tmp_path / "a.ckpt")
+    done.write({"state": 1})
+    assert done.finish() is True and not (tmp_path / "a.ckpt").exists()
+    assert done.finish() is False                      # nothing left: no error
+    kept = fastvi.Checkpointer(tmp_path / "b.ckpt", keep=True)
+    kept.write({"state": 2})
+    assert kept.finish() is False
+    assert fastvi.load_checkpoint(tmp_path / "b.ckpt")[0] == {"state": 2}
+
+
+# ----------------------------------------------------------------------------- held-out rows
+
+def test_sample_seed_draws_other_rows_of_the_same_mixture(tmp_path):
+    train = write_mixture_h5(tmp_path / "train.h5", 20000, 3, 4, random_state=5)
+    held = write_mixture_h5(tmp_path / "held.h5", 20000, 3, 4, random_state=5,
+                            sample_seed=1)
+    other = write_mixture_h5(tmp_path / "other.h5", 20000, 3, 4, random_state=6)
+    for key in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(held[key], train[key])
+    assert not np.allclose(other["means"], train["means"])
+    with h5py.File(tmp_path / "train.h5", "r") as a, h5py.File(tmp_path / "held.h5", "r") as b:
+        X, Y, labels = a["X"][()], b["X"][()], b["labels"][()]
+        assert b.attrs["sample_seed"] == "1"
+    assert not np.any(np.all(X == Y, axis=1))           # different rows
+    # ... drawn from the stored mixture: each component's rows centre on its true mean
+    for k in range(4):
+        rows = Y[labels == k]
+        np.testing.assert_allclose(rows.mean(axis=0), train["means"][k],
+                                   atol=5 / np.sqrt(len(rows)))
+    # without sample_seed the rows are those of the seed, as before
+    X0, _, _ = make_mixture(20000, 3, 4, random_state=5)
+    np.testing.assert_array_equal(X0, X)
+    X1, _, truth1 = make_mixture(20000, 3, 4, random_state=5, sample_seed=1)
+    np.testing.assert_array_equal(X1, Y)

@@ -199,16 +199,22 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(workdir, reference, sig, algor
     assert "Traceback" not in stderr
     message = stderr.strip().splitlines()[-1]
     what = "interrupted" if sig == signal.SIGINT else "stopped by SIGTERM"
-    assert message.startswith(f"fastvi: {what} after pass "), message
+    assert message.startswith(f"fastvi: {what} after "), message
     assert f"checkpoint written to {out}.ckpt" in message
     assert not (workdir / out).exists()                    # no model, whole or half
     assert set(os.listdir(workdir)) - before == {out + ".ckpt", log}   # no temporary files
     state, _ = load_checkpoint(checkpoint)
     assert 0 < state.step < PASSES * N_CHUNKS
-    assert f"after pass {state.n_pass + 1}, chunk {state.position} of {N_CHUNKS}" in message
+    # The message counts passes as the log does: the last chunk event's "pass" is the
+    # number of passes completed, its "position" the chunks done in the next one.
+    last_chunk = _chunk_events(workdir / log)[-1]
+    assert (last_chunk["pass"], last_chunk["position"]) == (state.n_pass, state.position)
+    passes = "1 pass" if state.n_pass == 1 else f"{state.n_pass} passes"
+    assert f"after {passes} and {state.position} of {N_CHUNKS} chunks;" in message, message
     with open(workdir / log, encoding="utf-8") as fh:
         last = json.loads(fh.read().splitlines()[-1])
     assert last["event"] == "interrupted" and last["checkpoint"] == out + ".ckpt"
+    assert last["pass"] == last_chunk["pass"]
 
     # The command the message suggests goes on to the model of the run never stopped.
     command = shlex.split(message.split("continue with: ", 1)[1])
@@ -217,3 +223,38 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(workdir, reference, sig, algor
     assert code == 0, stderr
     _assert_same_model(workdir / out, expected)
     assert not checkpoint.exists()
+
+
+# ----------------------------------------------------------------------------- amortized
+
+def _interrupt_amortized_after(monkeypatch, epochs):
+    """Make the next amortized fit stop like Ctrl-C after its checkpoint of ``epochs``."""
+    from fastvi.checkpoint import Checkpointer
+    write = Checkpointer.write
+
+    def write_then_stop(self, state):
+        write(self, state)
+        if state.epochs == epochs:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(Checkpointer, "write", write_then_stop)
+
+
+def test_interrupted_amortized_fit_prints_one_message_and_resume_counts_this_run(
+        workdir, tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "vae.h5")
+    argv = ["amortized", "fit", str(workdir / "data.h5"), "--decoder-hidden", "3",
+            "--epochs", "3", "-o", out]
+    with monkeypatch.context() as patch:
+        _interrupt_amortized_after(patch, 1)
+        assert main(argv) == 130
+    captured = capsys.readouterr()
+    assert "interrupted" not in captured.out
+    lines = [l for l in captured.err.splitlines() if "interrupted" in l]
+    assert len(lines) == 1 and "--resume" in lines[0], captured.err
+    assert os.path.exists(out + ".ckpt") and not os.path.exists(out)
+
+    assert main(argv + ["--resume"]) == 0
+    summary = [l for l in capsys.readouterr().out.splitlines() if "examples/s" in l][0]
+    # two epochs ran in this process: only their examples are counted and timed
+    assert f"2 epochs ({2 * N_ROWS} examples)" in summary, summary
+    assert not os.path.exists(out + ".ckpt")

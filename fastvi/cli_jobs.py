@@ -1,0 +1,172 @@
+"""What the long ``fastvi`` jobs share: progress bars, the JSON log, warnings.
+
+Kept apart from ``fastvi.cli`` (the subcommands and the parser).
+
+Progress bars are drawn on stderr, only when it is a terminal unless a command's
+``--progress`` forces them.  ``fit`` draws one bar per pass over the rows, which ends at
+100% when the pass ends; the description counts the passes (``fit pass 3/100``), the
+postfix holds the bound (and the held-out value) after the last pass.
+"""
+import json
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+def progress_bar(iterable=None, enabled=None, **kwargs):
+    """A tqdm bar on stderr; ``enabled`` None: shown only when stderr is a terminal."""
+    from tqdm import tqdm
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(iterable, disable=not enabled, file=sys.stderr, **kwargs)
+
+
+def convergence_message(model):
+    """The CLI's words for an estimator's ConvergenceWarning: its options, not the
+    estimator's parameters."""
+    passes = getattr(model, "max_iter", None)
+    tol = getattr(model, "tol", None)
+    n_init = getattr(model, "n_init", 1) or 1
+    who = (f"the best of the --n-init {n_init} initializations" if n_init > 1
+           else "the fit")
+    return (f"{who} did not converge in --passes {passes} passes (the bound per row still "
+            f"changed by more than --tol {tol}); raise --passes or --tol, or check the data")
+
+
+def fit_model(model, X, progress=None, **fit_kwargs):
+    """Fit; report each warning as one ``fastvi: warning:`` line on stderr, after the
+    progress bar (if any) is closed.  A ConvergenceWarning (fastvi's or scikit-learn's)
+    is reworded in the command's own options (``--passes``, ``--tol``, ``--n-init``).
+
+    Returns
+    -------
+    float
+        The seconds the fit took.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            model.fit(X, **fit_kwargs)
+        finally:
+            elapsed = time.perf_counter() - start
+            if progress is not None:
+                progress.close()
+            printed = set()
+            for warning in caught:
+                if issubclass(warning.category, DeprecationWarning):
+                    continue
+                if any(cls.__name__ == "ConvergenceWarning"
+                       for cls in warning.category.__mro__):
+                    text = convergence_message(model)
+                else:
+                    text = str(warning.message)
+                if text not in printed:
+                    printed.add(text)
+                    print(f"fastvi: warning: {text}", file=sys.stderr)
+    return elapsed
+
+
+def _jsonable(value):
+    """``value`` with NumPy scalars as Python ones and non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class JsonLog:
+    """``--log FILE.jsonl``: one JSON object per line, flushed as each line is written.
+
+    Every line holds the event's own fields plus ``time`` (Unix time) and ``wall``
+    (seconds since the command started); a value that is not finite is written as null.
+    A resumed fit appends to the log of the fit it continues.  ``pass`` counts the passes
+    completed when the event happened (a chunk of the first pass has ``pass`` 0).
+    """
+
+    def __init__(self, path, append=False, start=None):
+        self.path = path
+        self._start = time.perf_counter() if start is None else start
+        self._file = None
+        if path is not None:
+            try:
+                self._file = open(path, "a" if append else "w", encoding="utf-8")
+            except OSError as exc:
+                raise OSError(f"cannot write the log {path!r}: {exc.strerror or exc}") from None
+
+    def write(self, record):
+        if self._file is None:
+            return
+        line = {**record, "time": time.time(), "wall": time.perf_counter() - self._start}
+        self._file.write(json.dumps(_jsonable(line), allow_nan=False, default=str) + "\n")
+        self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class FitProgress:
+    """A tqdm bar per pass over the rows (so it ends at 100%): rows/s, ``pass i/max`` in
+    the description, the bound after each pass in the postfix.
+
+    ``done_rows`` counts the rows of the ``n_pass`` completed passes and of the pass in
+    progress (a resumed fit starts its bar there).
+    """
+
+    def __init__(self, enabled, n_rows, max_passes, done_rows=0, n_pass=0, desc="fit"):
+        from tqdm import tqdm
+        self.max_passes = max(int(max_passes), 1)
+        self.n_rows = int(n_rows)
+        self.n_pass = int(n_pass)
+        self.desc = desc
+        self.bar = tqdm(total=self.n_rows, initial=max(done_rows - n_pass * n_rows, 0),
+                        unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1, desc=self._desc())
+
+    def _desc(self):
+        return f"{self.desc} pass {min(self.n_pass + 1, self.max_passes)}/{self.max_passes}"
+
+    def __call__(self, record):
+        if record["event"] == "chunk":
+            if record["pass"] != self.n_pass:       # the first chunk of a new pass
+                self.n_pass = record["pass"]
+                self.bar.reset(total=self.n_rows)
+                self.bar.set_description(self._desc(), refresh=False)
+            self.bar.update(record["rows"])
+        elif record["event"] == "pass":
+            postfix = {"bound": f"{record['bound']:.6g}"}
+            if "validation" in record:
+                postfix["held-out"] = f"{record['validation']:.6g}"
+            self.bar.set_postfix(postfix)
+
+    def close(self):
+        self.bar.close()
+
+
+class FitRecorder:
+    """The fit's callback: counts the rows streamed, writes the log, moves the bar."""
+
+    def __init__(self, log=None, progress=None):
+        self.log = log
+        self.progress = progress
+        self.rows = 0
+        self.last = None
+
+    def __call__(self, record):
+        if record["event"] == "chunk":
+            self.rows += record["rows"]
+        self.last = record
+        if self.log is not None:
+            self.log.write(record)
+        if self.progress is not None:
+            self.progress(record)
