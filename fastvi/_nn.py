@@ -39,6 +39,14 @@ class MLP:
         self.grads = [np.zeros_like(p) for p in self.params]
         self._cache = None
 
+    def __getstate__(self):
+        """Pickled (and deep-copied) without the last ``forward``'s activations: every
+        ``backward`` follows its own ``forward``, so they are never needed afterwards,
+        and a fitted model's pickle would otherwise carry a minibatch of them."""
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
     @property
     def n_layers(self):
         return len(self.sizes) - 1
