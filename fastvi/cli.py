@@ -682,7 +682,7 @@ def cmd_demo(args):
         elapsed = _fit_model(model, X, progress=progress, callback=recorder)
         print("\n".join(fit_summary(model, source.label, X.shape, elapsed,
                                     rows=recorder.rows)))
-        print("passes       " + "  ".join(f"{bound:.6f}" for bound in model.bound_history_)
+        print("passes       " + "  ".join(f"{bound:.6f}" for bound in model.lower_bounds_)
               + "  (bound per row after each pass)")
         labels = model.predict(X)
     with h5py.File(data_path, "r") as f:

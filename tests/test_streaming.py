@@ -145,7 +145,7 @@ def test_memoized_elbo_never_decreases_after_the_first_pass():
     model = quiet(fastvi.BayesianGaussianMixture(6, random_state=1, algorithm="memoized",
                                                  batch_size=1000, max_iter=12, tol=0,
                                                  init_params="random").fit, X)
-    bounds = np.array(model.bound_history_[1:])
+    bounds = np.array(model.lower_bounds_[1:])
     assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:]))
     assert bounds[-1] > bounds[0]
     # the memoized bound is the exact ELBO of the cached q(z): it cannot exceed the ELBO of
@@ -164,7 +164,7 @@ def test_memoized_bound_is_exact_after_a_batch_like_pass():
     # memoized reports the ELBO of (new q(theta), cached q(z)), batch the ELBO entering a pass
     # (optimal q(z)): each M-step raises the first, each E-step the second, so they
     # interleave exactly.
-    memo_bounds, batch_bounds = np.array(memo.bound_history_), np.array(batch.bound_history_)
+    memo_bounds, batch_bounds = np.array(memo.lower_bounds_), np.array(batch.lower_bounds_)
     slack = 1e-12 * np.abs(batch_bounds).max()
     assert np.all(batch_bounds[:-1] <= memo_bounds[:-1] + slack)
     assert np.all(memo_bounds[:-1] <= batch_bounds[1:] + slack)

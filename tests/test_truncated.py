@@ -133,7 +133,7 @@ def test_l_equals_g_equals_k_is_the_dense_fit(covariance_type):
     full = quiet(fastvi.GaussianMixture(8, n_active=8, n_candidates=8, **kwargs).fit, X)
     np.testing.assert_allclose(full.means_, dense.means_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(full.covariances_, dense.covariances_, rtol=1e-10)
-    np.testing.assert_allclose(full.bound_history_, dense.bound_history_, rtol=1e-12)
+    np.testing.assert_allclose(full.lower_bounds_, dense.lower_bounds_, rtol=1e-12)
 
 
 def test_l_equals_k_bayesian_is_the_dense_fit():
@@ -142,7 +142,7 @@ def test_l_equals_k_bayesian_is_the_dense_fit():
     dense = quiet(fastvi.BayesianGaussianMixture(8, **kwargs).fit, X)
     full = quiet(fastvi.BayesianGaussianMixture(8, n_active=8, **kwargs).fit, X)
     np.testing.assert_allclose(full.means_, dense.means_, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(full.bound_history_, dense.bound_history_, rtol=1e-12)
+    np.testing.assert_allclose(full.lower_bounds_, dense.lower_bounds_, rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -163,7 +163,7 @@ def test_exact_top_l_em_matches_naive_truncated_em(covariance_type, n_active):
     expected = history[-1]["covariances"]
     np.testing.assert_allclose(covariances, expected if covariance_type == "tied"
                                else expected[used], rtol=1e-8)
-    np.testing.assert_allclose(ours.bound_history_, [h["loglik"] for h in history], rtol=1e-12)
+    np.testing.assert_allclose(ours.lower_bounds_, [h["loglik"] for h in history], rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
@@ -179,7 +179,7 @@ def test_exact_top_l_vb_matches_naive_truncated_vb(covariance_type):
     state = naive.vb_m_step(X, resp, covariance_type, prior)
     history = naive.vb_fit(X, state, covariance_type, prior, 5, n_active=2)
     np.testing.assert_allclose(model.means_, history[-1]["means"], rtol=1e-9)
-    np.testing.assert_allclose(np.array(model.bound_history_) * len(X),
+    np.testing.assert_allclose(np.array(model.lower_bounds_) * len(X),
                                [h["elbo"] for h in history], rtol=1e-11)
 
 
@@ -190,7 +190,7 @@ def test_searched_bound_never_decreases_and_stays_below_the_dense_one(cls, covar
     kwargs = dict(covariance_type=covariance_type, tol=0, random_state=0, n_active=2,
                   n_candidates=6, chunk_size=1000)
     model = quiet(cls(24, max_iter=12, **kwargs).fit, X)
-    history = np.array(model.bound_history_)
+    history = np.array(model.lower_bounds_)
     assert np.all(np.diff(history) >= -1e-12 * np.abs(history[1:]))
     # lower_bound_ of a t-pass fit belongs to the parameters of the (t-1)-pass fit; the
     # dense ELBO of those parameters is above it.
@@ -238,7 +238,7 @@ def test_results_do_not_depend_on_the_thread_count():
     two = quiet(fastvi.GaussianMixture(16, n_jobs=2, **kwargs).fit, X)
     np.testing.assert_array_equal(one.means_, two.means_)
     np.testing.assert_array_equal(one.covariances_, two.covariances_)
-    assert one.bound_history_ == two.bound_history_
+    assert one.lower_bounds_ == two.lower_bounds_
 
 
 def test_hdf5_fit_equals_in_memory_fit(tmp_path):
@@ -252,7 +252,7 @@ def test_hdf5_fit_equals_in_memory_fit(tmp_path):
     with h5py.File(path, "r") as f:
         streamed = quiet(fastvi.GaussianMixture(12, **kwargs).fit, f["X"])
     np.testing.assert_array_equal(memory.means_, streamed.means_)
-    assert memory.bound_history_ == streamed.bound_history_
+    assert memory.lower_bounds_ == streamed.lower_bounds_
 
 
 @pytest.mark.parametrize("algorithm", ["batch", "stochastic", "memoized"])
@@ -278,7 +278,7 @@ def test_online_truncated_fits_approach_the_batch_bound(algorithm):
                                                   max_iter=15, **kwargs).fit, X)
     assert online.elbo(X) == pytest.approx(batch.elbo(X), rel=2e-3)
     if algorithm == "memoized":
-        assert np.all(np.diff(online.bound_history_[1:]) >= -1e-9)
+        assert np.all(np.diff(online.lower_bounds_[1:]) >= -1e-9)
 
 
 def test_partial_fit_with_truncation_learns_the_clusters():
@@ -334,7 +334,7 @@ def test_supports_in_an_hdf5_file_give_the_in_memory_fit(tmp_path):
     path = tmp_path / "supports.h5"
     filed = quiet(fastvi.GaussianMixture(12, support_file=str(path), **kwargs).fit, X)
     np.testing.assert_array_equal(memory.means_, filed.means_)
-    assert memory.bound_history_ == filed.bound_history_
+    assert memory.lower_bounds_ == filed.lower_bounds_
     with h5py.File(path, "r") as f:
         supports = f["supports"][()]
     assert supports.shape == (5000, 2) and supports.min() >= 0
