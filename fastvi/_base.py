@@ -159,7 +159,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
             Called with a dict after every chunk (``{"event": "chunk", ...}``) and every
             pass (``{"event": "pass", "bound": ..., ...}``): progress bars and logs.
         checkpoint : callable, optional
-            Called with the fit state between chunks (see ``fastvi.checkpoint``).
+            Called with the fit state between chunks (see ``fastvi.checkpoint``); a
+            ``fastvi.Checkpointer`` removes its file when the fit ends, unless it was made
+            with ``keep=True``: only an interrupted or crashed fit leaves one.
         resume : FitState, optional
             Go on from a checkpointed state instead of initialising.
 
@@ -181,7 +183,15 @@ class BaseMixture(DensityMixin, BaseEstimator):
         validation = None if X_val is None else self._validate_X(X_val, reset=False)
         with compute_threads(self.n_jobs):
             self._fit(source, sample_weight, validation, callback, checkpoint, resume)
+        if hasattr(checkpoint, "finish"):
+            checkpoint.finish()     # a finished fit needs no checkpoint (unless ``keep``)
         return self
+
+    def save(self, path):
+        """Write the fitted model to an HDF5 model file, atomically (``fastvi.load`` reads
+        it back; the schema is in ``fastvi.io``)."""
+        from .io import save
+        save(self, path)
 
     def _loop(self, source, sample_weight, validation, callback, checkpoint, total_weight=None,
               max_passes=None, shuffle=None):

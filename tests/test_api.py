@@ -169,3 +169,34 @@ def test_n_jobs_is_restored_and_results_do_not_depend_on_it():
     assert numba.get_num_threads() == before
     b = fastvi.GaussianMixture(3, random_state=0, n_jobs=-1).fit(X)
     np.testing.assert_array_equal(a.means_, b.means_)
+
+
+@pytest.mark.parametrize("cls", fastvi_types)
+def test_a_finished_fit_removes_its_checkpoint_unless_kept(cls, tmp_path):
+    X, _ = blobs(n_per=100)
+    path = tmp_path / "fit.ckpt"
+    seen = []
+
+    class Watching(fastvi.Checkpointer):
+        def write(self, state):
+            super().write(state)
+            seen.append(path.exists())
+
+    cls(3, random_state=0).fit(X, checkpoint=Watching(path, every_chunks=1))
+    assert seen and all(seen) and not path.exists()
+    cls(3, random_state=0).fit(X, checkpoint=fastvi.Checkpointer(path, every_chunks=1,
+                                                                keep=True))
+    state, _ = fastvi.load_checkpoint(path)
+    assert state.algorithm == "batch"
+
+
+@pytest.mark.parametrize("cls", fastvi_types)
+def test_save_then_load_predicts_the_same(cls, tmp_path):
+    X, _ = blobs(n_per=100)
+    for data in (X, X.astype(np.float32)):
+        model = cls(3, random_state=0).fit(data)
+        model.save(tmp_path / "m.h5")
+        loaded = fastvi.load(tmp_path / "m.h5")
+        assert type(loaded) is cls and loaded.means_.dtype == data.dtype
+        np.testing.assert_array_equal(loaded.predict_proba(data), model.predict_proba(data))
+        np.testing.assert_array_equal(loaded.score_samples(data), model.score_samples(data))
