@@ -26,14 +26,13 @@ import numpy as np
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, DensityMixin,
                           TransformerMixin, clone)
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import ppca
 from ._nn import MLP, Adam
-from ._validation import check_data, check_random_state
+from ._validation import check_random_state, validate_rows
 from .kernels import dense
-from .sources import ChunkSource
 
 INFERENCE = ("amortized", "per_example", "semi_amortized")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -157,9 +156,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _source(self, X, reset):
         """``X`` checked (arrays as scikit-learn checks them) as a chunk source."""
-        X = _check_rows(self, X, reset)
-        return check_data(X, dtype=self.dtype, estimator=type(self).__name__,
-                          chunk_rows=self.chunk_size)
+        return validate_rows(self, X, reset=reset, dtype=self.dtype,
+                             chunk_rows=self.chunk_size)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, *, checkpoint=None, resume=None):
@@ -720,7 +718,8 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
         self._check_parameters()
         from .mixture import GaussianMixture
         mixture = GaussianMixture() if self.mixture is None else self.mixture
-        X = _check_rows(self, X, reset=True)
+        source = validate_rows(self, X, reset=True, dtype=self.dtype,
+                               chunk_rows=self.chunk_size)
         rng = check_random_state(self.random_state)
         try:
             check_is_fitted(mixture)
@@ -734,12 +733,10 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
                                  "as input.")
             self.mixture_ = copy.deepcopy(mixture)
         else:
-            self.mixture_ = _unfitted_clone(mixture)
+            self.mixture_ = clone(mixture)
             if getattr(self.mixture_, "random_state", 0) is None:
                 self.mixture_.random_state = int(rng.integers(2 ** 31))
-            self.mixture_.fit(X)
-        source = check_data(X, dtype=self.dtype, estimator=type(self).__name__,
-                            chunk_rows=self.chunk_size)
+            self.mixture_.fit(X)        # the user's X, which the mixture checks its own way
         n_components = self.mixture_.means_.shape[0]
         self.network_ = MLP((source.n_features, *self.hidden, n_components), self.activation,
                             rng, np.dtype(self.dtype))
@@ -773,8 +770,8 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
     def _blocks(self, X, block_rows=4096):
         """Rows of ``X`` (array, dataset or source) in blocks, read chunk by chunk."""
         check_is_fitted(self)
-        source = check_data(_check_rows(self, X, reset=False), dtype=self.dtype,
-                            estimator=type(self).__name__, chunk_rows=self.chunk_size)
+        source = validate_rows(self, X, reset=False, dtype=self.dtype,
+                               chunk_rows=self.chunk_size)
         for _, _, chunk in source.chunks():
             for start in range(0, chunk.shape[0], block_rows):
                 yield chunk[start:start + block_rows]
@@ -869,49 +866,6 @@ def _check_dtype(dtype):
         ok = False
     if not ok:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-
-
-def _streamed(X):
-    """Data read chunk by chunk (a fastvi chunk source or an h5py dataset), never whole."""
-    if isinstance(X, ChunkSource):
-        return True
-    try:
-        import h5py
-    except ImportError:     # pragma: no cover - h5py is a dependency
-        return False
-    return isinstance(X, h5py.Dataset)
-
-
-def _check_rows(estimator, X, reset):
-    """``X`` checked for ``estimator``: arrays, DataFrames and the like by scikit-learn's
-    ``validate_data`` (sparse refused, object arrays of numbers converted, 1-D refused,
-    ``n_features_in_`` and ``feature_names_in_`` set at ``reset`` and checked otherwise);
-    a chunk source or an h5py dataset is returned as it is, its feature count set or
-    checked with the same wording.  NaN and inf are left to the chunk reads, whose error
-    names the row."""
-    name = type(estimator).__name__
-    if not _streamed(X):
-        return validate_data(estimator, X, reset=reset, dtype=(np.float64, np.float32),
-                             ensure_all_finite=False)
-    shape = X.shape
-    if len(shape) != 2:
-        return X                # check_data names the shape
-    if reset:
-        estimator.n_features_in_ = int(shape[1])
-        estimator.__dict__.pop("feature_names_in_", None)
-    elif shape[1] != estimator.n_features_in_:
-        label = getattr(X, "label", None) or getattr(X, "name", None) or "X"
-        raise ValueError(f"{label} has {shape[1]} features, but {name} is expecting "
-                         f"{estimator.n_features_in_} features as input.")
-    return X
-
-
-def _unfitted_clone(mixture):
-    """An unfitted copy of ``mixture`` with its parameters."""
-    try:
-        return clone(mixture)
-    except TypeError:       # a mixture without get_params (not yet a BaseEstimator)
-        return copy.deepcopy(mixture)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
