@@ -12,7 +12,9 @@ from .checkpoint import Checkpointer, load_checkpoint
 from .io import load
 from .sources import ArraySource, ConcatSource, HDF5Source
 from .mixture import BayesianGaussianMixture, GaussianMixture
-from .amortized import PPCA, VAE, MixtureEncoder
+from .amortized import VAE
+from .mixture_encoder import MixtureEncoder
+from .ppca import PPCA
 
 __version__ = "0.1.0"
 

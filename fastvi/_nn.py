@@ -99,3 +99,57 @@ class Adam:
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             adam_step(p, g, m, v, self.step_count, self.learning_rate, self.beta1, self.beta2,
                       self.eps)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix64(z):
+    """SplitMix64's output function (Steele, Lea & Flood 2014, "Fast splittable
+    pseudorandom number generators"), elementwise on a uint64 array (wrapping)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+class RowNoise:
+    """Monte Carlo draws of eps that are a function of each row alone.
+
+    ``start(rows)`` hashes every row's bits (in the working dtype) with a seed drawn
+    once from ``rng`` into a 64-bit key; the k-th call then gives each row the k-th
+    standard normals of its own counter-based stream (SplitMix64 of key + i * golden
+    gamma, two uniforms per normal by Box & Muller 1958).  So a row's estimate does
+    not depend on which rows share its call or block, nor on their order (scikit-learn's
+    subset and sample-order invariance), and distinct rows still get independent
+    draws, so a mean over rows keeps the variance it had with fresh draws per row.
+    (Common random numbers, the same eps for every row, would be row-wise too, but
+    their errors are shared by all the rows and do not average out in the mean.)
+    Identical rows get identical draws.
+    """
+
+    def __init__(self, rng, n_latent, dtype):
+        self._seed = rng.integers(2 ** 63, dtype=np.uint64)
+        self._n_latent, self._dtype = n_latent, np.dtype(dtype)
+        self._keys, self._next = None, 0
+
+    def start(self, rows):
+        """Key the draws on the block ``rows`` (C-contiguous, the working dtype) and
+        restart every row's stream."""
+        rows = np.ascontiguousarray(rows)
+        words = rows.view(np.uint64 if rows.dtype.itemsize == 8 else np.uint32)
+        words = words.astype(np.uint64)
+        columns = (np.arange(1, rows.shape[1] + 1, dtype=np.uint64) * _GOLDEN)[None, :]
+        folded = np.bitwise_xor.reduce(_mix64(words + columns), axis=1)
+        self._keys = _mix64(folded ^ self._seed)
+        self._next = 0
+
+    def __call__(self, n_rows):
+        assert n_rows == self._keys.shape[0]
+        d = self._n_latent
+        counters = np.arange(2 * d * self._next, 2 * d * (self._next + 1), dtype=np.uint64)
+        bits = _mix64(self._keys[:, None] + (counters + np.uint64(1)) * _GOLDEN)
+        uniform = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+        u1, u2 = uniform[:, :d], uniform[:, d:]
+        self._next += 1
+        return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(self._dtype)

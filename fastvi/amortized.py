@@ -1,4 +1,7 @@
-"""Amortized variational inference for Gaussian latent-variable models: PPCA and the VAE.
+"""Amortized variational inference for Gaussian latent-variable models: the VAE.
+
+(PPCA, the VAE with a linear decoder, is in ``fastvi.ppca``; the amortized E-step of a
+mixture, ``MixtureEncoder``, in ``fastvi.mixture_encoder``.)
 
 The model: z ~ N(0, I_d), x | z ~ p(x | f(z; theta)), with f a linear map (probabilistic
 PCA) or an MLP (a VAE decoder), and p Gaussian (a learned or fixed variance) or Bernoulli.
@@ -19,18 +22,14 @@ Adam, on minibatches read from the chunk sources (so an HDF5 dataset is streamed
 amortization gap (Cremer, Li & Duvenaud 2018).
 """
 import contextlib
-import copy
 import time
 
 import numpy as np
-from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, DensityMixin,
-                          TransformerMixin, clone)
-from sklearn.exceptions import NotFittedError
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from . import ppca
-from ._nn import MLP, Adam
+from ._nn import MLP, Adam, RowNoise
 from ._validation import check_random_state, validate_rows
 from .kernels import dense
 
@@ -338,7 +337,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.inference == "amortized":
             return self.encoder_.forward(X)
         if noise is None:
-            noise = _RowNoise(check_random_state(0), self.n_latent, self.dtype)
+            noise = RowNoise(check_random_state(0), self.n_latent, self.dtype)
             noise.start(X)
         if self.inference == "semi_amortized":
             psi = self.encoder_.forward(X).copy()
@@ -362,10 +361,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return np.concatenate(outputs)
 
     def _row_wise(self, random_state, fn):
-        """``fn(rows, noise)`` per block, with draws keyed on each row (``_RowNoise``), so
+        """``fn(rows, noise)`` per block, with draws keyed on each row (``RowNoise``), so
         each row's value is a function of that row alone (not of the block it is in, nor
         of the other rows)."""
-        noise = _RowNoise(check_random_state(random_state), self.n_latent, self.dtype)
+        noise = RowNoise(check_random_state(random_state), self.n_latent, self.dtype)
 
         def block(rows):
             noise.start(rows)
@@ -514,351 +513,6 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return _report(log_px.mean(), best.mean(), given.mean())
 
 
-class PPCA(VAE):
-    """Probabilistic PCA, x = W z + b + noise (Tipping & Bishop 1999), fitted by
-    variational inference: the VAE with a linear decoder and a learned variance, where
-    every gap has a closed form.
-
-    Parameters are those of ``VAE`` less ``decoder_hidden``, ``likelihood`` and
-    ``variance`` (fixed: ``()``, ``'gaussian'``, ``'learned'``).
-
-    Attributes
-    ----------
-    components_ : ndarray (n_latent, n_features)
-        W^T, the transpose of Tipping & Bishop's W: row i maps z_i into the data space,
-        in the layout of scikit-learn's ``PCA.components_`` (which has unit rows; these
-        are scaled, and span the same principal subspace at the maximum likelihood).
-    mean_ : ndarray (n_features,)
-        b.
-    noise_variance_ : float
-        sigma^2.
-    Others as ``VAE``.
-    """
-
-    # the model's fixed settings, read where the VAE reads its parameters (class
-    # attributes, not constructor parameters: get_params and clone do not see them)
-    decoder_hidden = ()
-    likelihood = "gaussian"
-    variance = "learned"
-
-    def __init__(self, n_latent=2, *, encoder_hidden=(), activation="tanh",
-                 inference="amortized", refine_steps=10, refine_learning_rate=0.01,
-                 batch_size=128, max_epochs=20, learning_rate=1e-3, chunk_size=65536,
-                 random_state=None, dtype="float64", n_jobs=None, verbose=0):
-        self.n_latent = n_latent
-        self.encoder_hidden = encoder_hidden
-        self.activation = activation
-        self.inference = inference
-        self.refine_steps = refine_steps
-        self.refine_learning_rate = refine_learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.learning_rate = learning_rate
-        self.chunk_size = chunk_size
-        self.random_state = random_state
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-
-    @property
-    def components_(self):
-        check_is_fitted(self)
-        return self.decoder_.params[0].astype(np.float64)     # the decoder's (d, D) W^T
-
-    @property
-    def mean_(self):
-        check_is_fitted(self)
-        return self.decoder_.params[1].astype(np.float64)
-
-    @property
-    def noise_variance_(self):
-        check_is_fitted(self)
-        return float(np.exp(self.log_variance_))
-
-    def _model(self):
-        """(W (D, d), b, sigma^2) in Tipping & Bishop's layout, for ``fastvi.ppca``."""
-        return self.components_.T, self.mean_, self.noise_variance_
-
-    def log_likelihood(self, X):
-        """Exact log p(x) of each row under the fitted model (Tipping & Bishop 1999,
-        eq. 4: x ~ N(b, W W^T + sigma^2 I)).
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-
-        Returns
-        -------
-        log_px : ndarray (n_samples,), nats
-        """
-        return self._per_block(X, lambda rows: ppca.log_marginal(rows, *self._model()),
-                               block_rows=65536)
-
-    def gap_report(self, X):
-        """Mean nats per row on ``X``: log p(x), the ELBO of the best diagonal q, the
-        ELBO of the fitted inference, and the two gaps, all in closed form (no sampling,
-        no optimisation; semi-amortized and per-example psi are refined on row-keyed
-        draws from seed 0).
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-
-        Returns
-        -------
-        dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``
-        (log_px - elbo_best), ``amortization_gap`` (elbo_best - elbo_inference)
-        """
-        d = self.n_latent
-
-        def rows_report(rows):
-            psi = self._psi(rows).astype(np.float64)
-            result = ppca.gaps(rows, *self._model(), psi[:, :d], psi[:, d:])
-            return result["log_px"], result["elbo_best"], result["elbo_given"]
-
-        log_px, best, given = self._per_block(X, rows_report, block_rows=65536)
-        return _report(log_px.mean(), best.mean(), given.mean())
-
-
-class MixtureEncoder(DensityMixin, BaseEstimator):
-    """An amortized E-step for a Gaussian mixture: a softmax network q(z | x; xi) over its
-    K components, trained to maximise the ELBO.
-
-    The exact posterior (the responsibilities) is in the family of categorical q, so the
-    approximation gap is zero and the amortization gap is exactly the mean
-    KL(q(z | x; xi) || p(z | x)) = log p(x) - ELBO(q).
-
-    For a row with log rho_k = log pi_k + log N(x | mu_k, Sigma_k) (the mixture's own
-    E-step terms; ``c_k - 1/2 ||U_k^T (x - m_k)||^2`` of a Bayesian mixture) and
-    q = softmax(a):
-
-        ELBO = sum_k q_k (log rho_k - log q_k),   dELBO / da_j = q_j (f_j - ELBO),
-        f_j = log rho_j - log q_j.
-
-    A meta-estimator (like scikit-learn's ``SelectFromModel``): a fitted ``mixture`` is
-    used as it is (prefit; ``fit`` copies it into ``mixture_`` and trains only the
-    network); an unfitted one is cloned and fitted on ``X`` first.  ``clone`` of the
-    encoder clones the mixture too, so in a ``Pipeline`` or ``GridSearchCV`` every fit
-    fits its own mixture.
-
-    Parameters
-    ----------
-    mixture : fastvi GaussianMixture or BayesianGaussianMixture, default=None
-        Fitted or not; None is ``fastvi.GaussianMixture()`` (one component, its defaults).
-        An unfitted mixture whose ``random_state`` is None gets one drawn from this
-        encoder's ``random_state``, so a seeded encoder is reproducible.
-    hidden : tuple of int, default=(64,)
-    activation, batch_size, max_epochs, learning_rate, chunk_size, random_state, dtype,
-    verbose : as ``VAE``
-
-    Attributes
-    ----------
-    mixture_ : the fitted mixture whose E-step the network learns
-    network_ : MLP (D -> hidden -> K logits)
-    elbo_history_ : mean training ELBO per row of every epoch
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str, only when ``fit`` was given a DataFrame whose
-        column names are all strings
-    """
-
-    def __init__(self, mixture=None, *, hidden=(64,), activation="tanh", batch_size=128,
-                 max_epochs=20, learning_rate=1e-3, chunk_size=65536, random_state=None,
-                 dtype="float64", verbose=0):
-        self.mixture = mixture
-        self.hidden = hidden
-        self.activation = activation
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.learning_rate = learning_rate
-        self.chunk_size = chunk_size
-        self.random_state = random_state
-        self.dtype = dtype
-        self.verbose = verbose
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "network_")
-
-    def _check_parameters(self):
-        for name, low in (("batch_size", 1), ("max_epochs", 0), ("chunk_size", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        _check_dtype(self.dtype)
-        if self.mixture is not None and not hasattr(self.mixture, "_kernel_params"):
-            raise TypeError("mixture must be a fastvi GaussianMixture or "
-                            f"BayesianGaussianMixture (or None), got {self.mixture!r}")
-
-    def _log_rho(self, X):
-        """The mixture's (B, K) log rho, exactly (centred quadratic forms)."""
-        params = self.mixture_._kernel_params()
-        X = np.asarray(X, dtype=np.float64)
-        log_rho = np.empty((X.shape[0], params.c.shape[0]))
-        for k in range(params.c.shape[0]):    # one (B, D) difference at a time
-            diff = X - params.means[k]
-            projected = diff @ params.factor[k] if params.factor.ndim == 3 else (
-                diff * params.factor[k])
-            log_rho[:, k] = params.c[k] - 0.5 * np.sum(projected ** 2, axis=1)
-        return log_rho
-
-    def fit(self, X, y=None):
-        """Fit the mixture if it is not fitted yet, then train the network on ``X``.
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-            Checked as ``VAE.fit`` checks it.
-        y : ignored
-
-        Returns
-        -------
-        self : MixtureEncoder
-        """
-        self._check_parameters()
-        from .mixture import GaussianMixture
-        mixture = GaussianMixture() if self.mixture is None else self.mixture
-        source = validate_rows(self, X, reset=True, dtype=self.dtype,
-                               chunk_rows=self.chunk_size)
-        rng = check_random_state(self.random_state)
-        try:
-            check_is_fitted(mixture)
-            prefit = True
-        except NotFittedError:
-            prefit = False
-        if prefit:
-            if mixture.n_features_in_ != self.n_features_in_:
-                raise ValueError(f"X has {self.n_features_in_} features, but the fitted "
-                                 f"mixture is expecting {mixture.n_features_in_} features "
-                                 "as input.")
-            self.mixture_ = copy.deepcopy(mixture)
-        else:
-            self.mixture_ = clone(mixture)
-            if getattr(self.mixture_, "random_state", 0) is None:
-                self.mixture_.random_state = int(rng.integers(2 ** 31))
-            self.mixture_.fit(X)        # the user's X, which the mixture checks its own way
-        n_components = self.mixture_.means_.shape[0]
-        self.network_ = MLP((source.n_features, *self.hidden, n_components), self.activation,
-                            rng, np.dtype(self.dtype))
-        optimiser = Adam(self.network_.params, self.learning_rate)
-        self.elbo_history_ = []
-        for _ in range(self.max_epochs):
-            total, rows = 0.0, 0
-            for batch, _ in _minibatches(source, rng, self.batch_size):
-                elbo, grad = self._elbo_and_grad(batch)
-                self.network_.backward(-grad / batch.shape[0])
-                optimiser.step(self.network_.grads)
-                total += elbo.sum()
-                rows += batch.shape[0]
-            self.elbo_history_.append(total / rows)
-            if self.verbose:
-                print(f"epoch {len(self.elbo_history_)}: ELBO {total / rows:.4f} per row")
-        return self
-
-    def _elbo_and_grad(self, X):
-        logits = self.network_.forward(X).astype(np.float64)
-        log_q = logits - _logsumexp(logits)[:, None]
-        q = np.exp(log_q)
-        f = self._log_rho(X) - log_q
-        elbo = np.sum(q * f, axis=1)
-        return elbo, q * (f - elbo[:, None])
-
-    def _q(self, X):
-        logits = self.network_.forward(np.asarray(X, dtype=self.dtype)).astype(np.float64)
-        return np.exp(logits - _logsumexp(logits)[:, None])
-
-    def _blocks(self, X, block_rows=4096):
-        """Rows of ``X`` (array, dataset or source) in blocks, read chunk by chunk."""
-        check_is_fitted(self)
-        source = validate_rows(self, X, reset=False, dtype=self.dtype,
-                               chunk_rows=self.chunk_size)
-        for _, _, chunk in source.chunks():
-            for start in range(0, chunk.shape[0], block_rows):
-                yield chunk[start:start + block_rows]
-
-    def predict_proba(self, X):
-        """The network's q(z | x) over the mixture's components.
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-
-        Returns
-        -------
-        q : ndarray (n_samples, n_components), rows summing to 1
-        """
-        return np.concatenate([self._q(rows) for rows in self._blocks(X)])
-
-    def predict(self, X):
-        """The most probable component of each row under the network's q.
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray (n_samples,), int64
-        """
-        return np.concatenate([np.argmax(self._q(rows), axis=1) for rows in self._blocks(X)])
-
-    def _rows_elbo(self, rows):
-        """(log sum_k rho_k, the network q's ELBO) of each row, exactly."""
-        log_rho = self._log_rho(rows)
-        q = self._q(rows)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            elbo = np.sum(np.where(q > 0, q * (log_rho - np.log(q)), 0.0), axis=1)
-        return _logsumexp(log_rho), elbo
-
-    def score_samples(self, X):
-        """The ELBO of each row with the network's q (exact, a sum over the components):
-        a lower bound on the row's log p(x) under the mixture, below it by
-        KL(q || responsibilities).
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-
-        Returns
-        -------
-        elbo : ndarray (n_samples,), nats
-        """
-        return np.concatenate([self._rows_elbo(rows)[1] for rows in self._blocks(X)])
-
-    def score(self, X, y=None):
-        """The mean ELBO per row (``score_samples``): higher is better.
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        score : float
-        """
-        return float(self.score_samples(X).mean())
-
-    def gap_report(self, X):
-        """Mean nats per row: log p(x), the exact posterior's ELBO (= log p(x)), the
-        network's ELBO, and the gaps (approximation 0; amortization the mean KL).  For a
-        Bayesian mixture ``log_px`` is log sum_k rho_nk, the row's ELBO term with the
-        optimal q(z_n) under the fitted q(theta).
-
-        Parameters
-        ----------
-        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
-
-        Returns
-        -------
-        dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``,
-        ``amortization_gap``
-        """
-        log_px, elbo = zip(*(self._rows_elbo(rows) for rows in self._blocks(X)))
-        log_px, elbo = np.concatenate(log_px), np.concatenate(elbo)
-        return _report(log_px.mean(), log_px.mean(), elbo.mean())
-
-
 def _check_dtype(dtype):
     try:
         ok = np.dtype(dtype) in (np.float32, np.float64)
@@ -866,60 +520,6 @@ def _check_dtype(dtype):
         ok = False
     if not ok:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _mix64(z):
-    """SplitMix64's output function (Steele, Lea & Flood 2014, "Fast splittable
-    pseudorandom number generators"), elementwise on a uint64 array (wrapping)."""
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-class _RowNoise:
-    """Monte Carlo draws of eps that are a function of each row alone.
-
-    ``start(rows)`` hashes every row's bits (in the working dtype) with a seed drawn
-    once from ``rng`` into a 64-bit key; the k-th call then gives each row the k-th
-    standard normals of its own counter-based stream (SplitMix64 of key + i * golden
-    gamma, two uniforms per normal by Box & Muller 1958).  So a row's estimate does
-    not depend on which rows share its call or block, nor on their order (scikit-learn's
-    subset and sample-order invariance), and distinct rows still get independent
-    draws, so a mean over rows keeps the variance it had with fresh draws per row.
-    (Common random numbers, the same eps for every row, would be row-wise too, but
-    their errors are shared by all the rows and do not average out in the mean.)
-    Identical rows get identical draws.
-    """
-
-    def __init__(self, rng, n_latent, dtype):
-        self._seed = rng.integers(2 ** 63, dtype=np.uint64)
-        self._n_latent, self._dtype = n_latent, np.dtype(dtype)
-        self._keys, self._next = None, 0
-
-    def start(self, rows):
-        """Key the draws on the block ``rows`` (C-contiguous, the working dtype) and
-        restart every row's stream."""
-        rows = np.ascontiguousarray(rows)
-        words = rows.view(np.uint64 if rows.dtype.itemsize == 8 else np.uint32)
-        words = words.astype(np.uint64)
-        columns = (np.arange(1, rows.shape[1] + 1, dtype=np.uint64) * _GOLDEN)[None, :]
-        folded = np.bitwise_xor.reduce(_mix64(words + columns), axis=1)
-        self._keys = _mix64(folded ^ self._seed)
-        self._next = 0
-
-    def __call__(self, n_rows):
-        assert n_rows == self._keys.shape[0]
-        d = self._n_latent
-        counters = np.arange(2 * d * self._next, 2 * d * (self._next + 1), dtype=np.uint64)
-        bits = _mix64(self._keys[:, None] + (counters + np.uint64(1)) * _GOLDEN)
-        uniform = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
-        u1, u2 = uniform[:, :d], uniform[:, d:]
-        self._next += 1
-        return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(self._dtype)
 
 
 def _check_unit_interval(batch, rows, label):
@@ -962,4 +562,4 @@ def _report(log_px, elbo_best, elbo_inference):
             "amortization_gap": elbo_best - elbo_inference}
 
 
-__all__ = ["PPCA", "VAE", "MixtureEncoder"]
+__all__ = ["VAE", "EpochState"]

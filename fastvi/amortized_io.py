@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 
 from ._nn import MLP
-from .amortized import PPCA, VAE
+from .amortized import VAE
+from .ppca import PPCA
 from .checkpoint import estimator_params
 from .io import atomic_path
 

@@ -1,4 +1,5 @@
-"""Probabilistic PCA in closed form: the model where every gap of amortized inference is exact.
+"""Probabilistic PCA: the closed forms (where every gap of amortized inference is exact) and
+the estimator `PPCA`, the VAE with a linear decoder fitted by amortized inference.
 
 The model (Tipping & Bishop 1999, "Probabilistic principal component analysis", JRSS B):
 
@@ -22,6 +23,9 @@ encoder's gap checked against them.
   diagonal of the posterior precision, s_i^2 = sigma^2 / M_ii.
 """
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from .amortized import VAE, _report
 
 
 def log_marginal(X, W, b, sigma2):
@@ -94,3 +98,109 @@ def gaps(X, W, b, sigma2, means, log_sigma):
     return {"log_px": log_marginal(X, W, b, sigma2),
             "elbo_best": elbo(X, W, b, sigma2, best_means, best_log_sigma),
             "elbo_given": elbo(X, W, b, sigma2, means, log_sigma)}
+
+
+class PPCA(VAE):
+    """Probabilistic PCA, x = W z + b + noise (Tipping & Bishop 1999), fitted by
+    variational inference: the VAE with a linear decoder and a learned variance, where
+    every gap has a closed form.
+
+    Parameters are those of ``VAE`` less ``decoder_hidden``, ``likelihood`` and
+    ``variance`` (fixed: ``()``, ``'gaussian'``, ``'learned'``).
+
+    Attributes
+    ----------
+    components_ : ndarray (n_latent, n_features)
+        W^T, the transpose of Tipping & Bishop's W: row i maps z_i into the data space,
+        in the layout of scikit-learn's ``PCA.components_`` (which has unit rows; these
+        are scaled, and span the same principal subspace at the maximum likelihood).
+    mean_ : ndarray (n_features,)
+        b.
+    noise_variance_ : float
+        sigma^2.
+    Others as ``VAE``.
+    """
+
+    # the model's fixed settings, read where the VAE reads its parameters (class
+    # attributes, not constructor parameters: get_params and clone do not see them)
+    decoder_hidden = ()
+    likelihood = "gaussian"
+    variance = "learned"
+
+    def __init__(self, n_latent=2, *, encoder_hidden=(), activation="tanh",
+                 inference="amortized", refine_steps=10, refine_learning_rate=0.01,
+                 batch_size=128, max_epochs=20, learning_rate=1e-3, chunk_size=65536,
+                 random_state=None, dtype="float64", n_jobs=None, verbose=0):
+        self.n_latent = n_latent
+        self.encoder_hidden = encoder_hidden
+        self.activation = activation
+        self.inference = inference
+        self.refine_steps = refine_steps
+        self.refine_learning_rate = refine_learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    @property
+    def components_(self):
+        check_is_fitted(self)
+        return self.decoder_.params[0].astype(np.float64)     # the decoder's (d, D) W^T
+
+    @property
+    def mean_(self):
+        check_is_fitted(self)
+        return self.decoder_.params[1].astype(np.float64)
+
+    @property
+    def noise_variance_(self):
+        check_is_fitted(self)
+        return float(np.exp(self.log_variance_))
+
+    def _model(self):
+        """(W (D, d), b, sigma^2) in Tipping & Bishop's layout, for ``fastvi.ppca``."""
+        return self.components_.T, self.mean_, self.noise_variance_
+
+    def log_likelihood(self, X):
+        """Exact log p(x) of each row under the fitted model (Tipping & Bishop 1999,
+        eq. 4: x ~ N(b, W W^T + sigma^2 I)).
+
+        Parameters
+        ----------
+        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
+
+        Returns
+        -------
+        log_px : ndarray (n_samples,), nats
+        """
+        return self._per_block(X, lambda rows: log_marginal(rows, *self._model()),
+                               block_rows=65536)
+
+    def gap_report(self, X):
+        """Mean nats per row on ``X``: log p(x), the ELBO of the best diagonal q, the
+        ELBO of the fitted inference, and the two gaps, all in closed form (no sampling,
+        no optimisation; semi-amortized and per-example psi are refined on row-keyed
+        draws from seed 0).
+
+        Parameters
+        ----------
+        X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
+
+        Returns
+        -------
+        dict with ``log_px``, ``elbo_best``, ``elbo_inference``, ``approximation_gap``
+        (log_px - elbo_best), ``amortization_gap`` (elbo_best - elbo_inference)
+        """
+        d = self.n_latent
+
+        def rows_report(rows):
+            psi = self._psi(rows).astype(np.float64)
+            result = gaps(rows, *self._model(), psi[:, :d], psi[:, d:])
+            return result["log_px"], result["elbo_best"], result["elbo_given"]
+
+        log_px, best, given = self._per_block(X, rows_report, block_rows=65536)
+        return _report(log_px.mean(), best.mean(), given.mean())
