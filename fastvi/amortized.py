@@ -171,7 +171,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         y : ignored
         checkpoint : callable, optional
             Called with the training state after every epoch, ``force=True`` (a
-            ``fastvi.Checkpointer`` writes it atomically).
+            ``fastvi.Checkpointer`` writes it atomically, and removes it when the fit
+            ends unless made with ``keep=True``).
         resume : EpochState, optional
             A checkpointed state: training goes on from the epoch after it with the
             checkpointed model's parameters and settings, and ends as the uninterrupted
@@ -217,6 +218,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                           f"({time.perf_counter() - started:.1f} s)")
                 if checkpoint is not None:
                     checkpoint(EpochState(self, epoch + 1, rng), force=True)
+        if hasattr(checkpoint, "finish"):
+            checkpoint.finish()     # a finished fit needs no checkpoint (unless ``keep``)
         return self
 
     def _build(self, n_features, n_rows, rng):

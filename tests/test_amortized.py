@@ -268,6 +268,18 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, ppca_split):
     assert resumed.elbo_history_ == whole.elbo_history_
 
 
+def test_a_finished_fit_removes_its_checkpoint_unless_kept(tmp_path, ppca_split):
+    train, _ = ppca_split
+    path = tmp_path / "vae.ckpt"
+    fastvi.VAE(2, max_epochs=2, random_state=0).fit(
+        train, checkpoint=fastvi.Checkpointer(path, every_seconds=None))
+    assert not path.exists()
+    fastvi.VAE(2, max_epochs=2, random_state=0).fit(
+        train, checkpoint=fastvi.Checkpointer(path, every_seconds=None, keep=True))
+    state, _ = fastvi.load_checkpoint(path)
+    assert state.epochs == 2
+
+
 def test_cli_resume_finishes_an_interrupted_fit(tmp_path, capsys, ppca_split):
     from fastvi.amortized_io import load_amortized
     from fastvi.cli import main
