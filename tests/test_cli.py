@@ -292,7 +292,8 @@ def test_validation_records_held_out_values(workdir, tmp_path, capsys):
     passes = [e for e in _events(log) if e["event"] == "pass"]
     assert passes and all(np.isfinite(e["validation"]) for e in passes)
     model = load_model(out)
-    assert passes[-1]["validation"] == pytest.approx(model.score(X[2000:]), rel=1e-9)
+    # float32 data: the saved parameters are the fit's float64 ones rounded to float32
+    assert passes[-1]["validation"] == pytest.approx(model.score(X[2000:]), rel=1e-6)
     held = float(re.search(r"held-out\s+(\S+)", text).group(1))
     assert held == pytest.approx(passes[-1]["validation"], abs=1e-6)
 

@@ -243,7 +243,8 @@ def test_resumed_fit_equals_uninterrupted_fit(algorithm, stop_at):
 def test_checkpointer_writes_atomically_and_loads(tmp_path):
     X, _ = mixture_rows(4000)
     path = tmp_path / "fit.ckpt"
-    ckpt = fastvi.Checkpointer(path, every_chunks=2, every_seconds=None, meta={"who": "test"})
+    ckpt = fastvi.Checkpointer(path, every_chunks=2, every_seconds=None, meta={"who": "test"},
+                               keep=True)       # a finished fit would remove it otherwise
     model = quiet(fastvi.GaussianMixture(3, random_state=0, algorithm="memoized",
                                          batch_size=500, max_iter=2, tol=0).fit,
                   X, checkpoint=ckpt)
