@@ -418,8 +418,10 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
     checkpointer = None
     if checkpoint_path is not None:
         every = args.checkpoint_every if args.checkpoint_every > 0 else None
+        # keep=True: the estimator's fit leaves the file, which is removed here only
+        # once the model is saved (a crash in between can still resume).
         checkpointer = Checkpointer(checkpoint_path, every_chunks=args.checkpoint_chunks,
-                                    every_seconds=every, meta=meta)
+                                    every_seconds=every, meta=meta, keep=True)
     n_done, position, n_chunks, done_rows = (_position(state, source) if state is not None
                                              else (0, 0, source.n_chunks, 0))
     if state is not None:

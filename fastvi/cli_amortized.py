@@ -3,6 +3,7 @@
 Kept apart from ``fastvi.cli`` (the mixture jobs); ``fastvi.cli`` registers it.
 """
 import json
+import os
 import sys
 import time
 
@@ -57,7 +58,8 @@ def cmd_fit(args):
         resume, _ = load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
     from .checkpoint import Checkpointer
-    checkpointer = Checkpointer(checkpoint_path, every_seconds=None)
+    # keep=True: the file goes only once the model is saved (see below).
+    checkpointer = Checkpointer(checkpoint_path, every_seconds=None, keep=True)
     first_epoch = 0 if resume is None else resume.epochs
     started = time.perf_counter()
     try:
@@ -68,7 +70,8 @@ def cmd_fit(args):
         return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - started
     save_amortized(model, args.output)
-    checkpointer.finish()
+    if os.path.exists(checkpoint_path):
+        os.remove(checkpoint_path)
     # Only the epochs of this run were timed: a resumed fit did the others before.
     epochs = len(model.elbo_history_) - first_epoch
     rows = source.n_rows * epochs

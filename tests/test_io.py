@@ -487,3 +487,15 @@ def test_sample_seed_draws_other_rows_of_the_same_mixture(tmp_path):
     np.testing.assert_array_equal(X0, X)
     X1, _, truth1 = make_mixture(20000, 3, 4, random_state=5, sample_seed=1)
     np.testing.assert_array_equal(X1, Y)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_finished_fit_removes_its_checkpoint_unless_kept(tmp_path, small_data, keep):
+    """Python's fit and `fastvi fit` agree: only an interrupted fit leaves a checkpoint."""
+    import fastvi
+    X, _, _ = small_data
+    path = tmp_path / "fit.ckpt"
+    checkpointer = fastvi.Checkpointer(path, every_seconds=None, keep=keep)
+    GaussianMixture(3, max_iter=3, tol=0.0, random_state=0).fit(X, checkpoint=checkpointer)
+    assert checkpointer.writes > 0                     # it was written during the fit
+    assert path.exists() == keep

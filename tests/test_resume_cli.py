@@ -258,3 +258,33 @@ def test_interrupted_amortized_fit_prints_one_message_and_resume_counts_this_run
     # two epochs ran in this process: only their examples are counted and timed
     assert f"2 epochs ({2 * N_ROWS} examples)" in summary, summary
     assert not os.path.exists(out + ".ckpt")
+
+
+@pytest.mark.parametrize("command", ["fit", "amortized"])
+def test_the_checkpoint_outlives_a_failed_save(workdir, reference, monkeypatch, capsys,
+                                               command):
+    """The estimator's fit would remove a checkpoint when it ends; the CLI keeps it until
+    the model is written, so a failure in between can still be resumed."""
+    import fastvi.cli
+    import fastvi.cli_amortized
+    monkeypatch.chdir(workdir)
+    out = f"save-{command}.h5"
+    _clean(workdir, out, out + ".ckpt")
+    if command == "fit":
+        argv, module, name = fit_args("batch", output=out, log="save.jsonl"), fastvi.cli, \
+            "save_model"
+    else:
+        argv = ["amortized", "fit", "data.h5:/X", "--epochs", "2", "-o", out]
+        module, name = fastvi.cli_amortized, "save_amortized"
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+    with monkeypatch.context() as patch:
+        patch.setattr(module, name, disk_full)
+        assert main(argv) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert os.path.exists(out + ".ckpt") and not os.path.exists(out)
+    assert main(argv + ["--resume"]) == 0
+    assert os.path.exists(out) and not os.path.exists(out + ".ckpt")
+    if command == "fit":
+        _assert_same_model(out, reference("batch"))
