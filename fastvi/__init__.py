@@ -1,7 +1,7 @@
 """fastvi: fast, streaming EM and variational Bayes for Gaussian mixtures, and amortized
 variational inference (PPCA, VAE).
 
-The estimators follow scikit-learn's ``sklearn.mixture`` API; the work is done by fused
+The estimators are scikit-learn estimators (``sklearn.mixture``'s API); the work is done by fused
 Numba kernels (``fastvi.kernels``) that compute responsibilities and sufficient statistics
 in one pass over each chunk of rows.
 """
@@ -18,7 +18,7 @@ from .ppca import PPCA
 
 __version__ = "0.1.0"
 
-__all__ = ["PPCA", "VAE", "MixtureEncoder", "ArraySource", "BayesianGaussianMixture", "Checkpointer",
-           "ConcatSource", "ConvergenceWarning", "FitInterrupted", "GaussianMixture",
-           "HDF5Source", "NotFittedError", "SufficientStats", "__version__",
-           "load_checkpoint"]
+__all__ = ["PPCA", "VAE", "MixtureEncoder", "ArraySource", "BayesianGaussianMixture",
+           "Checkpointer", "ConcatSource", "ConvergenceWarning", "FitInterrupted",
+           "GaussianMixture", "HDF5Source", "NotFittedError", "SufficientStats", "__version__",
+           "load", "load_checkpoint"]

@@ -28,7 +28,6 @@ by SIGTERM.
 import argparse
 import functools
 import json
-import math
 import os
 import shlex
 import signal
@@ -36,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from contextlib import contextmanager
 
 import h5py
@@ -654,7 +652,9 @@ def cmd_info(args):
 
 
 def cmd_demo(args):
-    from .datasets import adjusted_rand_index, write_mixture_h5
+    from sklearn.metrics import adjusted_rand_score
+
+    from .datasets import write_mixture_h5
     from .mixture import BayesianGaussianMixture
     keep = args.out is not None
     out_dir = args.out if keep else tempfile.mkdtemp(prefix="fastvi-demo-")
@@ -689,7 +689,7 @@ def cmd_demo(args):
         labels = model.predict(X)
     with h5py.File(data_path, "r") as f:
         truth = f["labels"][()]
-    print(f"ARI          {adjusted_rand_index(truth, labels):.4f}  (adjusted Rand index of "
+    print(f"ARI          {adjusted_rand_score(truth, labels):.4f}  (adjusted Rand index of "
           "the predicted against the true components)")
     save_model(model_path, model)
     print(f"model        saved to {model_path}")

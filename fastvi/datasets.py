@@ -14,7 +14,6 @@ import os
 
 import h5py
 import numpy as np
-from scipy.special import comb
 
 from .io import atomic_path
 
@@ -255,38 +254,3 @@ sample_seed
     truth["seed"] = entropy
     return truth
 
-
-def adjusted_rand_index(labels_true, labels_pred):
-    """Adjusted Rand index of two labelings (Hubert & Arabie 1985): 1 for identical
-    partitions (up to renaming), about 0 for independent ones.
-
-    Parameters
-    ----------
-    labels_true, labels_pred : array-like of shape (n_samples,)
-
-    Returns
-    -------
-    float
-    """
-    labels_true = np.asarray(labels_true).ravel()
-    labels_pred = np.asarray(labels_pred).ravel()
-    if labels_true.shape != labels_pred.shape:
-        raise ValueError(f"labelings differ in length: {labels_true.shape[0]} and "
-                         f"{labels_pred.shape[0]}")
-    n = labels_true.shape[0]
-    if n < 2:
-        return 1.0
-    _, rows = np.unique(labels_true, return_inverse=True)
-    _, cols = np.unique(labels_pred, return_inverse=True)
-    n_rows, n_cols = rows.max() + 1, cols.max() + 1
-    # The contingency table through one bincount of the pair index: no (n, K) temporaries.
-    table = np.bincount(rows * n_cols + cols, minlength=n_rows * n_cols)
-    sum_cells = comb(table, 2).sum()
-    sum_rows = comb(np.bincount(rows), 2).sum()
-    sum_cols = comb(np.bincount(cols), 2).sum()
-    expected = sum_rows * sum_cols / comb(n, 2)
-    maximum = 0.5 * (sum_rows + sum_cols)
-    if maximum == expected:
-        # Both labelings are one cluster each, or all singletons: identical partitions.
-        return 1.0
-    return float((sum_cells - expected) / (maximum - expected))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastvi import BayesianGaussianMixture, GaussianMixture, datasets
-from fastvi.datasets import adjusted_rand_index, make_mixture, write_mixture_h5
+from fastvi.datasets import make_mixture, write_mixture_h5
 from fastvi.io import (atomic_path, get_params, load_model, open_data, open_source,
                        open_sources, resolve_spec, save_model)
 from fastvi.sources import ArraySource, ConcatSource, HDF5Source
@@ -85,18 +85,6 @@ def test_make_mixture_rejects_bad_arguments():
         make_mixture(10, covariance_type="banana")
     with pytest.raises(ValueError, match="dtype"):
         make_mixture(10, dtype="int32")
-
-
-def test_adjusted_rand_index_matches_scikit_learn():
-    metrics = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        a = rng.integers(0, 5, 300)
-        b = np.where(rng.random(300) < 0.7, a, rng.integers(0, 7, 300))
-        assert np.isclose(adjusted_rand_index(a, b), metrics.adjusted_rand_score(a, b),
-                          rtol=1e-12, atol=1e-12)
-    assert adjusted_rand_index([0, 0, 1, 1], [5, 5, 3, 3]) == 1.0
-    assert adjusted_rand_index([0, 0, 0], [1, 1, 1]) == 1.0
 
 
 def test_atomic_path_removes_the_temporary_file_on_error(tmp_path):
