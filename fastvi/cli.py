@@ -1,5 +1,9 @@
 """The ``fastvi`` command: make data, fit, predict, score, inspect, demo.
 
+(Over 600 lines: issue 12 splits the command line into one module per command group;
+until then the fit job's bars, log and warnings are in ``cli_jobs.py`` and the amortized
+commands in ``cli_amortized.py``.)
+
 Every subcommand streams its data chunk by chunk, so files larger than memory work.  Bad
 input (a missing file or dataset, wrong shape or dtype, a corrupt file, a model that does
 not fit the data) ends with ``fastvi: error: <message>`` on stderr and exit status 2

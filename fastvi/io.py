@@ -1,5 +1,7 @@
 """Reading data sets and saving / loading fitted models.
 
+(Over 600 lines: issue 12 separates opening data from the model-file schema.)
+
 Data
 ----
 ``open_data(spec)`` opens the rows a model is fitted to or applied on, without reading
