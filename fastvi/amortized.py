@@ -222,6 +222,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             checkpoint.finish()     # a finished fit needs no checkpoint (unless ``keep``)
         return self
 
+    def save(self, path):
+        """Write the fitted model to an HDF5 model file, atomically (``fastvi.load`` reads
+        it back; the schema is in ``fastvi.amortized_io``)."""
+        from .io import save
+        save(self, path)
+
     def _build(self, n_features, n_rows, rng):
         dtype = np.dtype(self.dtype)
         d = self.n_latent

@@ -268,6 +268,17 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, ppca_split):
     assert resumed.elbo_history_ == whole.elbo_history_
 
 
+@pytest.mark.parametrize("cls", [fastvi.VAE, fastvi.PPCA])
+def test_save_then_load_gives_the_same_model(cls, tmp_path, ppca_split):
+    train, test = ppca_split
+    model = cls(2, max_epochs=2, random_state=0).fit(train)
+    model.save(tmp_path / "m.h5")
+    loaded = fastvi.load(tmp_path / "m.h5")
+    assert type(loaded) is cls
+    np.testing.assert_array_equal(loaded.transform(test), model.transform(test))
+    np.testing.assert_array_equal(loaded.score_samples(test), model.score_samples(test))
+
+
 def test_a_finished_fit_removes_its_checkpoint_unless_kept(tmp_path, ppca_split):
     train, _ = ppca_split
     path = tmp_path / "vae.ckpt"
