@@ -57,7 +57,7 @@ import inspect
 import json
 import numbers
 import os
-import tempfile
+import secrets
 import warnings
 from contextlib import contextmanager
 
@@ -87,40 +87,128 @@ def _umask():
     return mask
 
 
+def _pid_alive(pid):
+    """Whether process ``pid`` exists (a process of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False                    # not a pid at all
+    return True
+
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def remove_stale_temps(path):
+    """Remove the temporary files that killed writers of ``path`` left beside it.
+
+    ``atomic_path`` names its temporary ``.NAME.<pid>.<random>.tmp``; one whose process
+    no longer runs was left by a writer that was killed (SIGKILL, a crash, a power cut)
+    before it could remove it.  Those of live processes are never touched, nor are
+    files of any other form.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file name whose leftovers to remove.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(_TEMP_SUFFIX)):
+            continue
+        pid, _, token = name[len(prefix):-len(_TEMP_SUFFIX)].partition(".")
+        if not (pid.isdigit() and token) or _pid_alive(int(pid)):
+            continue
+        stale = os.path.join(directory, name)
+        try:
+            os.remove(stale)
+        except FileNotFoundError:
+            continue                    # another job cleaned it up first
+        except OSError:
+            continue                    # not ours to remove (permissions): leave it
+        removed.append(stale)
+    return removed
+
+
+
+def _make_temp(path, directory):
+    """Create ``.NAME.<pid>.<random>.tmp`` in ``directory`` (mode 0600); its path."""
+    prefix = _temp_prefix(path) + f"{os.getpid()}."
+    while True:
+        tmp = os.path.join(directory, prefix + secrets.token_hex(4) + _TEMP_SUFFIX)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return tmp
+
+
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, mode=None):
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
 
     The temporary file lives in the same directory so that ``os.replace`` is an atomic
-    rename on the same file system; on any error it is removed and ``path`` is untouched.
+    rename on the same file system; on any error it is removed and ``path`` is untouched
+    (``path`` itself is never opened, so it is never left truncated).  The temporary is
+    named ``.NAME.<pid>.<random>.tmp``: on entry, those of earlier writers of ``path``
+    whose process is gone (killed before they could clean up) are removed, while a live
+    process's temporary is left alone.
 
     Parameters
     ----------
     path : str or os.PathLike
         The final file name.
+    mode : int, optional
+        The permission bits of the renamed file.  Default ``0o666 & ~umask``, as a file
+        made by ``open`` would get.  The temporary file is private (0600) until it is
+        renamed, so ``mode=0o600`` (checkpoints) is private at every moment.
 
     Yields
     ------
     str
-        A fresh, empty file name to write to.  The renamed file has mode
-        ``0o666 & ~umask``, as a file made by ``open`` would.
+        A fresh, empty file name to write to.
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory of ``path`` does not exist.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    os.close(fd)
+    remove_stale_temps(path)
+    tmp = _make_temp(path, directory)
     try:
         yield tmp
-        # mkstemp makes the file 0600; an output gets the mode open() would give it.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, (0o666 & ~_umask()) if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         # BaseException: a Ctrl-C in the middle of a long write must not leave the file.
-        if os.path.exists(tmp):
+        try:
             os.remove(tmp)
+        except FileNotFoundError:
+            pass
         raise
 
 

@@ -487,3 +487,34 @@ def test_a_finished_fit_removes_its_checkpoint_unless_kept(tmp_path, small_data,
     GaussianMixture(3, max_iter=3, tol=0.0, random_state=0).fit(X, checkpoint=checkpointer)
     assert checkpointer.writes > 0                     # it was written during the fit
     assert path.exists() == keep
+
+
+def test_atomic_path_names_its_temporary_by_pid_and_removes_dead_writers_temps(tmp_path):
+    import subprocess
+    import sys
+    target = tmp_path / "out.h5"
+    # a writer that was SIGKILLed: its pid is gone (a reaped child's pid)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.h5.{dead.pid}.0123abcd.tmp"
+    live = tmp_path / f".out.h5.{os.getppid()}.0123abcd.tmp"      # a running process
+    other = tmp_path / f".other.h5.{dead.pid}.0123abcd.tmp"       # another target
+    unknown = tmp_path / ".out.h5.k2j3h4g5.tmp"                   # not of this form
+    for leftover in (stale, live, other, unknown):
+        leftover.write_bytes(b"x")
+    with atomic_path(target) as tmp:
+        name = os.path.basename(tmp)
+        assert name.startswith(f".out.h5.{os.getpid()}.") and name.endswith(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(b"new")
+    assert not stale.exists()
+    assert live.exists() and other.exists() and unknown.exists()
+    assert target.read_bytes() == b"new"
+
+
+def test_atomic_path_mode_is_private_before_and_after_the_rename(tmp_path):
+    with atomic_path(tmp_path / "fit.ckpt", mode=0o600) as tmp:
+        assert os.stat(tmp).st_mode & 0o777 == 0o600
+        with open(tmp, "wb") as fh:
+            fh.write(b"state")
+    assert os.stat(tmp_path / "fit.ckpt").st_mode & 0o777 == 0o600
