@@ -27,7 +27,9 @@ from threadpoolctl import threadpool_limits
 
 from . import _estep, _init, _loop, _truncated
 from ._gaussian import check_covariance_type, is_full
-from ._validation import check_random_state, check_sample_weight, validate_rows
+from ._validation import (InvalidParameterError, check_bool, check_finite_array,
+                          check_integer, check_random_state, check_real,
+                          check_sample_weight, validate_rows)
 
 __all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError", "compute_threads"]
 
@@ -90,32 +92,44 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.support_file = support_file
 
     # ------------------------------------------------------------------ checks
+    # Array parameters of either model that, when set, must hold finite numbers (their
+    # shapes are checked where the number of features is known).
+    _ARRAY_PARAMETERS = ("weights_init", "means_init", "precisions_init", "mean_prior",
+                         "covariance_prior")
+
     def _check_parameters(self):
+        """Every constructor argument's type and range, before any data are read: the
+        errors name the parameter (``InvalidParameterError``, a ValueError)."""
         check_covariance_type(self.covariance_type)
         for name, low in (("n_components", 1), ("n_init", 1), ("max_iter", 0),
-                          ("chunk_size", 1), ("init_sample_size", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("tol", "reg_covar"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float, np.floating)) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+                          ("chunk_size", 1), ("init_sample_size", 1),
+                          ("verbose_interval", 1)):
+            check_integer(name, getattr(self, name), low)
+        if not isinstance(self.verbose, (bool, np.bool_)):     # verbose=True is usual
+            check_integer("verbose", self.verbose, 0)
+        check_integer("batch_size", self.batch_size, 1, allow_none=True)
+        check_integer("n_jobs", self.n_jobs, allow_none=True)   # its range: compute_threads
+        check_real("tol", self.tol, 0)
+        check_real("reg_covar", self.reg_covar, 0)
+        check_real("learning_offset (tau)", self.learning_offset, 0)
+        try:
+            check_real("learning_decay", self.learning_decay, 0.5, 1.0, low_open=True)
+        except ValueError:
+            raise InvalidParameterError(
+                "learning_decay (kappa) must be in (0.5, 1] for the stochastic step sizes "
+                f"to converge, got {self.learning_decay!r}") from None
+        check_real("total_samples", self.total_samples, 0, low_open=True)
+        check_bool("warm_start", self.warm_start)
+        check_bool("shuffle", self.shuffle)
         if self.algorithm not in _loop.ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {_loop.ALGORITHMS}, "
-                             f"got {self.algorithm!r}")
-        if not 0.5 < self.learning_decay <= 1.0:
-            raise ValueError("learning_decay (kappa) must be in (0.5, 1] for the stochastic "
-                             f"step sizes to converge, got {self.learning_decay!r}")
-        if not self.learning_offset >= 0:
-            raise ValueError(f"learning_offset (tau) must be >= 0, got {self.learning_offset!r}")
-        if self.batch_size is not None and not (
-                isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be None or an integer >= 1, "
-                             f"got {self.batch_size!r}")
+            raise InvalidParameterError(f"algorithm must be one of {_loop.ALGORITHMS}, "
+                                        f"got {self.algorithm!r}")
         if self.init_params not in _init.INIT_METHODS:
-            raise ValueError(f"init_params must be one of {_init.INIT_METHODS}, "
-                             f"got {self.init_params!r}")
+            raise InvalidParameterError(f"init_params must be one of {_init.INIT_METHODS}, "
+                                        f"got {self.init_params!r}")
+        for name in self._ARRAY_PARAMETERS:
+            if getattr(self, name, None) is not None:
+                check_finite_array(name, getattr(self, name))
         self._truncation()
 
     def _truncation(self):
@@ -177,6 +191,13 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if source.n_rows < self.n_components and sample_weight is None:
             raise ValueError(f"Expected n_samples >= n_components but got "
                              f"n_components = {self.n_components}, n_samples = {source.n_rows}")
+        if sample_weight is not None and resume is None:
+            # A zero weight removes a row: fewer weighted rows than components cannot be
+            # initialised (as fewer rows cannot, above).
+            n_weighted = int(np.count_nonzero(sample_weight))
+            if n_weighted < self.n_components:
+                raise ValueError(f"Expected at least n_components = {self.n_components} rows "
+                                 f"of nonzero sample_weight, got {n_weighted}")
         if checkpoint is not None and self.n_init > 1 and resume is None:
             raise ValueError("checkpoints hold one initialisation: use n_init=1 with a "
                              "checkpoint")
@@ -205,10 +226,11 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):
         self._prepare(source, sample_weight)
         loop = self._loop(source, sample_weight, validation, self._reporter(callback), checkpoint)
+        # Only a checkpointed fit pays the two chunk reads of the fingerprint.
+        described = _loop.describe_data(source, sample_weight, self.n_components,
+                                        fingerprint=checkpoint is not None or resume is not None)
         if resume is not None:
-            if resume.algorithm != self.algorithm:
-                raise ValueError(f"the checkpoint was written by algorithm="
-                                 f"{resume.algorithm!r}, not {self.algorithm!r}")
+            _loop.check_resumable(resume, described, self.algorithm)
             best = loop.run(resume)
         else:
             best = None
@@ -216,6 +238,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
             for init in range(1 if warm else self.n_init):
                 state = self._new_state(source, sample_weight, rng, warm)
+                state.data = described
                 if self.verbose:
                     print(f"Initialization {init}")
                 state = loop.run(state)

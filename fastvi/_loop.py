@@ -20,6 +20,7 @@ chunk statistics are added up:
 The whole state lives in one ``FitState`` that is updated only between chunks, so a
 checkpoint written there resumes to the same result as an uninterrupted run.
 """
+import hashlib
 import signal
 import threading
 import time
@@ -80,11 +81,69 @@ class FitState:
     bound: float = -np.inf            # the bound of the last pass, per row
     decider: float = -np.inf          # the value convergence is judged on (bound or held-out)
     pass_bound_sum: float = 0.0       # stochastic: sum of the minibatches' log-norm per row
+    pass_bound_count: int = 0         # stochastic: minibatches in that sum (weight > 0)
     supports: object = None           # truncated q: per-row supports (MemorySupports)
     neighbours: np.ndarray = None     # truncated q: the search's neighbour lists this pass
     search_seed: int = 0              # truncated q: seed of the random candidates
     converged: bool = False
     history: list = field(default_factory=list)       # one dict per completed pass
+    data: dict = None                 # what was fitted (``describe_data``); checked on resume
+
+
+def describe_data(source, sample_weight, n_components, fingerprint=True):
+    """What a resumed fit must find again: the shape, chunking and a fingerprint of the
+    rows and weights of the fit, with the number of components.
+
+    The fingerprint is a BLAKE2b hash of the first and the last chunk as read (in the
+    working dtype) and of the whole weight vector: two chunk reads, however large the
+    data, and it catches a file regenerated or edited at either end, or other weights.
+    """
+    described = {"n_rows": int(source.n_rows), "n_features": int(source.n_features),
+                 "n_chunks": int(source.n_chunks), "chunk_rows": int(source.chunk_rows),
+                 "n_components": int(n_components), "fingerprint": None}
+    if fingerprint:
+        digest = hashlib.blake2b(digest_size=16)
+        bounds = source.chunk_bounds()
+        ends = [bounds[0]] if len(bounds) == 1 else [bounds[0], bounds[-1]]
+        for start, stop in ends:
+            digest.update(np.ascontiguousarray(source.read(start, stop)).tobytes())
+        if sample_weight is not None:
+            digest.update(np.ascontiguousarray(sample_weight, dtype=np.float64).tobytes())
+        described["fingerprint"] = digest.hexdigest()
+    return described
+
+
+def check_resumable(state, described, algorithm):
+    """Refuse to resume ``state`` on other data or another model (ValueError saying what
+    differs); a state without a description (made by hand) is taken on trust."""
+    if not isinstance(state, FitState):
+        from ._validation import InvalidParameterError
+        raise InvalidParameterError(f"resume must be a FitState (the state that "
+                                    f"fastvi.load_checkpoint returns), got "
+                                    f"{type(state).__name__}")
+    if state.algorithm != algorithm:
+        raise ValueError(f"the checkpoint was written by algorithm={state.algorithm!r}, "
+                         f"not {algorithm!r}")
+    stored = state.data
+    if stored is None:
+        return
+    if stored["n_components"] != described["n_components"]:
+        raise ValueError(f"the checkpoint is of a fit with n_components="
+                         f"{stored['n_components']}, not {described['n_components']}")
+    shape = (stored["n_rows"], stored["n_features"])
+    if shape != (described["n_rows"], described["n_features"]):
+        raise ValueError(f"the checkpoint is of a fit to {shape[0]} x {shape[1]} rows; the "
+                         f"data given are {described['n_rows']} x {described['n_features']}")
+    chunking = (stored["n_chunks"], stored["chunk_rows"])
+    if chunking != (described["n_chunks"], described["chunk_rows"]):
+        raise ValueError(f"the checkpoint is of a fit read in {chunking[0]} chunks of up to "
+                         f"{chunking[1]} rows; these data are read in {described['n_chunks']} "
+                         f"of up to {described['chunk_rows']} (resume with the same chunk "
+                         "size)")
+    if stored["fingerprint"] is not None and stored["fingerprint"] != described["fingerprint"]:
+        raise ValueError("the data (or sample_weight) changed since the checkpoint was "
+                         "written: their first and last chunks do not hash as they did; "
+                         "resume with the same data, or start the fit afresh")
 
 
 def expected_log_rho_sum(stats, params):
@@ -228,6 +287,10 @@ class ChunkLoop:
         params = model._kernel_params()
         new = self._chunk_stats(state, index, chunk, params)
         if state.algorithm == "stochastic":
+            if new.weight == 0.0:
+                # A minibatch whose rows all weigh zero says nothing about the data: its
+                # scaled statistics (N / |B|) S_B are undefined, so it makes no step.
+                return
             rho = (state.step + 1 + self.tau) ** (-self.kappa)
             scaled = new.scale(rho * self.total_weight / new.weight)
             state.stats = scaled + state.stats.scale(1.0 - rho)
@@ -235,6 +298,7 @@ class ChunkLoop:
             # The pass's bound estimate: the minibatches' mean log-normaliser per row, and
             # the KL once at the end of the pass (per step it cost ~2 ms of ~20 ms).
             state.pass_bound_sum += new.log_norm / new.weight
+            state.pass_bound_count += 1
             return
         # memoized
         entropy = new.log_norm - expected_log_rho_sum(new, params)
@@ -246,8 +310,10 @@ class ChunkLoop:
         state.memo[index] = new
         state.memo_entropy[index] = entropy
         if state.n_pass == 0 and len(state.memo) < len(self.bounds):
-            # First pass: the chunks seen so far stand for the whole data.
-            model._m_step(state.stats.scale(self.total_weight / state.stats.weight))
+            # First pass: the chunks seen so far stand for the whole data (none do while
+            # every row so far weighs zero: the initial parameters stay).
+            if state.stats.weight > 0.0:
+                model._m_step(state.stats.scale(self.total_weight / state.stats.weight))
         else:
             model._m_step(state.stats)
 
@@ -259,9 +325,10 @@ class ChunkLoop:
             model._m_step(state.stats)
             state.stats = None
         elif state.algorithm == "stochastic":
-            bound = (state.pass_bound_sum / len(state.order)
+            bound = (state.pass_bound_sum / max(state.pass_bound_count, 1)
                      - model._kl() / self.total_weight)
             state.pass_bound_sum = 0.0
+            state.pass_bound_count = 0
         else:
             # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
             params = model._kernel_params()

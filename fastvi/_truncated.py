@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse
 
 from ._estep import per_row
+from ._validation import _is_integer
 from .kernels import estep_truncated, rank_table, search_arrays
 
 _EMPTY1 = np.zeros(0)
@@ -51,12 +52,12 @@ def make_truncation(n_active, n_candidates, n_components):
             raise ValueError("n_candidates needs n_active (the support size L); "
                              f"got n_candidates={n_candidates!r} with n_active=None")
         return None
-    if not isinstance(n_active, (int, np.integer)) or not 1 <= n_active <= n_components:
+    if not _is_integer(n_active) or not 1 <= n_active <= n_components:
         raise ValueError(f"n_active must be an integer in [1, n_components={n_components}], "
                          f"got {n_active!r}")
     if n_candidates is None:
         n_candidates = n_components
-    if not isinstance(n_candidates, (int, np.integer)) or n_candidates < n_active:
+    if not _is_integer(n_candidates) or n_candidates < n_active:
         raise ValueError(f"n_candidates must be an integer >= n_active={n_active} (or None for "
                          f"all {n_components} components), got {n_candidates!r}")
     n_candidates = min(int(n_candidates), n_components)

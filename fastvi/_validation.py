@@ -17,6 +17,97 @@ from .sources import DEFAULT_CHUNK_ROWS, ChunkSource, as_source
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor or method argument of the wrong type or out of range.
+
+    Both a ValueError and a TypeError, as scikit-learn's own ``InvalidParameterError``
+    is, so code that catches either (scikit-learn's included) catches it; the message
+    names the parameter, what it must be and what it was.
+    """
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_integer(name, value, low=None, high=None, allow_none=False):
+    """``value`` as an int in [low, high], or InvalidParameterError naming ``name``.
+
+    Booleans are refused: ``n_components=True`` is a slip, not the integer 1.
+    """
+    if value is None and allow_none:
+        return None
+    if not _is_integer(value) or (low is not None and value < low) or (
+            high is not None and value > high):
+        bounds = _bounds_text(low, high)
+        none = " (or None)" if allow_none else ""
+        raise InvalidParameterError(f"{name} must be an integer{bounds}{none}, got {value!r}")
+    return int(value)
+
+
+def check_real(name, value, low=None, high=None, low_open=False, high_open=False,
+               allow_none=False):
+    """``value`` as a finite float in the interval, or InvalidParameterError naming it.
+
+    NaN and infinity are always refused: every real parameter of fastvi enters an update
+    or a step size, where a non-finite value would turn the fit into NaN silently (or into
+    a FloatingPointError far from its cause).
+    """
+    if value is None and allow_none:
+        return None
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+          and np.isfinite(value))
+    if ok:
+        number = float(value)
+        ok = not ((low is not None and (number <= low if low_open else number < low)) or
+                  (high is not None and (number >= high if high_open else number > high)))
+    if not ok:
+        low_sign = ">" if low_open else ">="
+        high_sign = "<" if high_open else "<="
+        bounds = ""
+        if low is not None and high is not None:
+            bounds = (f" in {'(' if low_open else '['}{low:g}, {high:g}"
+                      f"{')' if high_open else ']'}")
+        elif low is not None:
+            bounds = f" {low_sign} {low:g}"
+        elif high is not None:
+            bounds = f" {high_sign} {high:g}"
+        none = " (or None)" if allow_none else ""
+        raise InvalidParameterError(f"{name} must be a finite number{bounds}{none}, "
+                                    f"got {value!r}")
+    return number
+
+
+def check_bool(name, value):
+    """``value`` as a bool (numpy bools too), or InvalidParameterError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_finite_array(name, value):
+    """A user-given array parameter (``means_init``, ``mean_prior``, ...) as float64,
+    refused with its name when it is not numeric or holds NaN or infinity."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be an array of numbers, got "
+                                    f"{type(value).__name__}") from None
+    if not np.all(np.isfinite(array)):
+        raise InvalidParameterError(f"{name} contains NaN or infinity")
+    return array
+
+
+def _bounds_text(low, high):
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
 def check_random_state(seed):
     """A ``numpy.random.Generator`` from None, an int, a RandomState or a Generator.
 

@@ -164,12 +164,12 @@ class ArraySource(ChunkSource):
     prefetch = False
 
     def __init__(self, X, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None, label="X"):
+        self.chunk_rows = _check_chunk_rows(chunk_rows)
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
         check_shape(X.shape, X.dtype, label)
         self.X = X
         self.n_rows, self.n_features = X.shape
         self.dtype = _working_dtype(X.dtype, dtype)
-        self.chunk_rows = int(chunk_rows)
         self.label = label
 
     def _read(self, start, stop):
@@ -197,6 +197,7 @@ class HDF5Source(ChunkSource):
 
     def __init__(self, dataset, name=None, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None):
         import h5py
+        chunk_rows = _check_chunk_rows(chunk_rows)
         self._file = None
         if not isinstance(dataset, h5py.Dataset):
             path = os.fspath(dataset)
@@ -224,14 +225,18 @@ class HDF5Source(ChunkSource):
                 dataset = self._file[name]
         self.dataset = dataset
         self.label = f"{dataset.file.filename}:{dataset.name}"
-        check_shape(dataset.shape, dataset.dtype, self.label)
-        if np.dtype(dataset.dtype).kind != "f":
-            # An integer dataset in a file is far more often labels or counts than the
-            # features of a mixture; converting it silently would fit the wrong thing.
-            raise ValueError(f"{self.label} holds {dataset.dtype} values; fastvi fits "
-                             "real-valued data: store it as float32 or float64")
+        try:
+            check_shape(dataset.shape, dataset.dtype, self.label)
+            if np.dtype(dataset.dtype).kind != "f":
+                # An integer dataset in a file is far more often labels or counts than the
+                # features of a mixture; converting it silently would fit the wrong thing.
+                raise ValueError(f"{self.label} holds {dataset.dtype} values; fastvi fits "
+                                 "real-valued data: store it as float32 or float64")
+            self.dtype = _working_dtype(dataset.dtype, dtype)
+        except BaseException:
+            self.close()            # a file this source opened is not left open
+            raise
         self.n_rows, self.n_features = dataset.shape
-        self.dtype = _working_dtype(dataset.dtype, dtype)
         self.chunk_rows = aligned_chunk_rows(dataset, chunk_rows)
         self._map_ok = None
 
@@ -355,6 +360,12 @@ def check_shape(shape, dtype, label):
         raise ValueError(f"{label} has no rows (shape {shape})")
     if shape[1] == 0:
         raise ValueError(f"{label} has no features (shape {shape})")
+
+
+def _check_chunk_rows(chunk_rows):
+    """Rows per chunk as an int >= 1, refused by name before any file is opened."""
+    from ._validation import check_integer     # here: _validation imports this module
+    return check_integer("chunk_rows", chunk_rows, 1)
 
 
 def _working_dtype(stored, requested):
