@@ -8,7 +8,7 @@ Schema (format ``fastvi-amortized``, version 1)::
     /encoder/W0, ...                     the encoder's (absent for per-example inference)
     /psi                                 per-example (mu, log sigma) (per-example only)
 
-Files are written whole or not at all (``fastvi.io.atomic_path``).
+Files are written whole or not at all (``fastvi.io.atomic_h5``).
 """
 import inspect
 import json
@@ -20,7 +20,7 @@ from ._nn import MLP
 from .amortized import VAE
 from .ppca import PPCA
 from .checkpoint import estimator_params
-from .io import atomic_path
+from .io import atomic_h5
 
 FORMAT = "fastvi-amortized"
 FORMAT_VERSION = 1
@@ -37,7 +37,7 @@ def save_amortized(model, path):
     """Write a fitted ``VAE`` or ``PPCA`` to ``path``."""
     if not hasattr(model, "decoder_"):
         raise ValueError("only a fitted model can be saved")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_h5(path, "the model") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["class"] = type(model).__name__

@@ -48,7 +48,7 @@ from . import __version__
 from .cli_jobs import FitProgress, FitRecorder, JsonLog
 from .cli_jobs import fit_model as _fit_model
 from .cli_jobs import progress_bar as _progress
-from .io import (atomic_path, get_params, is_model_file, list_datasets, load_model,
+from .io import (OutputError, atomic_h5, get_params, is_model_file, list_datasets, load_model,
                  open_data, open_h5, open_source, open_sources, resolve_spec, save_model,
                  split_spec)
 
@@ -76,6 +76,8 @@ def _about(label):
     error in a corrupt chunk, too few rows), unless the message names it already."""
     try:
         yield
+    except OutputError:
+        raise                   # an output's error names the output, not the data
     except (ValueError, OSError) as exc:
         message = str(exc)
         if label in message:
@@ -526,7 +528,7 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
     source = _as_chunk_source(X, chunk_rows)
     n_rows, n_components = source.n_rows, model.means_.shape[0]
     chunk = min(source.chunk_rows, n_rows)
-    with atomic_path(output) as tmp, h5py.File(tmp, "w") as out:
+    with atomic_h5(output, "the predict output") as out:
         out.attrs.update(attrs or {})
         labels = out.create_dataset("labels", (n_rows,), dtype=np.int32, chunks=(chunk,))
         resp = (out.create_dataset("resp", (n_rows, n_components), dtype=np.float32,

@@ -12,10 +12,9 @@ held-out file: ``SeedSequence([seed, sample_seed], spawn_key=(2, block))``.
 """
 import os
 
-import h5py
 import numpy as np
 
-from .io import atomic_path
+from .io import atomic_h5
 
 BLOCK_ROWS = 65536
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -229,7 +228,7 @@ sample_seed
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
     stream = _row_stream(entropy, sample_seed)
     chunk_rows = min(chunk_rows, n_samples)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_h5(path, "the data file") as f:
         f.attrs.update({"generator": "fastvi.datasets.write_mixture_h5",
                         "fastvi_version": __version__, "seed": str(entropy),
                         "n_samples": n_samples, "n_features": n_features,

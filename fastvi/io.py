@@ -54,6 +54,7 @@ saved one did.  Files are written to a temporary name in the target directory an
 into place, so a reader never sees half a file.
 """
 import inspect
+import io
 import json
 import numbers
 import os
@@ -210,6 +211,191 @@ def atomic_path(path, mode=None):
         except FileNotFoundError:
             pass
         raise
+
+
+class OutputError(OSError):
+    """An output could not be written (full disk, read-only file system, a directory in
+    the way, ...).  The message names the output (``cannot write the model 'm.h5': No
+    space left on device``), never a temporary file; ``errno`` is the system's."""
+
+
+def output_error(what, path, exc):
+    """An ``OutputError`` for ``exc`` (an OSError) raised while writing ``what path``."""
+    if isinstance(exc, OutputError):
+        return exc
+    reason = getattr(exc, "strerror", None) or str(exc)
+    error = OutputError(f"cannot write {what} {os.fspath(path)!r}: {reason}")
+    error.errno = getattr(exc, "errno", None)
+    return error
+
+
+def _output_directory(path, what):
+    """The directory of ``path``, which must exist (an OutputError says so otherwise)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise OutputError(f"cannot write {what} {os.fspath(path)!r}: directory "
+                          f"{directory!r} does not exist")
+    return directory
+
+
+def check_writable(path, what):
+    """Fail now, not after hours of work, if ``path`` cannot be written atomically.
+
+    Creates and removes a temporary file in the directory of ``path`` (as ``atomic_path``
+    will), so a read-only file system, a directory without write permission, a missing
+    directory or a directory at ``path`` are all found before the work starts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file.
+    what : str
+        How messages name it (``"the model"``, ``"the predict output"``, ...).
+
+    Raises
+    ------
+    OutputError
+        With a message naming ``what`` and ``path`` and what is wrong.
+    """
+    path = os.fspath(path)
+    directory = _output_directory(path, what)
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {what} {path!r}: it is a directory")
+    try:
+        os.remove(_make_temp(path, directory))
+    except OSError as exc:
+        raise output_error(what, path, exc) from None
+
+
+class _WriteGuard(io.RawIOBase):
+    """The file object an HDF5 file is written through (h5py's ``fileobj`` driver).
+
+    HDF5 2.0 cannot recover from a write that fails while it closes a file: the close
+    fails, the file stays half-closed, and the next attempt to close it (h5py's
+    ``ObjectID.__dealloc__`` at garbage collection, or the library's shutdown) crashes the
+    interpreter with a segmentation fault.  So the first failed write is kept in
+    ``error``; while ``strict`` it is raised (the writing code stops at once), and every
+    later write is discarded as if it had succeeded, so that closing always succeeds and
+    the temporary file can be removed.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self._file = open(path, "r+b", buffering=0)
+        self.error = None
+        self.strict = True
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        return self._file.seek(offset, whence)
+
+    def tell(self):
+        return self._file.tell()
+
+    def readinto(self, buffer):
+        return self._file.readinto(buffer)
+
+    def write(self, data):
+        if self.error is None:
+            try:
+                return self._file.write(data)
+            except OSError as exc:
+                self.error = exc
+        if self.strict:
+            raise OSError(self.error.errno, self.error.strerror)
+        return len(data)
+
+    def truncate(self, size=None):
+        if self.error is None:
+            try:
+                return self._file.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def sync(self):
+        """fsync: the file is on disk before it is renamed into place."""
+        if self.error is None:
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                self.error = exc
+
+    def close(self):
+        super().close()
+        self._file.close()
+
+
+@contextmanager
+def atomic_h5(path, what, mode=None, **kwargs):
+    """Write an HDF5 file atomically: yield it open for writing, rename it into place.
+
+    ``atomic_path`` for an HDF5 file, safe on a full disk: a failed write (no space left,
+    a file size limit, an I/O error) ends in one ``OutputError`` naming ``what`` and
+    ``path``, the temporary file is closed and removed, and ``path`` is untouched.  Errors
+    of the block itself (a bad input chunk, Ctrl-C) propagate unchanged.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file name.
+    what : str
+        How error messages name the file (``"the model"``, ``"the checkpoint"``).
+    mode : int, optional
+        Permission bits of the file, as ``atomic_path`` (default ``0o666 & ~umask``).
+    **kwargs
+        More arguments of ``h5py.File`` (``libver``, ...).
+
+    Yields
+    ------
+    h5py.File
+        Open in mode ``"w"``; it is closed when the block ends.
+
+    Raises
+    ------
+    OutputError
+        The file could not be written.
+    """
+    _output_directory(path, what)
+    block_error = None
+    try:
+        with atomic_path(path, mode) as tmp:
+            guard = _WriteGuard(tmp)
+            try:
+                h5 = h5py.File(guard, "w", **kwargs)
+            except BaseException:
+                guard.close()
+                raise
+            try:
+                yield h5
+            except BaseException as exc:
+                guard.strict = False    # from here every write is discarded: close succeeds
+                h5.close()
+                guard.close()
+                if guard.error is not None:
+                    raise output_error(what, path, guard.error) from None
+                block_error = exc
+                raise
+            guard.strict = False
+            h5.close()                  # flushes the metadata and the cached chunks
+            guard.sync()
+            guard.close()
+            if guard.error is not None:
+                raise output_error(what, path, guard.error) from None
+    except OSError as exc:
+        # The block's own errors (a bad input chunk) are not the output's.
+        if exc is block_error or isinstance(exc, OutputError):
+            raise
+        # Making, renaming or setting the mode of the file failed.
+        raise output_error(what, path, exc) from None
 
 
 # ----------------------------------------------------------------------------- data
@@ -572,7 +758,7 @@ def save_model(path, estimator):
                         f"BayesianGaussianMixture, got {name}")
     _check_fitted(estimator)
     params, arrays = get_params(estimator)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_h5(path, "the model") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["fastvi_version"] = __version__
