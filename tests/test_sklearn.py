@@ -166,7 +166,7 @@ def test_random_from_data_never_picks_a_zero_weight_row():
     # one M-step on nearest-centre labels whose centres are the three weighted rows
     np.testing.assert_allclose(np.sort(model.means_[:, 0]), np.sort(X[[0, 40, 80], 0]))
     weights[40] = weights[80] = 0.0
-    with pytest.raises(ValueError, match="nonzero weight"):
+    with pytest.raises(ValueError, match="rows of nonzero sample_weight, got 1"):
         fastvi.GaussianMixture(3, init_params="random_from_data").fit(X, sample_weight=weights)
 
 
