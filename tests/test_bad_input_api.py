@@ -29,7 +29,8 @@ def _weights(n_nonzero):
 
 
 # (id, estimator class, constructor kwargs, how it is called, message regex)
-# "fit", "partial_fit": called on X; a callable: called with the estimator.
+# "fit", "partial_fit": called on X; (description, function): the function is called with
+# the estimator.
 API_CASES = [
     ("n_components=True", GaussianMixture, {"n_components": True}, "fit",
      r"n_components must be an integer >= 1, got True"),
@@ -95,33 +96,33 @@ API_CASES = [
     ("dtype='int32'", GaussianMixture, {"dtype": "int32"}, "fit",
      r"dtype must be float32 or float64, got 'int32'"),
     ("resume='x'", GaussianMixture, {},
-     lambda est: est.fit(X, resume="x"),
+     ("fit(X, resume=\"x\")", lambda est: est.fit(X, resume="x")),
      r"resume must be a FitState \(the state that fastvi.load_checkpoint returns\), got str"),
     ("fewer weighted rows than K", GaussianMixture, {"n_components": 3},
-     lambda est: est.fit(X, sample_weight=_weights(2)),
+     ("fit(X, sample_weight=w), 2 rows nonzero", lambda est: est.fit(X, sample_weight=_weights(2))),
      r"Expected at least n_components = 3 rows of nonzero sample_weight, got 2"),
     ("fewer weighted rows than K, random_from_data", BayesianGaussianMixture,
      {"n_components": 4, "init_params": "random_from_data"},
-     lambda est: est.fit(X, sample_weight=_weights(3)),
+     ("fit(X, sample_weight=w), 3 rows nonzero", lambda est: est.fit(X, sample_weight=_weights(3))),
      r"Expected at least n_components = 4 rows of nonzero sample_weight, got 3"),
     ("sample_weight negative", GaussianMixture, {},
-     lambda est: est.fit(X, sample_weight=-np.ones(ROWS)),
+     ("fit(X, sample_weight=-1 everywhere)", lambda est: est.fit(X, sample_weight=-np.ones(ROWS))),
      r"Negative values in data passed to `sample_weight`"),
     ("sample_weight wrong length", GaussianMixture, {},
-     lambda est: est.fit(X, sample_weight=np.ones(ROWS - 1)),
+     ("fit(X, sample_weight of 179 for 180 rows)", lambda est: est.fit(X, sample_weight=np.ones(ROWS - 1))),
      r"sample_weight.shape == \(179,\), expected \(180,\)"),
     ("X with NaN", GaussianMixture, {},
-     lambda est: est.fit(np.where(np.arange(ROWS)[:, None] == 7, np.nan, X)),
+     ("fit(X) with NaN in row 7", lambda est: est.fit(np.where(np.arange(ROWS)[:, None] == 7, np.nan, X))),
      r"contains NaN or infinity \(first at row 7\)"),
-    ("X 1-D", GaussianMixture, {}, lambda est: est.fit(X[:, 0]),
+    ("X 1-D", GaussianMixture, {}, ("fit(X[:, 0])", lambda est: est.fit(X[:, 0])),
      r"Expected 2D array, got 1D array"),
     ("X fewer rows than K", GaussianMixture, {"n_components": 5},
-     lambda est: est.fit(X[:4]),
+     ("fit(X[:4])", lambda est: est.fit(X[:4])),
      r"Expected n_samples >= n_components but got n_components = 5, n_samples = 4"),
-    ("predict before fit", GaussianMixture, {}, lambda est: est.predict(X),
+    ("predict before fit", GaussianMixture, {}, ("predict(X) before fit", lambda est: est.predict(X)),
      r"This GaussianMixture instance is not fitted yet"),
     ("predict other width", GaussianMixture, {},
-     lambda est: est.fit(X).predict(X[:, :2]),
+     ("fit(X).predict(X[:, :2])", lambda est: est.fit(X).predict(X[:, :2])),
      r"X has 2 features, but GaussianMixture is expecting 3 features as input"),
 ]
 
@@ -136,7 +137,7 @@ def test_bad_api_input_is_one_clear_value_error(case):
         elif call == "partial_fit":
             estimator.partial_fit(X)
         else:
-            call(estimator)
+            call[1](estimator)
 
 
 def test_parameter_errors_are_also_type_errors():
@@ -266,3 +267,28 @@ def test_errors_doc_lists_api_cases():
     api = text[text.index("## Python API"):] if "## Python API" in text else ""
     missing = [case[0] for case in API_CASES if f"`{case[0]}`" not in api]
     assert not missing, f"docs/errors.md's Python API section lacks {missing}"
+
+
+def _shown(value):
+    if isinstance(value, np.ndarray):
+        return f"<{value.shape} array of {value.flat[0]}>"
+    return repr(value)
+
+
+def api_table():
+    """The Python API rows of docs/errors.md, rendered from ``API_CASES`` (run this file
+    with ``python tests/test_bad_input_api.py`` to print them)."""
+    lines = ["| case | call | ValueError message (start) |",
+             "|---|---|---|"]
+    for name, cls, kwargs, call, message in API_CASES:
+        shown = ", ".join(f"{k}={_shown(v)}" for k, v in kwargs.items())
+        how = f"`{cls.__name__}({shown}).{call if isinstance(call, str) else call[0]}`"
+        if isinstance(call, str):
+            how = how[:-1] + "(X)`"
+        text = message.replace("\\", "")          # the regular expression, read as text
+        lines.append(f"| `{name}` | {how.replace('|', '/')} | {text} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(api_table())
