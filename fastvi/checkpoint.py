@@ -23,29 +23,31 @@ Version 1 was a pickle; such files are refused with a message, not unpickled.
                      order included) and shape, stacked
 
 A JSON tree is made of JSON's null, booleans, integers (of any size), strings and finite
-floats, and of objects with one tag key that say what they stand for:
+floats, and of objects with a tag key that says what they stand for:
 
-==================================  ==========================================================
-``{"list": [...]}``                 a list; ``{"tuple": [...]}`` a tuple
-``{"dict": {...}}``                 a dict with str keys; ``{"items": [[k, v], ...]}`` any keys
-``{"float": "inf"}``                ``inf``, ``-inf`` or ``nan``
-``{"array": i, "index": j, ...}``   ``/arrays/<i>[j]``, with its ``"dtype"`` and ``"shape"``;
-                                    ``"order": "F"`` if it was Fortran-ordered
-``{"objects": [...], ...}``         an array of dtype object or str, its items in C order
-``{"scalar": "<f4", "value": v}``   a numpy scalar (its type kept: float32 stays float32)
-``{"dtype": "<f8"}``                a ``numpy.dtype``; ``{"nptype": "<f8"}`` a scalar type
-``{"generator": "PCG64", ...}``     a ``numpy.random.Generator``: its bit generator's
-                                    name and ``state`` (PCG64's has 128-bit integers)
-``{"random_state": {...}}``         a legacy ``numpy.random.RandomState``
-``{"object": "fastvi._loop.        an instance of a listed class: its attributes (or what
-FitState", "state": {...}}``        the class's own ``__getstate__`` gives)
-``{"ref": n}``                      the object tagged ``"id": n`` earlier in the trees
-==================================  ==========================================================
+* ``{"list": [...]}``, ``{"tuple": [...]}``: a list, a tuple;
+* ``{"dict": {...}}``: a dict with str keys; ``{"items": [[k, v], ...]}``: any keys;
+* ``{"float": "inf"}``: ``inf``, ``-inf`` or ``nan``;
+* ``{"array": i, "index": j, "dtype": "<f8", "shape": [...]}``: ``/arrays/<i>[j]``, with
+  ``"order": "F"`` if it was Fortran-ordered;
+* ``{"objects": [...], "dtype": "|O", "shape": [...]}``: an array of dtype object or
+  str (feature names), its items in C order;
+* ``{"scalar": "<f4", "value": v}``: a numpy scalar, of its own type;
+* ``{"dtype": "<f8"}``: a ``numpy.dtype``; ``{"nptype": "<f4"}``: a scalar type such as
+  ``numpy.float32``;
+* ``{"generator": "PCG64", "state": {...}}``: a ``numpy.random.Generator``, by its bit
+  generator's name and state (PCG64's has 128-bit integers); ``{"random_state": {...}}``:
+  a legacy ``numpy.random.RandomState``;
+* ``{"object": "fastvi._loop.FitState", "state": {...}}``: an instance of a listed class,
+  made by ``cls.__new__`` and given its attributes (or, for a class with its own
+  ``__getstate__``/``__setstate__``, what they give and take);
+* ``{"ref": n}``: the object tagged ``"id": n`` earlier in the trees.
 
 An object referenced twice (the parameter list an ``Adam`` shares with its ``MLP``, the
 generator that is also the estimator's ``random_state``) is written once and gets an
 ``"id"``; later occurrences are ``{"ref": n}``, so the loaded state shares it as the
-written one did.  A memoized fit caches statistics of every chunk: stacking arrays of
+written one did.  A dataclass field that a file lacks (one added to ``FitState`` since)
+gets the field's default.  A memoized fit caches statistics of every chunk: stacking arrays of
 one dtype and shape makes that cache a handful of datasets (one of all the chunks'
 ``s2``, ...) rather than four per chunk, which took seconds to write and read at 2000
 chunks.  The trees are datasets, not attributes, because such a cache makes the state
