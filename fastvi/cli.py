@@ -7,7 +7,7 @@ commands in ``cli_amortized.py``.)
 Every subcommand streams its data chunk by chunk, so files larger than memory work.  Bad
 input (a missing file or dataset, wrong shape or dtype, a corrupt file, a model that does
 not fit the data) ends with ``fastvi: error: <message>`` on stderr and exit status 2
-(set the environment variable ``FASTVI_DEBUG=1`` to see the traceback instead).
+(``--debug``, or the environment variable ``FASTVI_DEBUG=1``, shows the traceback too).
 
 ``fastvi fit`` is made for long batch jobs:
 
@@ -26,8 +26,9 @@ not fit the data) ends with ``fastvi: error: <message>`` on stderr and exit stat
   progress bar (rows/s, the bound after each pass) is drawn on stderr when it is a
   terminal (``--progress`` forces it).
 
-Exit status: 0 success, 2 bad usage or bad input, 130 interrupted (Ctrl-C), 143 stopped
-by SIGTERM.
+Exit status: 0 success, 1 an internal error (a bug: one line, the traceback with
+``--debug``), 2 bad usage or bad input (one line ``fastvi: error: ...``; docs/errors.md
+lists them), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 """
 import argparse
 import functools
@@ -39,18 +40,25 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 
 import h5py
 import numpy as np
 
 from . import __version__
+from .checkpoint import Checkpointer
 from .cli_jobs import FitProgress, FitRecorder, JsonLog
+from .cli_jobs import finite_float as _finite_float
+from .cli_jobs import finite_non_negative_float as _finite_non_negative_float
+from .cli_jobs import integer as _integer
+from .cli_jobs import non_negative_int as _non_negative_int
+from .cli_jobs import positive_int as _positive_int
 from .cli_jobs import fit_model as _fit_model
 from .cli_jobs import progress_bar as _progress
-from .io import (OutputError, atomic_h5, get_params, is_model_file, list_datasets, load_model,
-                 open_data, open_h5, open_source, open_sources, resolve_spec, save_model,
-                 split_spec)
+from .io import (OutputError, atomic_h5, check_writable, get_params, is_model_file,
+                 list_datasets, load_model, open_data, open_h5, open_source, open_sources,
+                 output_error, resolve_spec, save_model, split_spec)
 
 PREDICT_CHUNK_ROWS = 65536
 DEMO_N_SAMPLES = 2_000_000
@@ -59,6 +67,7 @@ DEMO_BATCH_SIZE = 65536
 DEMO_TOL = 1e-3
 CHECKPOINT_SUFFIX = ".ckpt"
 CHECKPOINT_EVERY_SECONDS = 60.0
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -232,13 +241,29 @@ def _chunk_rows(model):
     return int(model.chunk_size)
 
 
-def _check_writable(path, what):
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {what} {path!r}: directory {directory!r} "
-                                "does not exist")
+class NamedCheckpointer(Checkpointer):
+    """A ``Checkpointer`` whose failed writes (a full disk) name the checkpoint: the fit
+    loop calls it while it reads the data, whose name would be blamed otherwise."""
+
+    def write(self, state):
+        try:
+            super().write(state)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _is_h5py_error(exc):
+                raise
+            raise output_error("the checkpoint", self.path, exc) from None
+
+
+def _check_log_writable(path):
+    """The log is appended to (``--resume``) or rewritten in place: it must be a writable
+    file, or one that can be made."""
     if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot write {what} {path!r}: it is a directory")
+        raise OutputError(f"cannot write the log {path!r}: it is a directory")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"cannot write the log {path!r}: Permission denied")
+    else:
+        check_writable(path, "the log")
 
 
 def _check_outputs(args, checkpoint_path, sources):
@@ -361,7 +386,11 @@ def _where(n_done, position, n_chunks):
 def cmd_fit(args):
     started = time.perf_counter()
     checkpoint_path = args.checkpoint or args.output + CHECKPOINT_SUFFIX
-    _check_writable(args.output, "the model")
+    # Every output is checked before the data are read: a read-only folder or a directory
+    # in the way is found now, not after hours of fitting.
+    check_writable(args.output, "the model")
+    if args.log is not None:
+        _check_log_writable(args.log)
     if args.resume:
         model, meta, state = _load_resume(args, checkpoint_path)
         data_specs, validation_specs = meta["data"], meta.get("validation")
@@ -369,6 +398,8 @@ def cmd_fit(args):
         model = _build_model(args)
         meta = state = None
         data_specs, validation_specs = args.data, args.validation
+    # The parameters too, so that their errors are not blamed on the data.
+    model._check_parameters()
     use_checkpoint = not args.no_checkpoint
     if use_checkpoint and model.n_init > 1:
         if args.checkpoint is not None or args.checkpoint_chunks is not None:
@@ -382,7 +413,7 @@ def cmd_fit(args):
                          "add --resume to continue that fit, or remove the file to start "
                          "afresh")
     if use_checkpoint:
-        _check_writable(checkpoint_path, "the checkpoint")
+        check_writable(checkpoint_path, "the checkpoint")
 
     chunk_rows = _chunk_rows(model)
     source = open_sources(data_specs, chunk_rows)
@@ -418,14 +449,13 @@ def cmd_fit(args):
 
 def _run_fit(args, model, source, validation, meta, state, checkpoint_path, started):
     from ._loop import FitInterrupted
-    from .checkpoint import Checkpointer
     checkpointer = None
     if checkpoint_path is not None:
         every = args.checkpoint_every if args.checkpoint_every > 0 else None
         # keep=True: the estimator's fit leaves the file, which is removed here only
         # once the model is saved (a crash in between can still resume).
-        checkpointer = Checkpointer(checkpoint_path, every_chunks=args.checkpoint_chunks,
-                                    every_seconds=every, meta=meta, keep=True)
+        checkpointer = NamedCheckpointer(checkpoint_path, every_chunks=args.checkpoint_chunks,
+                                         every_seconds=every, meta=meta, keep=True)
     n_done, position, n_chunks, done_rows = (_position(state, source) if state is not None
                                              else (0, 0, source.n_chunks, 0))
     if state is not None:
@@ -455,7 +485,14 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
         if state is not None:
             print(f"resumed      from {checkpoint_path} (after "
                   f"{_where(n_done, position, n_chunks)})")
-        save_model(args.output, model)
+        try:
+            save_model(args.output, model)
+        except OutputError as exc:
+            if checkpoint_path is None or not os.path.exists(checkpoint_path):
+                raise
+            raise OutputError(f"{exc}; the checkpoint {checkpoint_path!r} holds the finished "
+                              f"fit: make room and save it with: {_resume_command(args)}"
+                              ) from None
         print(f"saved        {args.output}")
         if checkpoint_path is not None and os.path.exists(checkpoint_path):
             os.remove(checkpoint_path)
@@ -497,6 +534,7 @@ def _interrupted(args, state, source, checkpointer, terminated, log):
 
 def cmd_make_data(args):
     from .datasets import write_mixture_h5
+    check_writable(args.out, "the data file")
     start = time.perf_counter()
     write_mixture_h5(args.out, args.n_samples, args.n_features, args.n_components,
                      separation=args.separation, covariance_type=args.cov, dtype=args.dtype,
@@ -558,6 +596,7 @@ def cmd_predict(args):
     for other in (args.model, _spec_path(args.data)):
         if _same_file(args.output, other):
             raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
+    check_writable(args.output, "the predict output")      # before the work, not after
     model = load_model(args.model)
     source = open_source(args.data, chunk_rows=args.chunk_size)
     with source as X, _about(source.label):
@@ -645,8 +684,12 @@ def cmd_info(args):
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic == b"\x93NUMPY" or path.lower().endswith(".npy"):
-        with open_data(path) as X:
-            lines = [f"{path}: NumPy file", f"  shape {X.shape}, {X.dtype}"]
+        # Not open_data: info describes any .npy file, even one fastvi would not fit.
+        try:
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"cannot read {path!r} as a .npy file: {exc}") from None
+        lines = [f"{path}: NumPy file", f"  shape {X.shape}, {X.dtype}"]
     elif is_model_file(path):
         lines = _info_model(path)
     elif is_amortized_file(path):
@@ -709,27 +752,6 @@ def cmd_demo(args):
 
 # ----------------------------------------------------------------------------- parser
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text):
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 FIT_EPILOG = """\
 examples:
   fastvi fit data.h5:/X --k 16 --model bgmm -o model.h5
@@ -745,11 +767,25 @@ and data from the checkpoint: DATA and the model options may be left out (given,
 must agree with it); --threads, --verbose, --log and --progress may change."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, as every other error of the command."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"fastvi: error: {message} (see: {self.prog} --help)\n")
+
+
+def _add_debug(parser):
+    # SUPPRESS: a subcommand's parser leaves a --debug given before the subcommand alone.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error (also FASTVI_DEBUG=1)")
+
+
 def build_parser():
     """The argparse parser of the ``fastvi`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastvi", description="Streaming EM and variational Bayes for Gaussian mixtures.")
     parser.add_argument("--version", action="version", version=f"fastvi {__version__}")
+    _add_debug(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("make-data", help="write a generated Gaussian mixture to HDF5")
@@ -764,7 +800,7 @@ def build_parser():
                    help="draw the rows with this seed instead: other rows from the same "
                         "mixture as --seed gives, e.g. a held-out file")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--separation", type=float, default=4.0,
+    p.add_argument("--separation", type=_finite_non_negative_float, default=4.0,
                    help="minimum distance of two means, in standard deviations (4)")
     p.add_argument("--cov", choices=("full", "tied", "diag", "spherical"), default="full",
                    help="structure of the true covariances (full)")
@@ -786,23 +822,24 @@ def build_parser():
     g.add_argument("--init", choices=("kmeans", "k-means++", "random", "random_from_data"))
     g.add_argument("--n-init", type=_positive_int,
                    help="initialisations, best kept (1; more disables checkpoints)")
-    g.add_argument("--seed", type=int, help="random seed (0)")
-    g.add_argument("--reg-covar", type=float)
+    g.add_argument("--seed", type=_non_negative_int, help="random seed (0)")
+    g.add_argument("--reg-covar", type=_finite_non_negative_float,
+                   help="added to the covariances (gmm) or the prior's (bgmm) (1e-6)")
     g = p.add_argument_group("algorithm")
     g.add_argument("--algorithm", choices=("batch", "stochastic", "memoized"),
                    help="exact passes, stochastic VB / stepwise EM, or memoized (batch)")
     g.add_argument("--passes", "--max-iter", dest="max_iter", type=_non_negative_int,
                    metavar="N", help="most passes over the data (100)")
-    g.add_argument("--tol", type=float,
+    g.add_argument("--tol", type=_finite_non_negative_float,
                    help="stop when the bound per row changes less (gmm 1e-3, bgmm 1e-5); "
                         "the stochastic algorithm judges the held-out value when "
                         "--validation is given")
     g.add_argument("--batch-size", type=_positive_int, metavar="ROWS",
                    help="rows per minibatch of stochastic and memoized (--chunk-size); "
                         "rounded up to the HDF5 chunking")
-    g.add_argument("--tau", type=_non_negative_float, metavar="TAU",
+    g.add_argument("--tau", type=_finite_non_negative_float, metavar="TAU",
                    help="learning offset of the step size (t + tau)^-kappa (10)")
-    g.add_argument("--kappa", type=float, metavar="KAPPA",
+    g.add_argument("--kappa", type=_finite_float, metavar="KAPPA",
                    help="learning decay, in (0.5, 1] (0.7)")
     g.add_argument("--no-shuffle", dest="shuffle", action="store_const", const=False,
                    help="visit the minibatches in file order (default: a new random order "
@@ -818,7 +855,7 @@ def build_parser():
                         "of memory (N x L int32)")
     g.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
                    help="rows per read and kernel call (65536)")
-    g.add_argument("--threads", type=int, help="compute threads (-1: all)")
+    g.add_argument("--threads", type=_integer, help="compute threads (-1: all)")
     g = p.add_argument_group("input and output")
     g.add_argument("-o", "--output", required=True, metavar="MODEL.h5")
     g.add_argument("--validation", metavar="DATA", action="append",
@@ -831,7 +868,7 @@ def build_parser():
     g.add_argument("--verbose", action="store_true", help="print every pass")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (MODEL.h5.ckpt)")
-    g.add_argument("--checkpoint-every", type=_non_negative_float, metavar="SECONDS",
+    g.add_argument("--checkpoint-every", type=_finite_non_negative_float, metavar="SECONDS",
                    default=CHECKPOINT_EVERY_SECONDS,
                    help="write it every SECONDS (60; 0: only after passes and on Ctrl-C)")
     g.add_argument("--checkpoint-chunks", type=_positive_int, metavar="N",
@@ -869,14 +906,24 @@ def build_parser():
                    default=DEMO_PASSES, metavar="N")
     p.add_argument("--batch-size", type=_positive_int, default=DEMO_BATCH_SIZE,
                    metavar="ROWS")
-    p.add_argument("--tol", type=float, default=DEMO_TOL)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tol", type=_finite_non_negative_float, default=DEMO_TOL)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", metavar="DIR", help="keep the data and model here")
     p.set_defaults(func=cmd_demo)
 
     from .cli_amortized import add_parser as add_amortized
-    add_amortized(sub, _positive_int)
+    add_amortized(sub)
+    _add_debug_everywhere(sub)
     return parser
+
+
+def _add_debug_everywhere(subparsers):
+    """``--debug`` after any subcommand too (``fastvi fit ... --debug``)."""
+    for parser in subparsers.choices.values():
+        _add_debug(parser)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug_everywhere(action)
 
 
 def _check_fit_args(parser, args):
@@ -889,8 +936,26 @@ def _check_fit_args(parser, args):
                      "(unless --resume)")
 
 
+def _is_h5py_error(exc):
+    """Whether ``exc`` was raised inside h5py (its RuntimeErrors are failed reads and
+    writes of a file, not bugs of fastvi)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}h5py{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _one_line(text):
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def main(argv=None):
     """Run the ``fastvi`` command; return its exit status.
+
+    Bad usage or input (``ValueError``, ``OSError``, ``KeyError``, an h5py
+    ``RuntimeError``) prints one line ``fastvi: error: <message>``; any other exception
+    is a bug and prints ``fastvi: internal error: <Type>: <message>``.  ``--debug`` (or
+    ``FASTVI_DEBUG=1``) prints the traceback before that line.
 
     Parameters
     ----------
@@ -900,8 +965,8 @@ def main(argv=None):
     Returns
     -------
     int
-        0 on success, 2 on bad usage or bad input, 130 when interrupted (Ctrl-C), 143 when
-        stopped by SIGTERM.
+        0 on success, 1 on an internal error, 2 on bad usage or bad input, 130 when
+        interrupted (Ctrl-C), 143 when stopped by SIGTERM.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -915,18 +980,25 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     args.argv = argv
+    debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
     try:
         return args.func(args)
-    except (ValueError, OSError, KeyError) as exc:
-        if os.environ.get("FASTVI_DEBUG"):
-            raise                   # the traceback, for a suspected bug rather than bad input
-        # KeyError's str() is the repr of its argument; print the message itself.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"fastvi: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("fastvi: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, (ValueError, OSError, KeyError)) or (
+                isinstance(exc, RuntimeError) and _is_h5py_error(exc)):
+            # KeyError's str() is the repr of its argument; print the message itself.
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"fastvi: error: {_one_line(message)}", file=sys.stderr)
+            return EXIT_USAGE
+        hint = "" if debug else " (run with --debug for the traceback)"
+        summary = ": ".join(filter(None, (type(exc).__name__, _one_line(exc))))
+        print(f"fastvi: internal error: {summary}{hint}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

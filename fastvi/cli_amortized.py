@@ -39,7 +39,11 @@ def _print_report(report):
 
 def cmd_fit(args):
     from . import PPCA, VAE
-    from .io import open_source
+    from .io import check_writable, open_source
+    checkpoint_path = args.checkpoint or args.output + ".ckpt"
+    # Before the work: a read-only or missing folder is found now, not after the epochs.
+    check_writable(args.output, "the model")
+    check_writable(checkpoint_path, "the checkpoint")
     source = open_source(args.data, chunk_rows=args.chunk_size)
     common = dict(encoder_hidden=_widths(args.encoder_hidden), activation=args.activation,
                   inference=args.inference, refine_steps=args.refine_steps,
@@ -51,15 +55,14 @@ def cmd_fit(args):
     else:
         model = VAE(args.latent, decoder_hidden=_widths(args.decoder_hidden),
                     likelihood=args.likelihood, **common)
-    checkpoint_path = args.checkpoint or args.output + ".ckpt"
     resume = None
     if args.resume:
         from .checkpoint import load_checkpoint
         resume, _ = load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
-    from .checkpoint import Checkpointer
+    from .cli import NamedCheckpointer
     # keep=True: the file goes only once the model is saved (see below).
-    checkpointer = Checkpointer(checkpoint_path, every_seconds=None, keep=True)
+    checkpointer = NamedCheckpointer(checkpoint_path, every_seconds=None, keep=True)
     first_epoch = 0 if resume is None else resume.epochs
     started = time.perf_counter()
     try:
@@ -190,8 +193,9 @@ def cmd_demo(args):
     return 0
 
 
-def add_parser(sub, positive_int):
+def add_parser(sub):
     """Register ``amortized`` and its subcommands on the main parser's subparsers."""
+    from .cli_jobs import (finite_positive_float, non_negative_int, positive_int)
     p = sub.add_parser("amortized", help="amortized VI: PPCA and VAEs (fit, gap, demo)")
     inner = p.add_subparsers(dest="amortized_command", metavar="COMMAND", required=True)
 
@@ -208,13 +212,13 @@ def add_parser(sub, positive_int):
     f.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default="gaussian")
     f.add_argument("--inference", choices=("amortized", "per_example", "semi_amortized"),
                    default="amortized")
-    f.add_argument("--refine-steps", type=int, default=10)
+    f.add_argument("--refine-steps", type=non_negative_int, default=10)
     f.add_argument("--epochs", type=positive_int, default=20)
     f.add_argument("--batch-size", type=positive_int, default=128)
-    f.add_argument("--learning-rate", type=float, default=1e-3)
+    f.add_argument("--learning-rate", type=finite_positive_float, default=1e-3)
     f.add_argument("--chunk-size", type=positive_int, default=65536)
     f.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=non_negative_int, default=0)
     f.add_argument("--checkpoint", metavar="PATH",
                    help="written after every epoch (MODEL.h5.ckpt; removed at the end)")
     f.add_argument("--resume", action="store_true",
@@ -237,5 +241,5 @@ def add_parser(sub, positive_int):
 
     d = inner.add_parser("demo", help="a VAE on scikit-learn's bundled digits, its gaps")
     d.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=non_negative_int, default=0)
     d.set_defaults(func=cmd_demo)

@@ -1,12 +1,18 @@
-"""What the long ``fastvi`` jobs share: progress bars, the JSON log, warnings.
+"""What the ``fastvi`` commands share: argument types, progress bars, the JSON log,
+warnings.
 
-Kept apart from ``fastvi.cli`` (the subcommands and the parser).
+Kept apart from ``fastvi.cli`` (the subcommands and the parser) and used by
+``fastvi.cli_amortized`` too.
+
+The argument types refuse a bad number while the command line is parsed, so the error
+names the option (``argument --seed: must be >= 0, got -1``) and no work has started.
 
 Progress bars are drawn on stderr, only when it is a terminal unless a command's
 ``--progress`` forces them.  ``fit`` draws one bar per pass over the rows, which ends at
 100% when the pass ends; the description counts the passes (``fit pass 3/100``), the
 postfix holds the bound (and the held-out value) after the last pass.
 """
+import argparse
 import json
 import math
 import sys
@@ -14,6 +20,66 @@ import time
 import warnings
 
 import numpy as np
+
+from .io import output_error
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def _number(text, kind, what):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def integer(text):
+    """An integer option (any sign)."""
+    return _number(text, int, "an integer")
+
+
+def positive_int(text):
+    """An integer option >= 1."""
+    value = integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    """An integer option >= 0."""
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def finite_float(text):
+    """A real option: finite (``inf``, ``nan`` and overflowing ``1e999`` are refused,
+    since they end in NaN parameters or a FloatingPointError deep in a fit)."""
+    value = _number(text, float, "a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def finite_non_negative_float(text):
+    """A finite real option >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def finite_positive_float(text):
+    """A finite real option > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+# ----------------------------------------------------------------------------- jobs
 
 
 def progress_bar(iterable=None, enabled=None, **kwargs):
@@ -96,23 +162,36 @@ class JsonLog:
         self.path = path
         self._start = time.perf_counter() if start is None else start
         self._file = None
+        self._failed = False
         if path is not None:
             try:
                 self._file = open(path, "a" if append else "w", encoding="utf-8")
             except OSError as exc:
-                raise OSError(f"cannot write the log {path!r}: {exc.strerror or exc}") from None
+                raise output_error("the log", path, exc) from None
 
     def write(self, record):
-        if self._file is None:
+        """Append one event; a failed write (a full disk) raises ``OutputError``."""
+        if self._file is None or self._failed:
             return
         line = {**record, "time": time.time(), "wall": time.perf_counter() - self._start}
-        self._file.write(json.dumps(_jsonable(line), allow_nan=False, default=str) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(_jsonable(line), allow_nan=False, default=str) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self._failed = True         # the job stops on this error: write nothing more
+            raise output_error("the log", self.path, exc) from None
 
     def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file; after a failed write its unwritten buffer is dropped quietly
+        (the failure was reported once already)."""
+        if self._file is None:
+            return
+        handle, self._file = self._file, None
+        try:
+            handle.close()
+        except OSError as exc:
+            if not self._failed:
+                raise output_error("the log", self.path, exc) from None
 
 
 class FitProgress:

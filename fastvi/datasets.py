@@ -36,8 +36,9 @@ def _check_args(n_samples, n_features, n_components, separation, covariance_type
                         ("n_components", n_components)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not separation >= 0:
-        raise ValueError(f"separation must be >= 0, got {separation!r}")
+    if not (separation >= 0 and np.isfinite(separation)):
+        raise ValueError(f"separation (--separation) must be a finite number >= 0, got "
+                         f"{separation!r}")
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, "
                          f"got {covariance_type!r}")
@@ -94,7 +95,8 @@ def mixture_parameters(n_features, n_components, separation=4.0, covariance_type
     entropy = _seed_entropy(random_state)
     rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0,)))
     weights = rng.dirichlet(np.full(n_components, 5.0))
-    means = _separated_means(rng, n_components, n_features, separation)
+    with np.errstate(over="ignore", invalid="ignore"):
+        means = _separated_means(rng, n_components, n_features, separation)
     if covariance_type == "full":
         cov = np.stack([_random_covariance(rng, n_features) for _ in range(n_components)])
     elif covariance_type == "tied":
@@ -105,6 +107,15 @@ def mixture_parameters(n_features, n_components, separation=4.0, covariance_type
         cov = rng.uniform(*_VARIANCE_RANGE, size=n_components)
     return {"weights": weights, "means": means, "covariances": cov,
             "covariance_type": covariance_type}
+
+
+def _check_means(truth, separation, dtype):
+    """Refuse a separation so large that the means (or the rows around them) are not
+    finite in ``dtype``: such a file would hold inf, and fits of it NaN."""
+    means = truth["means"]
+    if not (np.isfinite(means).all() and np.abs(means).max() < np.finfo(dtype).max / 2):
+        raise ValueError(f"separation (--separation) {separation!r} is too large: the means "
+                         f"overflow {np.dtype(dtype).name}")
 
 
 def _factors(truth):
@@ -181,6 +192,7 @@ def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separat
                         dtype)
     entropy = _seed_entropy(random_state)
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
+    _check_means(truth, separation, dtype)
     stream = _row_stream(entropy, sample_seed)
     X = np.empty((n_samples, n_features), dtype=dtype)
     labels = np.empty(n_samples, dtype=np.int32)
@@ -226,6 +238,7 @@ sample_seed
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
     entropy = _seed_entropy(random_state)
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
+    _check_means(truth, separation, dtype)
     stream = _row_stream(entropy, sample_seed)
     chunk_rows = min(chunk_rows, n_samples)
     with atomic_h5(path, "the data file") as f:

@@ -555,7 +555,8 @@ def open_data(spec):
     KeyError
         The dataset does not exist (the message lists those that do).
     ValueError
-        Not a .npy or HDF5 file, not 2-D, not numeric, or empty.
+        Not a .npy or HDF5 file, not 2-D, not real-valued (integer and bool data are
+        refused), or empty.
     OSError
         An HDF5 file that cannot be read.
     """
@@ -585,10 +586,28 @@ def open_data(spec):
             raise
     try:
         check_shape(tuple(source.array.shape), source.array.dtype, source.label)
+        check_real_valued(source.array.dtype, source.label)
     except BaseException:
         source.close()
         raise
     return source
+
+
+def check_real_valued(dtype, label):
+    """Refuse integer and bool data in a file (.npy or HDF5), as ``HDF5Source`` does.
+
+    An integer array in a file is far more often labels or counts than the features of a
+    mixture; converting it silently would fit the wrong thing.  (In-memory arrays are
+    converted, as scikit-learn converts them.)
+
+    Raises
+    ------
+    ValueError
+        Naming ``label`` and the dtype.
+    """
+    if np.dtype(dtype).kind != "f":
+        raise ValueError(f"{label} holds {np.dtype(dtype)} values; fastvi fits real-valued "
+                         "data: store it as float32 or float64")
 
 
 def resolve_spec(spec):
