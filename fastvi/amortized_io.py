@@ -57,7 +57,17 @@ def save_amortized(model, path):
 
 
 def load_amortized(path):
-    """Read a model written by ``save_amortized``."""
+    """Read a model written by ``save_amortized``.
+
+    The layers are checked against the stored ``n_latent`` and ``n_features_in_``
+    (shapes that chain, floating and finite values), so a corrupt file is refused here,
+    naming the file and the dataset.
+
+    Raises
+    ------
+    ValueError
+        Not a fastvi amortized model, a newer format, or a corrupt file.
+    """
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -66,28 +76,75 @@ def load_amortized(path):
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path}: not a fastvi amortized model (format "
                              f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
-        if int(f.attrs["format_version"]) > FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {int(f.attrs['format_version'])} is "
-                             f"newer than this fastvi reads ({FORMAT_VERSION})")
-        cls = _CLASSES[str(f.attrs["class"])]
-        params = json.loads(f.attrs["params"])
+        try:
+            version = int(f.attrs["format_version"])
+            name = str(f.attrs["class"])
+            params = json.loads(f.attrs["params"])
+            n_features = int(f.attrs["n_features_in_"])
+            log_variance = float(f.attrs["log_variance_"])
+            history = json.loads(f.attrs["elbo_history_"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"model file {path!r}: a missing or invalid attribute "
+                             f"({exc})") from None
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{path}: format version {version} is newer than this fastvi "
+                             f"reads ({FORMAT_VERSION})")
+        if name not in _CLASSES:
+            raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
+        cls = _CLASSES[name]
         accepted = inspect.signature(cls.__init__).parameters
-        model = cls(**{k: (tuple(v) if isinstance(v, list) else v)
-                       for k, v in params.items() if k in accepted})
-        model.n_features_in_ = int(f.attrs["n_features_in_"])
-        model.log_variance_ = float(f.attrs["log_variance_"])
-        model.elbo_history_ = json.loads(f.attrs["elbo_history_"])
-        model.decoder_ = _network(f["decoder"], model.activation)
-        model.encoder_ = _network(f["encoder"], model.activation) if "encoder" in f else None
+        try:
+            model = cls(**{k: (tuple(v) if isinstance(v, list) else v)
+                           for k, v in params.items() if k in accepted})
+        except (AttributeError, TypeError) as exc:
+            raise ValueError(f"model file {path!r}: invalid params attribute ({exc})") from None
+        if not np.isfinite(log_variance):
+            raise ValueError(f"model file {path!r}: log_variance_ is {log_variance}")
+        model.n_features_in_ = n_features
+        model.log_variance_ = log_variance
+        model.elbo_history_ = history
+        d = int(model.n_latent)
+        if "decoder" not in f:
+            raise ValueError(f"model file {path!r} lacks the group 'decoder'")
+        model.decoder_ = _network(f["decoder"], model.activation, path, d, n_features)
+        model.encoder_ = (_network(f["encoder"], model.activation, path, n_features, 2 * d)
+                          if "encoder" in f else None)
         model.psi_ = f["psi"][()] if "psi" in f else None
+        if model.psi_ is not None:
+            _check_array(path, "psi", model.psi_, (model.psi_.shape[0], 2 * d))
     return model
 
 
-def _network(group, activation):
+def _check_array(path, key, value, shape):
+    if value.dtype.kind != "f":
+        raise ValueError(f"model file {path!r}: {key} holds {value.dtype} values, expected "
+                         "floating point")
+    if value.shape != tuple(shape):
+        raise ValueError(f"model file {path!r}: {key} has shape {value.shape}, expected "
+                         f"{tuple(shape)}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"model file {path!r}: {key} contains NaN or infinity")
+
+
+def _network(group, activation, path, n_in, n_out):
+    """The MLP stored in ``group`` (``W0, b0, ...``), its layers checked to chain from
+    ``n_in`` inputs to ``n_out`` outputs."""
     n_layers = len(group) // 2
-    weights = [group[f"W{i}"][()] for i in range(n_layers)]
-    sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
+    names = [f"{kind}{i}" for i in range(n_layers) for kind in "Wb"]
+    if n_layers == 0 or sorted(group) != sorted(names):
+        raise ValueError(f"model file {path!r}: {group.name} holds {sorted(group)}, expected "
+                         "layers W0, b0, W1, b1, ...")
+    weights, biases, width = [], [], n_in
+    for i in range(n_layers):
+        W, b = group[f"W{i}"][()], group[f"b{i}"][()]
+        out = n_out if i == n_layers - 1 else (W.shape[1] if W.ndim == 2 else -1)
+        _check_array(path, f"{group.name}/W{i}", W, (width, out))
+        _check_array(path, f"{group.name}/b{i}", b, (out,))
+        weights.append(W)
+        biases.append(b)
+        width = out
+    sizes = [n_in] + [w.shape[1] for w in weights]
     net = MLP(sizes, activation, np.random.default_rng(0), weights[0].dtype)
-    net.params = [a for i in range(n_layers) for a in (weights[i], group[f"b{i}"][()])]
+    net.params = [a for i in range(n_layers) for a in (weights[i], biases[i])]
     net.grads = [np.zeros_like(p) for p in net.params]
     return net

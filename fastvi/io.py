@@ -836,17 +836,97 @@ def read_header(f, path):
         params = json.loads(_attr_str(f.attrs["params"]))
     except (KeyError, ValueError):
         raise ValueError(f"{path!r} has a missing or invalid 'params' attribute") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path!r} has an invalid 'params' attribute (not a JSON object)")
     return name, params
 
 
 def _read(f, key, path):
-    if key not in f:
+    if key not in f or not isinstance(f[key], h5py.Dataset):
         raise ValueError(f"model file {path!r} lacks the dataset {key!r}")
-    return f[key][()]
+    try:
+        return f[key][()]
+    except OSError as exc:
+        raise OSError(f"model file {path!r}: cannot read {key}: {exc}") from None
+
+
+def _read_scalar(f, key, path, kind):
+    value = np.asarray(_read(f, key, path))
+    if value.shape != () or value.dtype.kind not in "biuf":
+        raise ValueError(f"model file {path!r}: {key} must be a number, got shape "
+                         f"{value.shape} of {value.dtype}")
+    return kind(value)
+
+
+class _ModelChecker:
+    """Checks of the arrays of a model file against the parameters it stores, so that a
+    corrupt or hand-edited file is refused when it is loaded, naming the file and the
+    dataset, rather than predicting NaN or another width's labels."""
+
+    def __init__(self, path, n_components, n_features, covariance_type):
+        self.path = path
+        self.K, self.D = n_components, n_features
+        self.covariance_type = covariance_type
+
+    def _fail(self, message):
+        raise ValueError(f"model file {self.path!r}: {message}")
+
+    def covariance_shape(self):
+        K, D = self.K, self.D
+        return {"full": (K, D, D), "tied": (D, D), "diag": (K, D),
+                "spherical": (K,)}[self.covariance_type]
+
+    def array(self, key, value, shape, positive=False):
+        """A finite floating array of ``shape`` (all > 0 if ``positive``)."""
+        value = np.asarray(value)
+        if value.dtype.kind != "f":
+            self._fail(f"{key} holds {value.dtype} values, expected floating point")
+        if value.shape != shape:
+            self._fail(f"{key} has shape {value.shape}, expected {shape} (n_components="
+                       f"{self.K}, n_features_in_={self.D}, covariance_type="
+                       f"{self.covariance_type!r})")
+        if not np.isfinite(value).all():
+            self._fail(f"{key} contains NaN or infinity")
+        if positive and not (value > 0).all():
+            self._fail(f"{key} has values <= 0, expected positive ones")
+        return value
+
+    def common(self, fitted):
+        weights = self.array("weights_", fitted["weights_"], (self.K,))
+        # float32 models store float32 weights: their sum is 1 to about 1e-7 per term.
+        if (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-4:
+            self._fail(f"weights_ must be >= 0 and sum to 1, got sum {weights.sum()!r} "
+                       f"and minimum {weights.min()!r}")
+        self.array("means_", fitted["means_"], (self.K, self.D))
+        shape = self.covariance_shape()
+        self.array("covariances_", fitted["covariances_"], shape)
+        self.array("precisions_cholesky_", fitted["precisions_cholesky_"], shape)
+
+
+def _model_checker(path, params, n_features):
+    """A ``_ModelChecker`` for the stored parameters, which are checked first: a corrupt
+    ``covariance_type`` or ``n_components`` is the file's fault, not the data's."""
+    covariance_type = params.get("covariance_type", "full")
+    if covariance_type not in ("full", "tied", "diag", "spherical"):
+        raise ValueError(f"model file {path!r}: covariance_type {covariance_type!r} is not "
+                         "one of 'full', 'tied', 'diag', 'spherical' (its params attribute "
+                         "is corrupt)")
+    n_components = params.get("n_components", 1)
+    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+        raise ValueError(f"model file {path!r}: n_components {n_components!r} is not an "
+                         "integer >= 1 (its params attribute is corrupt)")
+    if n_features < 1:
+        raise ValueError(f"model file {path!r}: n_features_in_ is {n_features}, expected "
+                         "an integer >= 1")
+    return _ModelChecker(path, n_components, n_features, covariance_type)
 
 
 def load_model(path):
     """Read an estimator written by ``save_model``.
+
+    Every array is checked against the stored parameters (``n_components``,
+    ``n_features_in_``, ``covariance_type``): its shape, a floating dtype, finite values,
+    weights that are >= 0 and sum to 1, positive Bayesian counts.
 
     Parameters
     ----------
@@ -857,11 +937,23 @@ def load_model(path):
     GaussianMixture or BayesianGaussianMixture
         Fitted, with the same parameters bit for bit: ``predict``, ``score_samples`` and
         (Bayesian) ``elbo`` give the results of the saved estimator.
+
+    Raises
+    ------
+    ValueError
+        Not a fastvi model file, a newer format, or a corrupt one: the message names the
+        file and the dataset, and what was expected (``model file 'm.h5': means_ has
+        shape (3, 5), expected (4, 2) ...``).
     """
     path = os.fspath(path)
     with open_h5(path) as f:
         name, params = read_header(f, path)
         cls = _estimator_classes()[name]
+        fitted = {key: np.asarray(_read(f, key, path)) for key in _COMMON_FITTED}
+        for key, kind in _SCALARS.items():
+            fitted[key] = _read_scalar(f, key, path, kind)
+        checker = _model_checker(path, params, fitted["n_features_in_"])
+        checker.common(fitted)
         if "param_arrays" in f:
             params.update({key: f["param_arrays"][key][()] for key in f["param_arrays"]})
         accepted = inspect.signature(cls.__init__).parameters
@@ -869,27 +961,46 @@ def load_model(path):
         if unknown:
             # A model from a later 1.x fastvi with new options still loads, without them.
             warnings.warn(f"{path!r}: ignoring unknown parameters {unknown}", stacklevel=2)
-        estimator = cls(**{k: v for k, v in params.items() if k in accepted})
-        fitted = {key: np.asarray(_read(f, key, path)) for key in _COMMON_FITTED}
-        for key, kind in _SCALARS.items():
-            fitted[key] = kind(_read(f, key, path))
+        try:
+            estimator = cls(**{k: v for k, v in params.items() if k in accepted})
+        except TypeError as exc:
+            raise ValueError(f"model file {path!r}: invalid params attribute ({exc})") from None
         if name == "BayesianGaussianMixture":
-            _load_bayes(f, path, estimator, fitted)
+            _load_bayes(f, path, estimator, fitted, checker)
         else:
             for key, value in fitted.items():
                 setattr(estimator, key, value)
     return estimator
 
 
-def _load_bayes(f, path, estimator, fitted):
+def _load_bayes(f, path, estimator, fitted, checker):
     from ._vb import Posterior, Prior
-    if isinstance(f.get("weight_concentration_"), h5py.Group):
+    K, D = checker.K, checker.D
+    kind = estimator.weight_concentration_prior_type
+    stick_breaking = isinstance(f.get("weight_concentration_"), h5py.Group)
+    if kind not in ("dirichlet_process", "dirichlet_distribution") or (
+            stick_breaking != (kind == "dirichlet_process")):
+        raise ValueError(f"model file {path!r}: weight_concentration_prior_type {kind!r} "
+                         f"does not match its weight_concentration_ (a "
+                         f"{'group' if stick_breaking else 'dataset'})")
+    if stick_breaking:
         group = f["weight_concentration_"]
-        concentration = (group["0"][()], group["1"][()])
+        concentration = tuple(checker.array(f"weight_concentration_/{i}",
+                                            _read(group, str(i), path), (K,), positive=True)
+                              for i in range(2))
     else:
-        concentration = np.asarray(_read(f, "weight_concentration_", path))
-    arrays = {key: np.asarray(_read(f, key, path)) for key in _BAYES_ARRAYS}
-    floats = {key: float(_read(f, key, path)) for key in _BAYES_FLOATS}
+        concentration = checker.array("weight_concentration_",
+                                      _read(f, "weight_concentration_", path), (K,),
+                                      positive=True)
+    prior_shape = {"full": (D, D), "tied": (D, D), "diag": (D,),
+                   "spherical": ()}[checker.covariance_type]
+    shapes = {"mean_precision_": (K,), "degrees_of_freedom_": (K,), "mean_prior_": (D,),
+              "covariance_prior_": prior_shape}
+    arrays = {key: checker.array(key, _read(f, key, path), shapes[key],
+                                 positive=key in ("mean_precision_", "degrees_of_freedom_"))
+              for key in _BAYES_ARRAYS}
+    floats = {key: float(checker.array(key, _read(f, key, path), (), positive=True))
+              for key in _BAYES_FLOATS}
     # The same objects in the private state and the public attributes, as after fit.
     estimator._prior = Prior(estimator.weight_concentration_prior_type,
                              floats["weight_concentration_prior_"],
