@@ -843,7 +843,7 @@ def read_header(f, path):
 
 def _read(f, key, path):
     if key not in f or not isinstance(f[key], h5py.Dataset):
-        raise ValueError(f"model file {path!r} lacks the dataset {key!r}")
+        raise ValueError(f"model file {path!r}: lacks the dataset {key!r}")
     try:
         return f[key][()]
     except OSError as exc:
@@ -895,8 +895,8 @@ class _ModelChecker:
         weights = self.array("weights_", fitted["weights_"], (self.K,))
         # float32 models store float32 weights: their sum is 1 to about 1e-7 per term.
         if (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-4:
-            self._fail(f"weights_ must be >= 0 and sum to 1, got sum {weights.sum()!r} "
-                       f"and minimum {weights.min()!r}")
+            self._fail(f"weights_ must be >= 0 and sum to 1, got sum "
+                       f"{float(weights.sum())!r} and minimum {float(weights.min())!r}")
         self.array("means_", fitted["means_"], (self.K, self.D))
         shape = self.covariance_shape()
         self.array("covariances_", fitted["covariances_"], shape)
