@@ -113,7 +113,7 @@ class FileSupports:
     (n_rows, L) int32, -1 where a row has none yet (the fill value, so nothing is written
     up front).  Each chunk's rows are read before its E-step and written back after it.
 
-    A checkpointed fit pickles only the path and reopens the file on resume.  The file may
+    A checkpoint stores only the path and reopens the file on resume.  The file may
     then hold supports newer than the checkpoint (chunks processed after it); they are
     valid supports all the same, so the resumed fit is correct, but it is not bit-identical
     to an uninterrupted one as it is with in-memory supports.

@@ -113,7 +113,7 @@ def check_random_state(seed):
 
     Kept instead of ``sklearn.utils.check_random_state``, which returns the legacy
     ``RandomState``: fastvi's streams (minibatch orders, the truncated search's seeds, the
-    networks' draws) use the Generator API and are pickled with checkpoints as Generators.
+    networks' draws) use the Generator API and are stored in checkpoints as Generator states.
     Everything scikit-learn accepts is accepted here too.
     """
     if isinstance(seed, np.random.Generator):
