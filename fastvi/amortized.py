@@ -39,7 +39,8 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 
 class EpochState:
     """What a checkpoint of an amortized fit holds: the model with its optimiser states
-    (stored whole: its arrays and settings, see fastvi.checkpoint), the epochs done and the random generator."""
+    (stored whole, as arrays and settings: see ``fastvi.checkpoint``), the epochs done
+    and the random generator."""
 
     def __init__(self, model, epochs, rng):
         self.model, self.epochs, self.rng = model, epochs, rng
