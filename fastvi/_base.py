@@ -15,6 +15,7 @@ model fills in the hooks:
 that entered the last pass, as in scikit-learn.
 """
 import dataclasses
+import os
 import warnings
 from contextlib import contextmanager
 
@@ -231,6 +232,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
                                         fingerprint=checkpoint is not None or resume is not None)
         if resume is not None:
             _loop.check_resumable(resume, described, self.algorithm)
+            self._check_resumed_supports(resume)
             best = loop.run(resume)
         else:
             best = None
@@ -261,6 +263,19 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = [record["bound"] for record in best.history]
         if validation is not None:
             self.validation_history_ = [record["validation"] for record in best.history]
+
+    def _check_resumed_supports(self, state):
+        """A resumed fit writes into the supports file its state names: only into the
+        ``support_file`` this estimator was given (a checkpoint from elsewhere could name
+        any HDF5 file with a ``/supports`` dataset)."""
+        stored = getattr(state.supports, "path", None)
+        if stored is None:
+            return
+        given = None if self.support_file is None else os.path.abspath(self.support_file)
+        if given != os.path.abspath(stored):
+            raise ValueError(f"the checkpoint keeps its supports in {stored!r}, but this "
+                             f"estimator's support_file is {self.support_file!r}: give "
+                             "support_file the file of the checkpointed fit")
 
     def _new_state(self, source, sample_weight, rng, warm):
         """An initialised FitState: fresh parameters, or the fitted ones for warm starts."""

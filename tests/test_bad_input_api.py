@@ -292,3 +292,20 @@ def api_table():
 
 if __name__ == "__main__":
     print(api_table())
+
+
+def test_resume_writes_only_into_its_own_support_file(tmp_path):
+    """A checkpoint names the supports file a resumed fit writes into; the estimator must
+    have been given that file, or a checkpoint from elsewhere could aim the writes at any
+    HDF5 file with a /supports dataset."""
+    kwargs = dict(n_components=4, n_active=2, n_candidates=3, algorithm="memoized",
+                  batch_size=60, max_iter=1, random_state=0, tol=0.0)
+    supports = str(tmp_path / "supports.h5")
+    with pytest.warns(fastvi.ConvergenceWarning):
+        state = _checkpointed(tmp_path, GaussianMixture(support_file=supports, **kwargs), X)
+    kwargs["max_iter"] = 2
+    for other in (None, str(tmp_path / "other.h5")):
+        with pytest.raises(ValueError, match="the checkpoint keeps its supports in"):
+            GaussianMixture(support_file=other, **kwargs).fit(X, resume=state)
+    with pytest.warns(fastvi.ConvergenceWarning):
+        GaussianMixture(support_file=supports, **kwargs).fit(X, resume=state)
