@@ -408,6 +408,12 @@ def cmd_fit(args):
         _note(f"note: no checkpoint with --n-init {model.n_init} (a checkpoint holds one "
               "initialisation): an interrupted fit cannot be resumed")
         use_checkpoint = False
+    if use_checkpoint:
+        # Before the test for a checkpoint left by an interrupted fit: an input is not one.
+        for spec in list(data_specs or []) + list(validation_specs or []):
+            if _same_file(checkpoint_path, _spec_path(spec)):
+                raise ValueError(f"checkpoint {checkpoint_path!r} would overwrite the input "
+                                 f"{_spec_path(spec)!r}")
     if use_checkpoint and not args.resume and os.path.exists(checkpoint_path):
         raise ValueError(f"the checkpoint {checkpoint_path!r} of an interrupted fit exists: "
                          "add --resume to continue that fit, or remove the file to start "
@@ -752,6 +758,14 @@ def cmd_demo(args):
 
 # ----------------------------------------------------------------------------- parser
 
+def _threads(text):
+    """``--threads``: -1 (all cores) or a count >= 1."""
+    value = _integer(text)
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"must be -1 (all) or >= 1, got {value}")
+    return value
+
+
 FIT_EPILOG = """\
 examples:
   fastvi fit data.h5:/X --k 16 --model bgmm -o model.h5
@@ -855,7 +869,7 @@ def build_parser():
                         "of memory (N x L int32)")
     g.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
                    help="rows per read and kernel call (65536)")
-    g.add_argument("--threads", type=_integer, help="compute threads (-1: all)")
+    g.add_argument("--threads", type=_threads, help="compute threads (-1: all)")
     g = p.add_argument_group("input and output")
     g.add_argument("-o", "--output", required=True, metavar="MODEL.h5")
     g.add_argument("--validation", metavar="DATA", action="append",
@@ -977,7 +991,7 @@ def main(argv=None):
     except SystemExit as exc:       # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
-        parser.print_help(sys.stderr)
+        print("fastvi: error: a command is required (see: fastvi --help)", file=sys.stderr)
         return EXIT_USAGE
     args.argv = argv
     debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
