@@ -44,6 +44,10 @@ def cmd_fit(args):
     # Before the work: a read-only or missing folder is found now, not after the epochs.
     check_writable(args.output, "the model")
     check_writable(checkpoint_path, "the checkpoint")
+    if args.resume and not os.path.exists(checkpoint_path):
+        raise FileNotFoundError(f"--resume: there is no checkpoint {checkpoint_path!r} (an "
+                                "interrupted run leaves it; leave out --resume to start "
+                                "afresh)")
     source = open_source(args.data, chunk_rows=args.chunk_size)
     common = dict(encoder_hidden=_widths(args.encoder_hidden), activation=args.activation,
                   inference=args.inference, refine_steps=args.refine_steps,
@@ -71,6 +75,8 @@ def cmd_fit(args):
         print(f"fastvi: interrupted; go on with the same command and --resume "
               f"(checkpoint {checkpoint_path})", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        source.close()
     elapsed = time.perf_counter() - started
     save_amortized(model, args.output)
     if os.path.exists(checkpoint_path):

@@ -378,6 +378,12 @@ CASES = [
     Case("--learning-rate", "0",
          "amortized fit {good}/data.h5 -o {tmp}/v.h5 --learning-rate 0",
          "argument --learning-rate: must be > 0, got 0"),
+    Case("amortized -o", "its folder missing",
+         "amortized fit {good}/data.h5 -o {tmp}/no/v.h5",
+         "cannot write the model '{tmp}/no/v.h5': directory '{tmp}/no' does not exist"),
+    Case("amortized --resume", "missing checkpoint",
+         "amortized fit {good}/data.h5 -o {tmp}/v.h5 --resume",
+         "--resume: there is no checkpoint '{tmp}/v.h5.ckpt'"),
     # ------------------------------------------------------------------ usage
     Case("COMMAND", "missing", "", "a command is required"),
     Case("COMMAND", "unknown", "fitt", "argument COMMAND: invalid choice: 'fitt'"),
