@@ -57,7 +57,7 @@ from .cli_jobs import positive_int as _positive_int
 from .cli_jobs import fit_model as _fit_model
 from .cli_jobs import progress_bar as _progress
 from .io import (OutputError, atomic_h5, check_writable, get_params, is_model_file,
-                 list_datasets, load_model, open_data, open_h5, open_source, open_sources,
+                 list_datasets, load_model, open_h5, open_source, open_sources,
                  output_error, resolve_spec, save_model, split_spec)
 
 PREDICT_CHUNK_ROWS = 65536

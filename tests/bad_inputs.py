@@ -178,7 +178,8 @@ CASES = [
     Case("DATA", "missing dataset", "fit {good}/data.h5:/Y --k 2 -o {tmp}/m.h5",
          "dataset '/Y' does not exist in '{good}/data.h5' (datasets: /X, /labels"),
     Case("DATA", "a group, not a dataset", "fit {tmp}/x.h5:/g --k 2 -o {tmp}/m.h5",
-         "dataset '/g' is a group, not a dataset in '{tmp}/x.h5'", setup=_h5("x.h5", **{"g/a": [1.0]})),
+         "dataset '/g' is a group, not a dataset in '{tmp}/x.h5'",
+         setup=_h5("x.h5", **{"g/a": [1.0]})),
     Case("DATA", "no /X and several 2-D datasets", FIT,
          "'{tmp}/x.h5' has no dataset /X and 2 2-D datasets; name one as {tmp}/x.h5:/DATASET",
          setup=_h5("x.h5", A=np.ones((5, 2)), B=np.ones((5, 2)))),
@@ -205,7 +206,7 @@ CASES = [
          setup=_npy("x.npy", np.ones((10, 2), dtype=bool))),
     Case("DATA", "wrong dtype: strings", FIT,
          "{tmp}/x.h5:/X must hold numbers, got dtype object",
-         setup=_h5("x.h5", X=np.array([["a", "b"]] * 3, dtype=object).astype("S1").astype(h5py.string_dtype()))),
+         setup=_h5("x.h5", X=np.array([["a", "b"]] * 3, dtype=h5py.string_dtype()))),
     Case("DATA", "wrong type: object .npy (a pickle)", "fit {tmp}/x.npy --k 2 -o {tmp}/m.h5",
          "cannot read '{tmp}/x.npy' as a .npy file: Array can't be memory-mapped: Python "
          "objects in dtype",

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from fastvi.datasets import write_mixture_h5
