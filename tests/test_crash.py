@@ -20,12 +20,13 @@ Kill points
 -----------
 A fit variant writes a checkpoint after every chunk (``--checkpoint-chunks 1``; 10 chunks
 of 2,000 rows, 2 passes: 20 steps), so kills land in the middle of checkpoint writes too.
-Each kill point is a position t drawn from U(0, 21) in units of steps: the run is killed
+Each kill point is a position t drawn from U(0, 22) in units of steps: the run is killed
 ``frac(t)`` x 50 ms (about a chunk's time) after its JSON ``--log`` shows the chunk event
 of step ``floor(t)`` (a resumed run appends to the log; only its own events count);
 t < 1 kills before the first checkpoint (t < 0.5: 0-3 s after the start, while
 importing; else 0-1.5 s after the log's start event, while initialising or in the first
-chunk); t >= 20 kills 0-30 ms after the last pass event, around the final save and the
+chunk); 20 <= t < 21 kills 0-50 ms after the last pass event, around the final save;
+t >= 21 kills 0-10 ms after the model file was renamed into place, around the
 checkpoint's removal.  The first job of worker 0 always starts with a kill before its
 first checkpoint, so the fresh-start path is always taken; the jobs of worker 1 start
 with an older complete model (a 1-pass fit) at the output path, which every kill must
@@ -34,8 +35,9 @@ sorted, so they spread over the fit.  A run that ends before its kill ends its j
 the remaining kills go to a new job (in a fresh folder).  Each variant runs two workers in
 parallel (two folders, two generators), to halve the wall time on two cores.
 
-Predict is killed while importing and loading (a random delay after the start) or a
-random delay after its temporary output file appeared (while it computes and writes).
+Predict is killed while importing and loading (a random delay after the start), a random
+delay after its temporary output file appeared (while it computes and writes), or just
+after the output was renamed into place.
 One worker overwrites an older complete ``out.h5`` (which must survive every kill), the
 other writes to an empty folder.
 
@@ -278,7 +280,22 @@ def _reference_fit(data, variant, tmp_path):
 
 # ----------------------------------------------------------------------------- fit
 
-def _kill_point(proc, tail, t):
+def _replaced(path, inode):
+    """Whether ``path`` now is another file than the one of ``inode`` (None: no file)."""
+    try:
+        return os.stat(path).st_ino != inode
+    except FileNotFoundError:
+        return False
+
+
+def _inode(path):
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _kill_point(proc, tail, t, model, inode):
     """Wait for kill point ``t`` (in steps; see the module docstring) of a fit run."""
     step, frac = int(t), t - int(t)
     if step == 0:
@@ -291,11 +308,16 @@ def _kill_point(proc, tail, t):
                                    for e in tail.poll())):
             _sleep_or_exit(proc, 3.0 * (frac - 0.5))
         return
-    if step >= N_STEPS:
+    if step == N_STEPS:
         # The last pass event comes before the final save and the checkpoint's removal.
         if _wait(proc, lambda: any(e.get("event") == "pass" and e.get("pass") == PASSES
                                    for e in tail.poll())):
-            _sleep_or_exit(proc, 0.03 * frac)
+            _sleep_or_exit(proc, 0.05 * frac)
+        return
+    if step > N_STEPS:
+        # Once the model is in place: around the checkpoint's removal and the log's end.
+        if _wait(proc, lambda: _replaced(model, inode)):
+            _sleep_or_exit(proc, 0.01 * frac)
         return
     if _wait(proc, lambda: any(e.get("event") in ("chunk", "pass", "end")
                                and e.get("step", N_STEPS) >= step for e in tail.poll())):
@@ -319,7 +341,7 @@ def _fit_worker(data, variant, worker, n_kills, references, stats, problems, roo
             previous = old
         # A job's kill points, sorted; the first job of worker 0 starts with a kill
         # before its first checkpoint (so the fresh-start path is always exercised).
-        points = sorted(rng.uniform(0, N_STEPS + 1) for _ in range(n_kills))
+        points = sorted(rng.uniform(0, N_STEPS + 2) for _ in range(n_kills))
         if worker == 0 and job == 1:
             points[0] = rng.uniform(0, 1)
         schedule = []
@@ -328,13 +350,13 @@ def _fit_worker(data, variant, worker, n_kills, references, stats, problems, roo
             if not resume and log.exists():
                 os.remove(log)          # a fresh start rewrites it; count only its events
             tail = _LogTail(log, log.stat().st_size if log.exists() else 0)
-            before = _hidden(folder)
+            before, inode = _hidden(folder), _inode(model)
             t = points.pop(0) if points else None
             proc = _start(argv + ["--resume"] if resume else argv, folder)
             stats.add(runs=1, resumes=int(resume), fresh=int(not resume))
             try:
                 if t is not None:
-                    _kill_point(proc, tail, t)
+                    _kill_point(proc, tail, t, model, inode)
             except BaseException:
                 _kill_and_reap(proc)
                 raise
@@ -435,14 +457,18 @@ def _predict_argv(data, d, folder):
             str(folder / "out.h5"), "--proba", "--chunk-size", "10000"]
 
 
-def _predict_kill_point(proc, folder, before, t):
-    """Kill point ``t`` in [0, 1) of a predict run: t < 0.3 a delay after the start (while
-    importing and loading), else 0 to 0.7 s after its temporary output appeared."""
-    if t < 0.3:
+def _predict_kill_point(proc, folder, before, inode, t):
+    """Kill point ``t`` in [0, 1) of a predict run: t < 0.25 a delay of 0-3 s after the
+    start (while importing and loading); t < 0.85 0-1 s after its temporary output
+    appeared (while it computes and writes); else 0-100 ms after the output was renamed
+    into place."""
+    if t < 0.25:
         _sleep_or_exit(proc, 12.0 * t)
-        return
-    if _wait(proc, lambda: bool(_hidden(folder) - before)):
-        _sleep_or_exit(proc, (t - 0.3))
+    elif t < 0.85:
+        if _wait(proc, lambda: bool(_hidden(folder) - before)):
+            _sleep_or_exit(proc, (t - 0.25) / 0.6)
+    elif _wait(proc, lambda: _replaced(folder / "out.h5", inode)):
+        _sleep_or_exit(proc, 0.1 * (t - 0.85) / 0.15)
 
 
 def _predict_worker(data, setup, worker, n_kills, stats, problems, root):
@@ -464,13 +490,13 @@ def _predict_worker(data, setup, worker, n_kills, stats, problems, root):
         schedule = []
         while True:
             t = points.pop(0) if points else None
-            before = _hidden(folder)
+            before, inode = _hidden(folder), _inode(out)
             had_new = out.exists() and _same_h5(out, reference) is None
             proc = _start(argv, folder)
             stats.add(runs=1, fresh=1)
             try:
                 if t is not None:
-                    _predict_kill_point(proc, folder, before, t)
+                    _predict_kill_point(proc, folder, before, inode, t)
             except BaseException:
                 _kill_and_reap(proc)
                 raise
