@@ -34,6 +34,10 @@ from . import _estep, _truncated
 ALGORITHMS = ("batch", "stochastic", "memoized")
 
 
+class ResumeMismatch(ValueError):
+    """A checkpointed state does not belong to this model or these data."""
+
+
 class FitInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a fit at a chunk boundary; ``state`` is where it stood (and what a
     checkpoint, if any, now holds)."""
@@ -114,36 +118,37 @@ def describe_data(source, sample_weight, n_components, fingerprint=True):
 
 
 def check_resumable(state, described, algorithm):
-    """Refuse to resume ``state`` on other data or another model (ValueError saying what
-    differs); a state without a description (made by hand) is taken on trust."""
+    """Refuse to resume ``state`` on other data or another model (``ResumeMismatch``
+    saying what differs); a state without a description (made by hand) is taken on trust."""
     if not isinstance(state, FitState):
         from ._validation import InvalidParameterError
         raise InvalidParameterError(f"resume must be a FitState (the state that "
                                     f"fastvi.load_checkpoint returns), got "
                                     f"{type(state).__name__}")
     if state.algorithm != algorithm:
-        raise ValueError(f"the checkpoint was written by algorithm={state.algorithm!r}, "
-                         f"not {algorithm!r}")
+        raise ResumeMismatch(f"the checkpoint was written by algorithm="
+                             f"{state.algorithm!r}, not {algorithm!r}")
     stored = state.data
     if stored is None:
         return
     if stored["n_components"] != described["n_components"]:
-        raise ValueError(f"the checkpoint is of a fit with n_components="
-                         f"{stored['n_components']}, not {described['n_components']}")
+        raise ResumeMismatch(f"the checkpoint is of a fit with n_components="
+                             f"{stored['n_components']}, not {described['n_components']}")
     shape = (stored["n_rows"], stored["n_features"])
     if shape != (described["n_rows"], described["n_features"]):
-        raise ValueError(f"the checkpoint is of a fit to {shape[0]} x {shape[1]} rows; the "
-                         f"data given are {described['n_rows']} x {described['n_features']}")
+        raise ResumeMismatch(f"the checkpoint is of a fit to {shape[0]} x {shape[1]} rows; "
+                             f"the data given are {described['n_rows']} x "
+                             f"{described['n_features']}")
     chunking = (stored["n_chunks"], stored["chunk_rows"])
     if chunking != (described["n_chunks"], described["chunk_rows"]):
-        raise ValueError(f"the checkpoint is of a fit read in {chunking[0]} chunks of up to "
-                         f"{chunking[1]} rows; these data are read in {described['n_chunks']} "
-                         f"of up to {described['chunk_rows']} (resume with the same chunk "
-                         "size)")
+        raise ResumeMismatch(f"the checkpoint is of a fit read in {chunking[0]} chunks of up "
+                             f"to {chunking[1]} rows; these data are read in "
+                             f"{described['n_chunks']} of up to {described['chunk_rows']} "
+                             "(resume with the same chunk size)")
     if stored["fingerprint"] is not None and stored["fingerprint"] != described["fingerprint"]:
-        raise ValueError("the data (or sample_weight) changed since the checkpoint was "
-                         "written: their first and last chunks do not hash as they did; "
-                         "resume with the same data, or start the fit afresh")
+        raise ResumeMismatch("the data (or sample_weight) changed since the checkpoint was "
+                             "written: their first and last chunks do not hash as they did; "
+                             "resume with the same data, or start the fit afresh")
 
 
 def expected_log_rho_sum(stats, params):

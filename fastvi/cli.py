@@ -83,16 +83,30 @@ def _check_model_data(model, model_path, X, label):
 def _about(label):
     """Prefix errors raised while working on the data with its name (a NaN row, a read
     error in a corrupt chunk, too few rows), unless the message names it already."""
+    from ._loop import ResumeMismatch   # here: _loop loads the kernels, which info needs not
     try:
         yield
-    except OutputError:
-        raise                   # an output's error names the output, not the data
+    except (OutputError, ResumeMismatch):
+        raise                   # an output's error names the output; a checkpoint's, see
+                                # _naming_checkpoint
     except (ValueError, OSError) as exc:
         message = str(exc)
         if label in message:
             raise
         kind = OSError if isinstance(exc, OSError) else ValueError
         raise kind(f"{label}: {message}") from exc
+
+
+@contextmanager
+def _naming_checkpoint(checkpoint_path):
+    """A checkpoint that does not belong to the data or the model: not the data's fault
+    alone, so the message names the checkpoint, and the way out."""
+    from ._loop import ResumeMismatch
+    try:
+        yield
+    except ResumeMismatch as exc:
+        raise ValueError(f"--resume: {exc} (checkpoint {checkpoint_path!r}; remove it to "
+                         "start afresh)") from None
 
 
 def _same_file(a, b):
@@ -477,7 +491,8 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
                "class": type(model).__name__,
                "checkpoint": checkpoint_path, "pass": n_done, "position": position})
     try:
-        with _sigterm_as_ctrl_c() as terminated, _about(source.label):
+        with _sigterm_as_ctrl_c() as terminated, _naming_checkpoint(checkpoint_path), \
+                _about(source.label):
             try:
                 elapsed = _fit_model(model, source, progress=progress, X_val=validation,
                                      callback=recorder, checkpoint=checkpointer, resume=state)
