@@ -35,6 +35,15 @@ from ._validation import (InvalidParameterError, check_bool, check_finite_array,
 __all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError", "compute_threads"]
 
 
+def thread_count(n_jobs):
+    """The Numba threads ``n_jobs`` asks for (-1: all), or InvalidParameterError."""
+    n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else check_integer("n_jobs", n_jobs)
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise InvalidParameterError(f"n_jobs must be -1 or between 1 and "
+                                    f"{numba.config.NUMBA_NUM_THREADS}, got {n_jobs!r}")
+    return n
+
+
 @contextmanager
 def compute_threads(n_jobs):
     """Numba threads for the kernels during a call, restored afterwards; BLAS limited to
@@ -43,11 +52,7 @@ def compute_threads(n_jobs):
     passes 30-50% slower on 2 cores)."""
     previous = numba.get_num_threads()
     if n_jobs is not None:
-        n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else int(n_jobs)
-        if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(f"n_jobs must be -1 or between 1 and "
-                             f"{numba.config.NUMBA_NUM_THREADS}, got {n_jobs!r}")
-        numba.set_num_threads(n)
+        numba.set_num_threads(thread_count(n_jobs))
     try:
         with threadpool_limits(1, user_api="blas"):
             yield
@@ -109,7 +114,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if not isinstance(self.verbose, (bool, np.bool_)):     # verbose=True is usual
             check_integer("verbose", self.verbose, 0)
         check_integer("batch_size", self.batch_size, 1, allow_none=True)
-        check_integer("n_jobs", self.n_jobs, allow_none=True)   # its range: compute_threads
+        if self.n_jobs is not None:
+            thread_count(self.n_jobs)
         check_real("tol", self.tol, 0)
         check_real("reg_covar", self.reg_covar, 0)
         check_real("learning_offset (tau)", self.learning_offset, 0)
