@@ -39,3 +39,19 @@ def with_resp(cls, resp, **kwargs):
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 fastvi_types = (fastvi.GaussianMixture, fastvi.BayesianGaussianMixture)
+
+
+# Hypothesis profiles (tests/test_properties.py): "default" is small and derandomized, so
+# CI is deterministic and quick; HYPOTHESIS_PROFILE=long runs many more random examples.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:          # hypothesis is a test dependency; the other tests run without it
+    pass
+else:
+    _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile("default", max_examples=25, deadline=None, derandomize=True,
+                              suppress_health_check=_slow_ok, print_blob=True)
+    settings.register_profile("long", max_examples=1000, deadline=None,
+                              suppress_health_check=_slow_ok, print_blob=True)
+    import os as _os
+    settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "default"))
