@@ -59,8 +59,9 @@ starts, finished jobs, kills before any checkpoint or output was begun, kills th
 temporary file (a half-written checkpoint or output), kills after the output was
 written, and the kill points.  Every CLI process costs about 3 s of CPU to start
 (imports, scikit-learn's above all, and the Numba cache load), which is most of the cost:
-the default run of this file takes about 140 s of CPU (~75 s on two idle cores; 155 s
-while other test runs shared the two cores), the long variants about five times that.
+the default run of this file takes about 125 s of CPU, 73 s on the two cores otherwise
+idle (130-160 s while other test runs shared them); ``-m long`` takes about 515 s of CPU,
+420 s of wall time with the cores shared.
 """
 import json
 import os
