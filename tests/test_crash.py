@@ -47,8 +47,8 @@ Figures (default run; ``pytest -m long`` for the long variants)
 variant                           default                        long
 ================================  =============================  ========================
 fit batch, stochastic, memoized,  2 workers x 2 kills = 4 kills  2 workers x 12 kills =
-truncated (K=6, ``--n-active 2    each, in 6 runs: 2-3 resumes   24 kills each, in ~28
---n-candidates 3``)               and 3-4 fresh starts           runs, ~22 resumes
+truncated (K=6, ``--n-active 2    each, in 6 runs: 2-3 resumes   24 kills each, in 26
+--n-candidates 3``)               and 3-4 fresh starts           runs, 20-22 resumes
 predict ``--proba`` (100,000      2 workers x 3 kills = 6 kills  2 workers x 15 kills =
 rows)                             in 8 runs                      30 kills in ~32 runs
 total                             22 kills                       126 kills
