@@ -107,5 +107,8 @@ class SufficientStats:
         if self.full:
             cov = self.s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         else:
-            cov = self.s2 / nk[:, None] - delta * delta
+            # A variance is >= 0; s2 / N - delta^2 can round below it (a column without
+            # spread), and a negative variance would make the update's covariance or
+            # Gamma rate non-positive.
+            cov = np.maximum(self.s2 / nk[:, None] - delta * delta, 0.0)
         return nk, means, cov

@@ -121,10 +121,17 @@ def _check_prior(covariance_type, n_features, gamma0, beta0, m0, nu0, cov0):
     if cov0.shape != expected:
         raise ValueError(f"covariance_prior must have shape {expected} for covariance_type="
                          f"{covariance_type!r}, got {cov0.shape}")
+    # The default covariance_prior is the data's covariance: singular for a constant
+    # column or no more rows than features, so reg_covar = 0 cannot make a proper prior.
+    advice = ("; increase reg_covar (the default covariance_prior is the data's covariance, "
+              "singular for a constant column or no more rows than features)")
     if covariance_type in ("full", "tied"):
-        precision_cholesky(cov0, "tied")  # raises a clear error if not positive definite
-    elif np.any(cov0 <= 0):
-        raise ValueError("covariance_prior must be positive")
+        try:
+            precision_cholesky(cov0, "tied")
+        except ValueError:
+            raise ValueError(f"covariance_prior is not positive definite{advice}") from None
+    elif not np.all(cov0 > 0):
+        raise ValueError(f"covariance_prior must be positive{advice}")
 
 
 def m_step(stats, covariance_type, prior):
@@ -146,25 +153,49 @@ def m_step(stats, covariance_type, prior):
     means = (beta0 * m0 + nk[:, None] * xbar) / beta[:, None]
     diff = xbar - m0
     shrink = beta0 * nk / beta                                   # beta0 N_k / (beta0 + N_k)
-    if covariance_type == "full":
-        nu = nu0 + nk
-        w_inv = (cov0 + nk[:, None, None] * S
-                 + shrink[:, None, None] * diff[:, :, None] * diff[:, None, :])
-        cov = w_inv / nu[:, None, None]
-    elif covariance_type == "tied":
-        nu = np.full(n_components, nu0 + nk.sum())
-        w_inv = cov0 + np.einsum("k,kij->ij", nk, S) + np.einsum("k,ki,kj->ij", shrink, diff, diff)
-        cov = w_inv / nu[0]
-    elif covariance_type == "diag":
-        nu = nu0 + nk
-        rate = 0.5 * cov0 + 0.5 * (nk[:, None] * S + shrink[:, None] * diff ** 2)
+    if covariance_type in ("full", "tied"):
+        scatter = nk[:, None, None] * S                          # N_k S_k
+        nu, cov = _wishart_update(scatter, shrink, diff, nu0, cov0, nk, covariance_type)
+        try:
+            factor = precision_cholesky(cov, covariance_type)
+        except ValueError:
+            # N_k S_k is positive semi-definite, cov0 positive definite, so W_k^-1 is too;
+            # but s2 / N_k - d d^T rounds to +-eps |S_k| in directions without spread (N < D,
+            # duplicates), which can outweigh cov0 there when N_k is large (partial_fit's
+            # total_samples) or the data far from unit scale.  Drop that rounding (the
+            # negative eigenvalues of the scatter) and try once more.
+            nu, cov = _wishart_update(_psd(scatter), shrink, diff, nu0, cov0, nk,
+                                      covariance_type)
+            factor = precision_cholesky(cov, covariance_type)
+        return Posterior(concentration, beta, means, nu, cov, factor)
+    scatter = nk[:, None] * S                                    # diagonals, clipped at 0
+    nu = nu0 + nk
+    if covariance_type == "diag":
+        rate = 0.5 * cov0 + 0.5 * (scatter + shrink[:, None] * diff ** 2)
         cov = rate / (0.5 * nu[:, None])
     else:
-        nu = nu0 + nk
         rate = (0.5 * n_features * cov0
-                + 0.5 * (nk * S.sum(axis=1) + shrink * (diff ** 2).sum(axis=1)))
+                + 0.5 * (scatter.sum(axis=1) + shrink * (diff ** 2).sum(axis=1)))
         cov = rate / (0.5 * n_features * nu)
     return Posterior(concentration, beta, means, nu, cov, precision_cholesky(cov, covariance_type))
+
+
+def _wishart_update(scatter, shrink, diff, nu0, cov0, nk, covariance_type):
+    """nu_k and E[Lambda_k]^-1 = W_k^-1 / nu_k (Bishop eq. 10.62-10.63; tied: one Wishart
+    with all components' scatter)."""
+    if covariance_type == "full":
+        nu = nu0 + nk
+        w_inv = cov0 + scatter + shrink[:, None, None] * diff[:, :, None] * diff[:, None, :]
+        return nu, w_inv / nu[:, None, None]
+    nu = np.full(nk.shape[0], nu0 + nk.sum())
+    w_inv = cov0 + scatter.sum(axis=0) + np.einsum("k,ki,kj->ij", shrink, diff, diff)
+    return nu, w_inv / nu[0]
+
+
+def _psd(matrices):
+    """The nearest positive semi-definite matrices (negative eigenvalues set to 0)."""
+    values, vectors = np.linalg.eigh(0.5 * (matrices + matrices.transpose(0, 2, 1)))
+    return np.einsum("kij,kj,klj->kil", vectors, np.maximum(values, 0.0), vectors)
 
 
 def expected_log_weights(posterior, prior):
@@ -231,20 +262,40 @@ def _kl_gamma(a, b, a0, b0):
             + a * (b0 - b) / b)
 
 
-def _kl_wishart(precision_mean, nu, cov0, nu0):
-    """KL(W(W, nu) || W(W0, nu0)) with E[Lambda] = nu W and W0^-1 = cov0."""
+def _kl_wishart(prec_chol, nu, cov0, nu0):
+    """KL(W(W, nu) || W(W0, nu0)) with E[Lambda] = nu W = U U^T and W0^-1 = cov0.
+
+    The log-determinants come from the triangular factors (log|U U^T| = 2 sum log U_ii),
+    not from ``slogdet`` of the product: when N < D or the data are far from unit scale
+    E[Lambda] can have a condition number near 1/eps, and the product U U^T then loses
+    its smallest eigenvalues to rounding (slogdet gave -inf, so KL = inf and an ELBO of
+    -inf), while the factor keeps them.
+    """
     n_features = cov0.shape[0]
-    log_det_w = np.linalg.slogdet(precision_mean)[1] - n_features * np.log(nu)
-    log_det_w0 = -np.linalg.slogdet(cov0)[1]
-    trace = np.trace(cov0 @ precision_mean) / nu                 # tr(W0^-1 W)
+    log_det_w = 2.0 * np.log(np.diag(prec_chol)).sum() - n_features * np.log(nu)
+    log_det_w0 = -2.0 * np.log(np.diag(np.linalg.cholesky(cov0))).sum()
+    trace = np.sum(prec_chol * (cov0 @ prec_chol)) / nu          # tr(W0^-1 W)
     psi = digamma(0.5 * (nu - np.arange(n_features))).sum()
     return (0.5 * (nu - nu0) * psi + multigammaln(0.5 * nu0, n_features)
             - multigammaln(0.5 * nu, n_features) + 0.5 * nu0 * (log_det_w0 - log_det_w)
             + 0.5 * nu * (trace - n_features))
 
 
+def _float64(posterior):
+    """The posterior in float64 (a float32 fit publishes float32 arrays, which ``elbo()``
+    and a loaded model read)."""
+    def f64(value):
+        if isinstance(value, tuple):
+            return tuple(np.asarray(v, dtype=np.float64) for v in value)
+        return np.asarray(value, dtype=np.float64)
+    return Posterior(*(f64(getattr(posterior, name)) for name in (
+        "weight_concentration", "mean_precision", "means", "degrees_of_freedom",
+        "covariances", "precisions_cholesky")))
+
+
 def kl_divergence(posterior, covariance_type, prior):
     """KL(q(theta) || p(theta)) in nats: weights + Gaussian parts of the means + precisions."""
+    posterior = _float64(posterior)
     n_components, n_features = posterior.means.shape
     gamma0, beta0, m0 = (prior.weight_concentration_prior, prior.mean_precision_prior,
                          prior.mean_prior)
@@ -253,25 +304,25 @@ def kl_divergence(posterior, covariance_type, prior):
     else:
         kl = _kl_dirichlet(posterior.weight_concentration, gamma0)
 
-    precision = precisions_from_cholesky(posterior.precisions_cholesky, covariance_type)
-    if covariance_type == "tied":
-        precision = np.broadcast_to(precision, (n_components,) + precision.shape)
+    factor = posterior.precisions_cholesky
     diff = posterior.means - m0
-    if covariance_type in ("full", "tied"):
-        mahalanobis = np.einsum("ki,kij,kj->k", diff, precision, diff)
+    if covariance_type == "full":
+        mahalanobis = (np.einsum("ki,kij->kj", diff, factor) ** 2).sum(axis=1)  # ||U^T d||^2
+    elif covariance_type == "tied":
+        mahalanobis = ((diff @ factor) ** 2).sum(axis=1)
     elif covariance_type == "diag":
-        mahalanobis = (precision * diff ** 2).sum(axis=1)
+        mahalanobis = ((factor * diff) ** 2).sum(axis=1)
     else:
-        mahalanobis = precision * (diff ** 2).sum(axis=1)
+        mahalanobis = factor ** 2 * (diff ** 2).sum(axis=1)
     # E_q(Lambda) KL(N(m, (beta Lambda)^-1) || N(m0, (beta0 Lambda)^-1))
     ratio = beta0 / posterior.mean_precision
     kl += 0.5 * (n_features * (ratio - 1.0 - np.log(ratio)) + beta0 * mahalanobis).sum()
 
     nu, cov0, nu0 = posterior.degrees_of_freedom, prior.covariance_prior, prior.degrees_of_freedom_prior
     if covariance_type == "full":
-        kl += sum(_kl_wishart(precision[k], nu[k], cov0, nu0) for k in range(n_components))
+        kl += sum(_kl_wishart(factor[k], nu[k], cov0, nu0) for k in range(n_components))
     elif covariance_type == "tied":
-        kl += _kl_wishart(precision[0], nu[0], cov0, nu0)
+        kl += _kl_wishart(factor, nu[0], cov0, nu0)
     else:
         a = _shapes(posterior, covariance_type, n_features)
         scale = n_features if covariance_type == "spherical" else 1
