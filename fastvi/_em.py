@@ -3,6 +3,19 @@
 Bishop (2006), eq. 9.24-9.27, with scikit-learn's conventions: ``reg_covar`` is added to the
 diagonal of every covariance, and ``10 * eps`` to every N_k so that an empty component
 keeps finite parameters.
+
+What ``Sigma_k = S_k + reg I`` maximises.  Since E_eps log N(x + eps | mu, Sigma) =
+log N(x | mu, Sigma) - reg/2 tr(Sigma^-1) for eps ~ N(0, reg I), it is the exact M-step of
+Q_reg(theta) = Q(theta) - reg/2 sum_k N_k tr(Sigma_k^-1), the expected complete-data
+log-likelihood of the rows blurred by that noise; but the E-step and the reported bound
+use the plain likelihood, so EM is not coordinate ascent on one objective.  The EM
+inequality (L(theta') >= Q(theta') + H(r), with equality at theta) and Q_reg(theta') >=
+Q_reg(theta) give, per row, L(theta') - L(theta) >= reg/2 sum_k (N_k / N)
+(tr Sigma'_k^-1 - tr Sigma_k^-1) > -D/2 (Sigma_k >= reg I).  We keep scikit-learn's update
+(its results, and our tests against it from the same start) and document that bound
+(``GaussianMixture.lower_bound_``, tests/test_bounds.py) rather than switch to a MAP-EM
+whose inverse-Wishart prior, independent of N_k, would give another update than
+scikit-learn's.  With reg = 0 the bound never decreases.
 """
 import numpy as np
 
