@@ -79,8 +79,10 @@ def default_prior(data_stats, covariance_type, n_components, weight_concentratio
     total, mean, scatter = data_stats.moments()
     total = total[0]
     mean = mean[0]
-    # np.cov's ddof=1, with sample weights read as frequencies.
-    cov = scatter[0] * total / max(total - 1.0, np.finfo(float).eps)
+    # np.cov's ddof=1, with sample weights read as frequencies; undefined for a total
+    # weight <= 1 (one row, or fractional weights), where ddof=0 is used: dividing by
+    # eps instead turned the scatter's rounding into a huge or indefinite prior.
+    cov = scatter[0] * total / (total - 1.0) if total > 1.0 else scatter[0]
     if weight_concentration_prior is None:
         weight_concentration_prior = 1.0 / n_components
     if mean_precision_prior is None:

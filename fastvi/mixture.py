@@ -96,7 +96,9 @@ class GaussianMixture(BaseMixture):
         one after its first pass, never decrease (EM and incremental EM are coordinate
         ascent on it; Neal & Hinton 1998), up to rounding: 1e-12 of its size, plus about
         1e-15 times the data's distance from the origin in units of the smallest
-        component standard deviation.  With ``reg_covar > 0`` a batch pass from
+        component standard deviation and times the covariances' condition number (so no
+        promise holds once a covariance is singular to float precision, as
+        ``reg_covar=0`` makes it on repeated rows).  With ``reg_covar > 0`` a batch pass from
         parameters theta to theta' changes it by at least ``reg_covar / 2 * sum_k pi_k
         (tr Sigma'_k^-1 - tr Sigma_k^-1)`` nats per row (pi_k: the share of the
         responsibilities under theta), which is above ``-reg_covar D / (2 lambda_min)``

@@ -55,16 +55,24 @@ BOUND_RTOL = 1e-12
 BOUND_RTOL_PER_OFFSET = 1e-15
 
 
-def smallest_std(model):
+def covariance_spectrum(model):
+    """The smallest and largest eigenvalue of the components' covariances."""
     cov = np.asarray(model.covariances_, dtype=np.float64)
-    if model.covariance_type in ("full", "tied"):
-        return float(np.sqrt(np.linalg.eigvalsh(cov).min()))
-    return float(np.sqrt(cov.min()))
+    values = (np.linalg.eigvalsh(cov) if model.covariance_type in ("full", "tied")
+              else cov)
+    return max(float(values.min()), 0.0), float(values.max())
 
 
 def bound_allowance(model, X, bounds):
-    offset = float(np.abs(X.astype(np.float64)).max()) / smallest_std(model)
-    return (BOUND_RTOL + BOUND_RTOL_PER_OFFSET * offset) * np.maximum(1.0, np.abs(bounds))
+    """Also 1e-15 times the condition number of the covariances: with reg_covar = 0 a
+    component on repeated rows has a covariance singular to float precision, whose
+    smallest eigenvalue (and so the bound) is rounding; there is no promise then."""
+    low, high = covariance_spectrum(model)
+    if low == 0.0:
+        return np.inf
+    offset = float(np.abs(X.astype(np.float64)).max()) / np.sqrt(low)
+    relative = BOUND_RTOL + BOUND_RTOL_PER_OFFSET * (offset + high / low)
+    return relative * np.maximum(1.0, np.abs(bounds))
 
 
 ALGORITHMS = ("batch", "stochastic", "memoized")
@@ -245,8 +253,13 @@ def resp_problems(draw):
     resp = rng.uniform(size=(n_rows, n_components)) + 0.05
     resp /= resp.sum(axis=1, keepdims=True)
     weights = draw(sample_weights(n_rows))
-    if weights is not None and np.count_nonzero(weights) < n_components:
-        weights = None
+    if weights is not None:
+        # as many weighted rows as above, and a total weight > 1 (the reference's ddof=1
+        # prior covariance divides by sum w - 1)
+        if np.count_nonzero(weights) < max(n_components, 2 * n_features + 2):
+            weights = None
+        else:
+            weights *= max(1.0, 2.0 / weights.sum())
     return X, resp, weights
 
 
