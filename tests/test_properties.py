@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import event, given, settings, strategies as st
 
 import fastvi
 import naive
@@ -80,7 +80,9 @@ PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
 
 def check_error(error):
-    assert any(re.search(pattern, str(error)) for pattern in ALLOWED_ERRORS), str(error)
+    matched = [pattern for pattern in ALLOWED_ERRORS if re.search(pattern, str(error))]
+    assert matched, str(error)
+    event(f"ValueError: {matched[0]}")       # --hypothesis-show-statistics counts them
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -215,6 +217,7 @@ def test_fit_is_finite_or_a_documented_error(data):
     model = data.draw(estimators(X.shape[0]), label="model")
     if fit_or_documented_error(model, X, sample_weight) is None:
         return
+    event("fitted")
     assert_finite_model(model, X)
     assert_bounds_as_documented(model, X)
 
