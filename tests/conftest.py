@@ -49,7 +49,7 @@ except ImportError:          # hypothesis is a test dependency; the other tests 
     pass
 else:
     _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large]
-    settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
+    settings.register_profile("default", max_examples=30, deadline=None, derandomize=True,
                               suppress_health_check=_slow_ok, print_blob=True)
     settings.register_profile("long", max_examples=1000, deadline=None,
                               suppress_health_check=_slow_ok, print_blob=True)
