@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _estep, _truncated
+from ._validation import InvalidParameterError
 
 ALGORITHMS = ("batch", "stochastic", "memoized")
 
@@ -121,7 +122,6 @@ def check_resumable(state, described, algorithm):
     """Refuse to resume ``state`` on other data or another model (``ResumeMismatch``
     saying what differs); a state without a description (made by hand) is taken on trust."""
     if not isinstance(state, FitState):
-        from ._validation import InvalidParameterError
         raise InvalidParameterError(f"resume must be a FitState (the state that "
                                     f"fastvi.load_checkpoint returns), got "
                                     f"{type(state).__name__}")

@@ -39,9 +39,9 @@ def check_integer(name, value, low=None, high=None, allow_none=False):
         return None
     if not _is_integer(value) or (low is not None and value < low) or (
             high is not None and value > high):
-        bounds = _bounds_text(low, high)
         none = " (or None)" if allow_none else ""
-        raise InvalidParameterError(f"{name} must be an integer{bounds}{none}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be an integer{_interval_text(low, high)}"
+                                    f"{none}, got {value!r}")
     return int(value)
 
 
@@ -62,16 +62,7 @@ def check_real(name, value, low=None, high=None, low_open=False, high_open=False
         ok = not ((low is not None and (number <= low if low_open else number < low)) or
                   (high is not None and (number >= high if high_open else number > high)))
     if not ok:
-        low_sign = ">" if low_open else ">="
-        high_sign = "<" if high_open else "<="
-        bounds = ""
-        if low is not None and high is not None:
-            bounds = (f" in {'(' if low_open else '['}{low:g}, {high:g}"
-                      f"{')' if high_open else ']'}")
-        elif low is not None:
-            bounds = f" {low_sign} {low:g}"
-        elif high is not None:
-            bounds = f" {high_sign} {high:g}"
+        bounds = _interval_text(low, high, low_open, high_open)
         none = " (or None)" if allow_none else ""
         raise InvalidParameterError(f"{name} must be a finite number{bounds}{none}, "
                                     f"got {value!r}")
@@ -98,13 +89,15 @@ def check_finite_array(name, value):
     return array
 
 
-def _bounds_text(low, high):
+def _interval_text(low, high, low_open=False, high_open=False):
+    """`` >= 1``, `` > 0``, `` in (0.5, 1]``: the words of a range in an error message."""
     if low is not None and high is not None:
-        return f" in [{low}, {high}]"
+        return (f" in {'(' if low_open else '['}{low:g}, {high:g}"
+                f"{')' if high_open else ']'}")
     if low is not None:
-        return f" >= {low}"
+        return f" {'>' if low_open else '>='} {low:g}"
     if high is not None:
-        return f" <= {high}"
+        return f" {'<' if high_open else '<='} {high:g}"
     return ""
 
 
