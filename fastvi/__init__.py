@@ -4,21 +4,52 @@ variational inference (PPCA, VAE).
 The estimators are scikit-learn estimators (``sklearn.mixture``'s API); the work is done by fused
 Numba kernels (``fastvi.kernels``) that compute responsibilities and sufficient statistics
 in one pass over each chunk of rows.
+
+The package, layer by layer (each imports only the layers below it)::
+
+    fastvi.cli        the command line
+    fastvi.io         model files and checkpoints
+    fastvi.mixture    GaussianMixture, BayesianGaussianMixture   fastvi.amortized  VAE, PPCA, ...
+    fastvi.engine     the chunk loop and its backends
+    fastvi.data       chunk sources, input checks, data files, atomic writes
+    fastvi.kernels    the Numba kernels
+
+The public names below are imported on first use (PEP 562), so ``import fastvi`` is quick
+and a command that needs neither Numba nor scikit-learn loads neither.
 """
-from ._base import ConvergenceWarning, NotFittedError
-from ._loop import FitInterrupted
-from ._stats import SufficientStats
-from .checkpoint import Checkpointer, load_checkpoint
-from .io import load
-from .sources import ArraySource, ConcatSource, HDF5Source
-from .mixture import BayesianGaussianMixture, GaussianMixture
-from .amortized import VAE
-from .mixture_encoder import MixtureEncoder
-from .ppca import PPCA
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["PPCA", "VAE", "MixtureEncoder", "ArraySource", "BayesianGaussianMixture",
-           "Checkpointer", "ConcatSource", "ConvergenceWarning", "FitInterrupted",
-           "GaussianMixture", "HDF5Source", "NotFittedError", "SufficientStats", "__version__",
-           "load", "load_checkpoint"]
+# public name -> the module that defines it
+_PUBLIC = {
+    "ArraySource": "fastvi.data.sources",
+    "ConcatSource": "fastvi.data.sources",
+    "HDF5Source": "fastvi.data.sources",
+    "SufficientStats": "fastvi.engine.stats",
+    "FitInterrupted": "fastvi.engine.loop",
+    "ConvergenceWarning": "sklearn.exceptions",
+    "NotFittedError": "sklearn.exceptions",
+    "GaussianMixture": "fastvi.mixture.estimators",
+    "BayesianGaussianMixture": "fastvi.mixture.estimators",
+    "VAE": "fastvi.amortized.vae",
+    "PPCA": "fastvi.amortized.ppca",
+    "MixtureEncoder": "fastvi.amortized.encoder",
+    "Checkpointer": "fastvi.io.checkpoint",
+    "load_checkpoint": "fastvi.io.checkpoint",
+    "load": "fastvi.io.model",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value         # later lookups skip this hook
+        return value
+    raise AttributeError(f"module 'fastvi' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

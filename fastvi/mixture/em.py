@@ -19,8 +19,8 @@ scikit-learn's.  With reg = 0 the bound never decreases.
 """
 import numpy as np
 
-from ._gaussian import add_reg, log_det_cholesky, kernel_factor
-from ._estep import KernelParams
+from .gaussian import add_reg, log_det_cholesky, kernel_factor
+from ..engine.backend import KernelParams
 
 EPS_NK = 10 * np.finfo(np.float64).eps
 LOG_2PI = np.log(2.0 * np.pi)

@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from ._stats import SufficientStats
+from ..engine.stats import SufficientStats
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -32,7 +32,7 @@ def draw_sample(source, n_rows, rng, sample_weight=None):
     is indexed directly; any other source is read once, chunk by chunk, keeping the drawn
     rows of each, so memory stays bounded by the sample and one chunk.
     """
-    from .sources import ArraySource
+    from ..data.sources import ArraySource
     if source.n_rows <= n_rows:
         index = np.arange(source.n_rows)
         sample = np.vstack([chunk for _, _, chunk in source.chunks()])

@@ -1,10 +1,10 @@
 """scikit-learn-style Gaussian mixture estimators on the fused kernels."""
 import numpy as np
 
-from . import _em, _vb
-from ._base import BaseMixture
-from ._validation import check_sample_weight
-from ._gaussian import (covariances_from_precisions, n_parameters, precision_cholesky,
+from . import em as _em, vb as _vb
+from .base import BaseMixture
+from ..data.checks import check_sample_weight
+from .gaussian import (covariances_from_precisions, n_parameters, precision_cholesky,
                         precisions_from_cholesky)
 
 _COMMON_DOC = """
@@ -59,7 +59,11 @@ _COMMON_DOC = """
     support_file : str or None, default=None
         An HDF5 file for the per-row supports of a truncated fit (data larger than
         memory); created at ``fit``, overwritten if it exists, needed until the fit (or a
-        resumed fit) ends.  None keeps them in memory."""
+        resumed fit) ends.  None keeps them in memory.
+    backend : str or Backend, default="local"
+        What computes the chunk statistics and per-row outputs: ``"local"``, the fused
+        Numba kernels on this machine's cores, or a ``fastvi.engine.backend.Backend``
+        instance (see that module for the contract every backend keeps)."""
 
 
 class GaussianMixture(BaseMixture):
@@ -124,12 +128,12 @@ class GaussianMixture(BaseMixture):
                  verbose=0, verbose_interval=10, dtype=None, chunk_size=65536,
                  init_sample_size=100_000, n_jobs=None, algorithm="batch", batch_size=None,
                  learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6,
-                 n_active=None, n_candidates=None, support_file=None):
+                 n_active=None, n_candidates=None, support_file=None, backend="local"):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
-                         n_candidates, support_file)
+                         n_candidates, support_file, backend)
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
@@ -264,12 +268,13 @@ class BayesianGaussianMixture(BaseMixture):
                  warm_start=False, verbose=0, verbose_interval=10, dtype=None,
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
-                 total_samples=1e6, n_active=None, n_candidates=None, support_file=None):
+                 total_samples=1e6, n_active=None, n_candidates=None, support_file=None,
+                 backend="local"):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
-                         n_candidates, support_file)
+                         n_candidates, support_file, backend)
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior

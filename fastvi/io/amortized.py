@@ -16,11 +16,11 @@ import json
 import h5py
 import numpy as np
 
-from ._nn import MLP
-from .amortized import VAE
-from .ppca import PPCA
+from ..amortized.nn import MLP
+from ..amortized.vae import VAE
+from ..amortized.ppca import PPCA
 from .checkpoint import estimator_params
-from .io import atomic_h5
+from ..data.atomic import atomic_h5
 
 FORMAT = "fastvi-amortized"
 FORMAT_VERSION = 1

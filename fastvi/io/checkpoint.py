@@ -1,8 +1,8 @@
 """Checkpoints of a running fit: written atomically between chunks, resumed exactly.
 
-A checkpoint holds the whole state of a fit (``fastvi._loop.FitState`` for the mixtures:
+A checkpoint holds the whole state of a fit (``fastvi.engine.loop.FitState`` for the mixtures:
 parameters, running or cached statistics, step counter, the random generator, the
-position in the pass; ``fastvi.amortized.EpochState`` for the VAE and PPCA) and a
+position in the pass; ``fastvi.amortized.vae.EpochState`` for the VAE and PPCA) and a
 ``meta`` dict (the estimator's class and constructor parameters, the data it reads).  A
 fit resumed from it ends with the same model, bit for bit, as the fit that was never
 stopped.
@@ -38,7 +38,9 @@ floats, and of objects with a tag key that says what they stand for:
 * ``{"generator": "PCG64", "state": {...}}``: a ``numpy.random.Generator``, by its bit
   generator's name and state (PCG64's has 128-bit integers); ``{"random_state": {...}}``:
   a legacy ``numpy.random.RandomState``;
-* ``{"object": "fastvi._loop.FitState", "state": {...}}``: an instance of a listed class,
+* ``{"object": "fastvi.engine.loop.FitState", "state": {...}}``: an instance of a listed
+  class (files written before fastvi's package was split name it ``fastvi._loop.FitState``;
+  both names are read),
   made by ``cls.__new__`` and given its attributes (or, for a class with its own
   ``__getstate__``/``__setstate__``, what they give and take);
 * ``{"ref": n}``: the object tagged ``"id": n`` earlier in the trees.
@@ -86,22 +88,38 @@ def estimator_params(estimator):
     return {name: getattr(estimator, name) for name in names}
 
 
+# Where the listed classes lived before the package was split by concern (fastvi 0.1.0,
+# checkpoints written before issue 12): read under those names too, written under the new.
+_FORMER_MODULES = {
+    "fastvi.engine.loop": "fastvi._loop", "fastvi.engine.stats": "fastvi._stats",
+    "fastvi.engine.backend": "fastvi._estep", "fastvi.mixture.vb": "fastvi._vb",
+    "fastvi.engine.truncation": "fastvi._truncated", "fastvi.amortized.vae": "fastvi.amortized",
+    "fastvi.amortized.ppca": "fastvi.ppca", "fastvi.amortized.nn": "fastvi._nn",
+    "fastvi.mixture.estimators": "fastvi.mixture",
+    "fastvi.amortized.encoder": "fastvi.mixture_encoder",
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _classes():
-    """The classes a checkpoint may hold, by ``module.qualname``.
+    """The classes a checkpoint may hold, by ``module.qualname`` (and former name).
 
     A fixed list, so that reading never imports a module or calls a constructor that a
-    file names: an unknown name is an error.  Imported here, not at the top, because the
-    modules import this one's users.
+    file names: an unknown name is an error.  Imported here, not at the top: the
+    estimators sit below this module's package but their module is big to load.
     """
-    from . import _estep, _loop, _nn, _stats, _truncated, _vb, amortized, mixture, ppca
-    from . import mixture_encoder
-    listed = (_loop.FitState, _stats.SufficientStats, _estep.KernelParams, _vb.Prior,
-              _vb.Posterior, _truncated.Truncation, _truncated.MemorySupports,
-              _truncated.FileSupports, amortized.EpochState, amortized.VAE, ppca.PPCA,
-              _nn.MLP, _nn.Adam, _nn.RowNoise, mixture.GaussianMixture,
-              mixture.BayesianGaussianMixture, mixture_encoder.MixtureEncoder)
-    return {_qualified_name(cls): cls for cls in listed}
+    from ..amortized import encoder, nn, ppca, vae
+    from ..engine import backend, loop, stats, truncation
+    from ..mixture import estimators, vb
+    listed = (loop.FitState, stats.SufficientStats, backend.KernelParams, vb.Prior,
+              vb.Posterior, truncation.Truncation, truncation.MemorySupports,
+              truncation.FileSupports, vae.EpochState, vae.VAE, ppca.PPCA,
+              nn.MLP, nn.Adam, nn.RowNoise, estimators.GaussianMixture,
+              estimators.BayesianGaussianMixture, encoder.MixtureEncoder)
+    names = {_qualified_name(cls): cls for cls in listed}
+    for cls in listed:
+        names[f"{_FORMER_MODULES[cls.__module__]}.{cls.__qualname__}"] = cls
+    return names
 
 
 def _qualified_name(cls):
@@ -274,8 +292,8 @@ class Checkpointer:
         """
         import h5py
 
-        from . import __version__
-        from .io import atomic_h5
+        from .. import __version__
+        from ..data.atomic import atomic_h5
         encoder = _Encoder()
         trees = {"state": encoder.encode(state, "state"),
                  "meta": encoder.encode(self.meta, "meta")}

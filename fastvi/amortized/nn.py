@@ -7,7 +7,7 @@ asked.  The loss is a sum over rows.
 """
 import numpy as np
 
-from .kernels.dense import ACTIVATIONS, activate, adam_step, dense_backward, dense_forward
+from ..kernels.dense import ACTIVATIONS, activate, adam_step, dense_backward, dense_forward
 
 
 class MLP:

@@ -25,7 +25,7 @@ encoder's gap checked against them.
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .amortized import VAE, _report
+from .vae import VAE, _report
 
 
 def log_marginal(X, W, b, sigma2):

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .io import output_error
+from ..data.atomic import output_error
 
 
 # ----------------------------------------------------------------------------- arguments

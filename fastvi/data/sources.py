@@ -364,7 +364,7 @@ def check_shape(shape, dtype, label):
 
 def _check_chunk_rows(chunk_rows):
     """Rows per chunk as an int >= 1, refused by name before any file is opened."""
-    from ._validation import check_integer     # here: _validation imports this module
+    from .checks import check_integer     # here: _validation imports this module
     return check_integer("chunk_rows", chunk_rows, 1)
 
 

@@ -1,11 +1,12 @@
 """The fit loop over chunks: batch, stochastic and memoized, resumable at any chunk.
 
-All three algorithms read the data through a chunk source, call the fused kernel once per
-chunk and feed the model's map from statistics to parameters; they differ only in how the
-chunk statistics are added up:
+All three algorithms ask a backend (``fastvi.engine.backend``) for the statistics of the
+chunks of a chunk source and feed the model's map from statistics to parameters; they
+differ only in how the chunk statistics are added up:
 
-* ``batch``: the exact sum over all chunks under fixed parameters, then one update (EM or
-  VB-EM).  Equal, bit for bit, to the in-memory fit for the same chunk size.
+* ``batch``: the exact sum over all chunks under fixed parameters, in chunk order, then
+  one update (EM or VB-EM).  Equal, bit for bit, to the in-memory fit for the same chunk
+  size.
 * ``stochastic`` (Hoffman, Blei, Wang & Paisley 2013, "Stochastic variational inference",
   eq. 25-26; for maximum likelihood, Cappe & Moulines 2009, stepwise EM): after each
   minibatch B, ``S <- (1 - rho_t) S + rho_t (N / |B|) S_B`` with
@@ -29,8 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _estep, _truncated
-from ._validation import InvalidParameterError
+from ..data.checks import InvalidParameterError
+from .backend import Search, get_backend
+from .stats import SufficientStats
 
 ALGORITHMS = ("batch", "stochastic", "memoized")
 
@@ -187,12 +189,14 @@ class ChunkLoop:
     checkpoint : called with the state between chunks; it decides when to write
     total_weight : the N of the stochastic step (default: the weight of ``source``;
         ``partial_fit`` passes the expected size of the whole stream)
+    backend : Backend or name (default "local"): computes the chunk statistics
     """
 
     def __init__(self, model, source, sample_weight, max_passes, tol, learning_offset=10.0,
                  learning_decay=0.7, shuffle=True, validation=None, callback=None,
-                 checkpoint=None, total_weight=None):
+                 checkpoint=None, total_weight=None, backend="local"):
         self.model = model
+        self.backend = get_backend(backend)
         self.source = source
         self.sample_weight = sample_weight
         self.max_passes = max_passes
@@ -204,6 +208,7 @@ class ChunkLoop:
         self.callback = callback
         self.checkpoint = checkpoint
         self.bounds = source.chunk_bounds()
+        self.n_chunks = len(self.bounds)
         self.truncation = model._truncation()
         if total_weight is None:
             total_weight = (float(source.n_rows) if sample_weight is None
@@ -211,30 +216,16 @@ class ChunkLoop:
         self.total_weight = float(total_weight)
 
     # ------------------------------------------------------------------ helpers
-    def _add_chunk(self, state, index, chunk, params, stats):
-        """Add one chunk's statistics (upper triangle) into ``stats``."""
-        start, stop = self.bounds[index]
-        weights = None if self.sample_weight is None else self.sample_weight[start:stop]
+    def _search(self, state):
+        """The truncated search of the chunks from ``state.position`` on, or None."""
         if self.truncation is None:
-            log_norm = _estep.accumulate_chunk(chunk, params, weights, stats)
-        else:
-            # the step count varies the random candidates from chunk to chunk and pass to pass
-            seed = (state.search_seed + state.step) % (1 << 63)
-            log_norm = _truncated.accumulate_chunk(
-                chunk, params, weights, stats, self.truncation, state.supports, start,
-                state.neighbours, seed)
-        _estep.check_result(self.source, start, chunk, log_norm)
-        stats.log_norm += log_norm
-        stats.weight += float(stop - start) if weights is None else float(weights.sum())
-
-    def _chunk_stats(self, state, index, chunk, params):
-        stats = _estep.SufficientStats.zeros(params.means, params.full)
-        self._add_chunk(state, index, chunk, params, stats)
-        _estep.mirror_upper(stats)
-        return stats
+            return None
+        # the step count varies the random candidates from chunk to chunk and pass to pass
+        return Search(self.truncation, state.supports, state.neighbours,
+                      state.search_seed + state.step)
 
     def _new_order(self, state):
-        n_chunks = len(self.bounds)
+        n_chunks = self.n_chunks
         if self.shuffle and state.algorithm != "batch":
             return [int(i) for i in state.rng.permutation(n_chunks)]
         return list(range(n_chunks))
@@ -260,37 +251,56 @@ class ChunkLoop:
             if self.truncation is not None and (state.position == 0 or state.neighbours is None):
                 # Fixed for the pass (a search heuristic: stale lists cost speed, not
                 # correctness) and kept in the state, so a resumed pass searches alike.
-                state.neighbours = _truncated.neighbour_lists(pass_params, self.truncation)
+                state.neighbours = self.backend.neighbour_lists(pass_params, self.truncation)
             indices = state.order[state.position:]
-            for index, start, chunk in self.source.chunks(indices, check=False, reuse=True):
-                self._step(state, index, chunk, pass_params)
-                state.position += 1
-                state.step += 1
-                state.params = model._get_parameters()
-                self._emit({"event": "chunk", "pass": state.n_pass, "step": state.step,
-                            "rows": chunk.shape[0], "position": state.position,
-                            "n_chunks": len(state.order),
-                            "seconds": time.perf_counter() - started})
-                if self.checkpoint is not None:
-                    self.checkpoint(state, force=interrupted())
-                if interrupted():
-                    raise FitInterrupted(state)
+            with self.backend.open_pass(self.source, indices, self.sample_weight,
+                                        self._search(state)) as chunk_pass:
+                for index, new, params in self._pass_stats(state, chunk_pass, pass_params):
+                    self._step(state, index, new, params)
+                    state.position += 1
+                    state.step += 1
+                    state.params = model._get_parameters()
+                    self._emit({"event": "chunk", "pass": state.n_pass, "step": state.step,
+                                "rows": self._rows(index), "position": state.position,
+                                "n_chunks": len(state.order),
+                                "seconds": time.perf_counter() - started})
+                    if self.checkpoint is not None:
+                        self.checkpoint(state, force=interrupted())
+                    if interrupted():
+                        raise FitInterrupted(state)
             self._end_pass(state)
             if self.checkpoint is not None:
                 self.checkpoint(state, force=True)
         return state
 
-    def _step(self, state, index, chunk, pass_params):
+    def _pass_stats(self, state, chunk_pass, pass_params):
+        """The chunks' statistics: the whole rest of the pass under the pass's parameters
+        (batch), or one chunk at a time under the parameters of the moment."""
+        if state.algorithm == "batch":
+            for index, stats in chunk_pass.stats(pass_params):
+                yield index, stats, pass_params
+            return
+        while True:
+            params = self.model._kernel_params()
+            item = next(chunk_pass.stats(params, 1), None)
+            if item is None:
+                return
+            yield item + (params,)
+
+    def _rows(self, index):
+        start, stop = self.bounds[index]
+        return stop - start
+
+    def _step(self, state, index, new, params):
+        """Take in the statistics ``new`` of chunk ``index``, computed under ``params``."""
         model = self.model
         if state.algorithm == "batch":
-            # Parameters stay fixed for the whole pass; the upper triangle is summed here
-            # and mirrored once at the end of the pass.
+            # Parameters stay fixed for the whole pass: its chunks' statistics are added
+            # in chunk order (the backend contract's sum).
             if state.position == 0:
-                state.stats = _estep.SufficientStats.zeros(pass_params.means, pass_params.full)
-            self._add_chunk(state, index, chunk, pass_params, state.stats)
+                state.stats = SufficientStats.zeros(params.means, params.full)
+            state.stats = state.stats + new
             return
-        params = model._kernel_params()
-        new = self._chunk_stats(state, index, chunk, params)
         if state.algorithm == "stochastic":
             if new.weight == 0.0:
                 # A minibatch whose rows all weigh zero says nothing about the data: its
@@ -314,7 +324,7 @@ class ChunkLoop:
             state.stats = (new - old) + state.stats
         state.memo[index] = new
         state.memo_entropy[index] = entropy
-        if state.n_pass == 0 and len(state.memo) < len(self.bounds):
+        if state.n_pass == 0 and len(state.memo) < self.n_chunks:
             # First pass: the chunks seen so far stand for the whole data (none do while
             # every row so far weighs zero: the initial parameters stay).
             if state.stats.weight > 0.0:
@@ -325,7 +335,6 @@ class ChunkLoop:
     def _end_pass(self, state):
         model = self.model
         if state.algorithm == "batch":
-            _estep.mirror_upper(state.stats)
             bound = (state.stats.log_norm - model._kl()) / state.stats.weight
             model._m_step(state.stats)
             state.stats = None

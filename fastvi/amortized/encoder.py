@@ -7,9 +7,9 @@ from sklearn.base import BaseEstimator, DensityMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._nn import MLP, Adam
-from ._validation import check_random_state, validate_rows
-from .amortized import _check_dtype, _logsumexp, _minibatches, _report
+from .nn import MLP, Adam
+from ..data.checks import check_random_state, validate_rows
+from .vae import _check_dtype, _logsumexp, _minibatches, _report
 
 
 class MixtureEncoder(DensityMixin, BaseEstimator):
@@ -108,7 +108,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
         self : MixtureEncoder
         """
         self._check_parameters()
-        from .mixture import GaussianMixture
+        from ..mixture import GaussianMixture
         mixture = GaussianMixture() if self.mixture is None else self.mixture
         source = validate_rows(self, X, reset=True, dtype=self.dtype,
                                chunk_rows=self.chunk_size)

@@ -46,19 +46,20 @@ from contextlib import contextmanager
 import h5py
 import numpy as np
 
-from . import __version__
-from .checkpoint import Checkpointer
-from .cli_jobs import FitProgress, FitRecorder, JsonLog
-from .cli_jobs import finite_float as _finite_float
-from .cli_jobs import finite_non_negative_float as _finite_non_negative_float
-from .cli_jobs import integer as _integer
-from .cli_jobs import non_negative_int as _non_negative_int
-from .cli_jobs import positive_int as _positive_int
-from .cli_jobs import fit_model as _fit_model
-from .cli_jobs import progress_bar as _progress
-from .io import (OutputError, atomic_h5, check_writable, get_params, is_model_file,
-                 list_datasets, load_model, open_h5, open_source, open_sources,
-                 output_error, resolve_spec, save_model, split_spec)
+from .. import __version__
+from ..io.checkpoint import Checkpointer
+from .jobs import FitProgress, FitRecorder, JsonLog
+from .jobs import finite_float as _finite_float
+from .jobs import finite_non_negative_float as _finite_non_negative_float
+from .jobs import integer as _integer
+from .jobs import non_negative_int as _non_negative_int
+from .jobs import positive_int as _positive_int
+from .jobs import fit_model as _fit_model
+from .jobs import progress_bar as _progress
+from ..data.atomic import OutputError, atomic_h5, check_writable, output_error
+from ..data.files import (list_datasets, open_h5, open_source, open_sources, resolve_spec,
+                          split_spec)
+from ..io.model import get_params, is_model_file, load_model, save_model
 
 PREDICT_CHUNK_ROWS = 65536
 DEMO_N_SAMPLES = 2_000_000
@@ -83,7 +84,7 @@ def _check_model_data(model, model_path, X, label):
 def _about(label):
     """Prefix errors raised while working on the data with its name (a NaN row, a read
     error in a corrupt chunk, too few rows), unless the message names it already."""
-    from ._loop import ResumeMismatch   # here: _loop loads the kernels, which info needs not
+    from ..engine.loop import ResumeMismatch   # here: _loop loads the kernels, which info needs not
     try:
         yield
     except (OutputError, ResumeMismatch):
@@ -101,7 +102,7 @@ def _about(label):
 def _naming_checkpoint(checkpoint_path):
     """A checkpoint that does not belong to the data or the model: not the data's fault
     alone, so the message names the checkpoint, and the way out."""
-    from ._loop import ResumeMismatch
+    from ..engine.loop import ResumeMismatch
     try:
         yield
     except ResumeMismatch as exc:
@@ -239,7 +240,7 @@ def _runtime_params(args):
 
 
 def _build_model(args):
-    from .mixture import BayesianGaussianMixture, GaussianMixture
+    from ..mixture import BayesianGaussianMixture, GaussianMixture
     kwargs = {"random_state": 0, **_given_params(args), **_runtime_params(args)}
     if (args.model or "gmm") == "gmm":
         if args.weight_prior is not None:
@@ -300,7 +301,7 @@ def _specs(source):
 
 def _checkpoint_meta(model, source, validation, args):
     """What ``fastvi fit --resume`` needs to rebuild the estimator and reopen the data."""
-    from .checkpoint import estimator_params
+    from ..io.checkpoint import estimator_params
     return {"class": type(model).__name__, "params": estimator_params(model),
             "data": _specs(source),
             "validation": None if validation is None else _specs(validation),
@@ -318,8 +319,8 @@ def _resume_command(args):
 
 def _load_resume(args, checkpoint_path):
     """The estimator, checkpoint meta and fit state of ``fit --resume``."""
-    from .checkpoint import load_checkpoint
-    from .io import _estimator_classes
+    from ..io.checkpoint import load_checkpoint
+    from ..io.model import _estimator_classes
     if not os.path.exists(checkpoint_path):
         raise FileNotFoundError(
             f"--resume: there is no checkpoint {checkpoint_path!r} (a fit writes it while it "
@@ -468,7 +469,7 @@ def cmd_fit(args):
 
 
 def _run_fit(args, model, source, validation, meta, state, checkpoint_path, started):
-    from ._loop import FitInterrupted
+    from ..engine.loop import FitInterrupted
     checkpointer = None
     if checkpoint_path is not None:
         every = args.checkpoint_every if args.checkpoint_every > 0 else None
@@ -554,7 +555,7 @@ def _interrupted(args, state, source, checkpointer, terminated, log):
 # ----------------------------------------------------------------------------- commands
 
 def cmd_make_data(args):
-    from .datasets import write_mixture_h5
+    from ..data.generate import write_mixture_h5
     check_writable(args.out, "the data file")
     start = time.perf_counter()
     write_mixture_h5(args.out, args.n_samples, args.n_features, args.n_components,
@@ -569,7 +570,7 @@ def cmd_make_data(args):
 
 
 def _as_chunk_source(X, chunk_rows):
-    from .sources import as_source
+    from ..data.sources import as_source
     return as_source(X, chunk_rows=chunk_rows)
 
 
@@ -598,7 +599,6 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
                                            chunks=(chunk, top))
             top_resp = out.create_dataset("top_resp", (n_rows, top), dtype=np.float32,
                                           chunks=(chunk, top))
-            params = model._kernel_params()
         for _, start, rows in _progress(source.chunks(), total=source.n_chunks,
                                         unit="chunk", desc="predict"):
             stop = start + rows.shape[0]
@@ -606,9 +606,8 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
             if resp is not None:
                 resp[start:stop] = model.predict_proba(rows)
             if top is not None:
-                from ._truncated import top_responsibilities
-                top_index[start:stop], top_resp[start:stop] = top_responsibilities(
-                    rows, params, top)
+                top_index[start:stop], top_resp[start:stop] = model.top_responsibilities(
+                    rows, top)
 
 
 def cmd_predict(args):
@@ -696,7 +695,7 @@ def _info_h5(path):
 
 
 def cmd_info(args):
-    from .cli_amortized import info_lines as amortized_info, is_amortized_file
+    from .amortized import info_lines as amortized_info, is_amortized_file
     path = args.path
     if not os.path.exists(path):
         raise FileNotFoundError(f"file {path!r} does not exist")
@@ -724,8 +723,8 @@ def cmd_info(args):
 def cmd_demo(args):
     from sklearn.metrics import adjusted_rand_score
 
-    from .datasets import write_mixture_h5
-    from .mixture import BayesianGaussianMixture
+    from ..data.generate import write_mixture_h5
+    from ..mixture import BayesianGaussianMixture
     keep = args.out is not None
     out_dir = args.out if keep else tempfile.mkdtemp(prefix="fastvi-demo-")
     os.makedirs(out_dir, exist_ok=True)
@@ -940,7 +939,7 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="keep the data and model here")
     p.set_defaults(func=cmd_demo)
 
-    from .cli_amortized import add_parser as add_amortized
+    from .amortized import add_parser as add_amortized
     add_amortized(sub)
     _add_debug_everywhere(sub)
     return parser

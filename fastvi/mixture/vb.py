@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln, multigammaln
 
-from ._em import EPS_NK, LOG_2PI
-from ._estep import KernelParams
-from ._gaussian import (kernel_factor, log_det_cholesky, precision_cholesky,
+from .em import EPS_NK, LOG_2PI
+from ..engine.backend import KernelParams
+from .gaussian import (kernel_factor, log_det_cholesky, precision_cholesky,
                         precisions_from_cholesky)
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")

@@ -29,9 +29,9 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._nn import MLP, Adam, RowNoise
-from ._validation import check_random_state, validate_rows
-from .kernels import dense
+from .nn import MLP, Adam, RowNoise
+from ..data.checks import check_random_state, validate_rows
+from ..kernels import dense
 
 INFERENCE = ("amortized", "per_example", "semi_amortized")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -226,7 +226,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def save(self, path):
         """Write the fitted model to an HDF5 model file, atomically (``fastvi.load`` reads
         it back; the schema is in ``fastvi.amortized_io``)."""
-        from .io import save
+        from ..io.model import save
         save(self, path)
 
     def _build(self, n_features, n_rows, rng):

@@ -10,7 +10,7 @@ import time
 import h5py
 import numpy as np
 
-from .amortized_io import FORMAT, load_amortized, save_amortized
+from ..io.amortized import FORMAT, load_amortized, save_amortized
 
 DEMO_EPOCHS = 40
 GAP_BLOCK_ROWS = 1024           # rows per gap_report call of a VAE: the progress step
@@ -38,8 +38,9 @@ def _print_report(report):
 
 
 def cmd_fit(args):
-    from . import PPCA, VAE
-    from .io import check_writable, open_source
+    from ..amortized import PPCA, VAE
+    from ..data.atomic import check_writable
+    from ..data.files import open_source
     checkpoint_path = args.checkpoint or args.output + ".ckpt"
     # Before the work: a read-only or missing folder is found now, not after the epochs.
     check_writable(args.output, "the model")
@@ -61,10 +62,10 @@ def cmd_fit(args):
                     likelihood=args.likelihood, **common)
     resume = None
     if args.resume:
-        from .checkpoint import load_checkpoint
+        from ..io.checkpoint import load_checkpoint
         resume, _ = load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
-    from .cli import NamedCheckpointer
+    from .main import NamedCheckpointer
     # keep=True: the file goes only once the model is saved (see below).
     checkpointer = NamedCheckpointer(checkpoint_path, every_seconds=None, keep=True)
     first_epoch = 0 if resume is None else resume.epochs
@@ -105,7 +106,7 @@ def gap_in_blocks(model, source, max_rows=None, n_importance=1000, optimise_step
     n_rows : int
         The rows used.
     """
-    from .cli_jobs import progress_bar
+    from .jobs import progress_bar
     is_ppca = type(model).__name__ == "PPCA"
     block_rows = PPCA_GAP_BLOCK_ROWS if is_ppca else GAP_BLOCK_ROWS
     total = source.n_rows if max_rows is None else min(max_rows, source.n_rows)
@@ -130,7 +131,7 @@ def gap_in_blocks(model, source, max_rows=None, n_importance=1000, optimise_step
 
 
 def cmd_gap(args):
-    from .io import open_source
+    from ..data.files import open_source
     model = load_amortized(args.model)
     block = PPCA_GAP_BLOCK_ROWS if type(model).__name__ == "PPCA" else GAP_BLOCK_ROWS
     source = open_source(args.data, chunk_rows=block)
@@ -184,7 +185,7 @@ def cmd_demo(args):
     except ImportError:
         raise ValueError("the demo uses the digits data bundled with scikit-learn: "
                          "pip install scikit-learn") from None
-    from . import VAE
+    from ..amortized import VAE
     X = load_digits().data / 16.0
     order = np.random.default_rng(args.seed).permutation(len(X))
     train, test = X[order[:1500]], X[order[1500:]]
@@ -201,7 +202,7 @@ def cmd_demo(args):
 
 def add_parser(sub):
     """Register ``amortized`` and its subcommands on the main parser's subparsers."""
-    from .cli_jobs import (finite_positive_float, non_negative_int, positive_int)
+    from .jobs import (finite_positive_float, non_negative_int, positive_int)
     p = sub.add_parser("amortized", help="amortized VI: PPCA and VAEs (fit, gap, demo)")
     inner = p.add_subparsers(dest="amortized_command", metavar="COMMAND", required=True)
 

@@ -1,8 +1,9 @@
 """The fit loop shared by the mixture estimators (after scikit-learn's ``BaseMixture``).
 
 The base class owns validation, initialisation, the n_init restarts, warnings and the
-online entry point ``partial_fit``; the passes over the data are ``fastvi._loop``'s.  A
-model fills in the hooks:
+online entry point ``partial_fit``; the passes over the data are ``fastvi.engine.loop``'s,
+and every statistic and per-row output comes from the estimator's backend
+(``fastvi.engine.backend``), never from a kernel called here.  A model fills in the hooks:
 
 * ``_initialize_from_stats(stats)``: parameters from the statistics of the initial
   responsibilities;
@@ -17,47 +18,22 @@ that entered the last pass, as in scikit-learn.
 import dataclasses
 import os
 import warnings
-from contextlib import contextmanager
 
-import numba
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
-from . import _estep, _init, _loop, _truncated
-from ._gaussian import check_covariance_type, is_full
-from ._validation import (InvalidParameterError, check_bool, check_finite_array,
-                          check_integer, check_random_state, check_real,
-                          check_sample_weight, validate_rows)
+from . import init as _init
+from .gaussian import check_covariance_type, is_full
+from ..data.checks import (InvalidParameterError, check_bool, check_finite_array,
+                           check_integer, check_random_state, check_real,
+                           check_sample_weight, validate_rows)
+from ..engine import loop as _loop
+from ..engine.backend import KernelParams, get_backend, total_stats
+from ..engine.truncation import FileSupports, MemorySupports, make_truncation
 
-__all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError", "compute_threads"]
-
-
-def thread_count(n_jobs):
-    """The Numba threads ``n_jobs`` asks for (-1: all), or InvalidParameterError."""
-    n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else check_integer("n_jobs", n_jobs)
-    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
-        raise InvalidParameterError(f"n_jobs must be -1 or between 1 and "
-                                    f"{numba.config.NUMBA_NUM_THREADS}, got {n_jobs!r}")
-    return n
-
-
-@contextmanager
-def compute_threads(n_jobs):
-    """Numba threads for the kernels during a call, restored afterwards; BLAS limited to
-    one thread meanwhile: the kernels are the parallel level, and OpenBLAS threads left
-    spinning after the small M-step calls steal the cores from them (full-covariance
-    passes 30-50% slower on 2 cores)."""
-    previous = numba.get_num_threads()
-    if n_jobs is not None:
-        numba.set_num_threads(thread_count(n_jobs))
-    try:
-        with threadpool_limits(1, user_api="blas"):
-            yield
-    finally:
-        numba.set_num_threads(previous)
+__all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError"]
 
 
 class BaseMixture(DensityMixin, BaseEstimator):
@@ -67,11 +43,15 @@ class BaseMixture(DensityMixin, BaseEstimator):
     selection and ``check_estimator`` work; fitted attributes end in ``_``.
     """
 
+    # An estimator read from a checkpoint written before ``backend`` existed has no such
+    # attribute: it ran on the local backend.
+    backend = "local"
+
     def __init__(self, n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                  init_params, random_state, warm_start, verbose, verbose_interval, dtype,
                  chunk_size, init_sample_size, n_jobs, algorithm, batch_size, learning_offset,
                  learning_decay, shuffle, total_samples, n_active, n_candidates,
-                 support_file):
+                 support_file, backend):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -96,6 +76,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.n_active = n_active
         self.n_candidates = n_candidates
         self.support_file = support_file
+        self.backend = backend
 
     # ------------------------------------------------------------------ checks
     # Array parameters of either model that, when set, must hold finite numbers (their
@@ -114,8 +95,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if not isinstance(self.verbose, (bool, np.bool_)):     # verbose=True is usual
             check_integer("verbose", self.verbose, 0)
         check_integer("batch_size", self.batch_size, 1, allow_none=True)
+        backend = self._backend()
         if self.n_jobs is not None:
-            thread_count(self.n_jobs)
+            backend.check_n_jobs(self.n_jobs)
         check_real("tol", self.tol, 0)
         check_real("reg_covar", self.reg_covar, 0)
         check_real("learning_offset (tau)", self.learning_offset, 0)
@@ -141,7 +123,15 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def _truncation(self):
         """The truncated-q settings (``n_active``, ``n_candidates``), or None when dense."""
-        return _truncated.make_truncation(self.n_active, self.n_candidates, self.n_components)
+        return make_truncation(self.n_active, self.n_candidates, self.n_components)
+
+    def _backend(self):
+        """The ``Backend`` that ``backend`` names (or is)."""
+        return get_backend(self.backend)
+
+    def _running(self):
+        """The backend, set up for one call (threads as ``n_jobs`` asks)."""
+        return self._backend().running(self.n_jobs)
 
     def _check_is_fitted(self):
         check_is_fitted(self, "means_")
@@ -209,7 +199,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             raise ValueError("checkpoints hold one initialisation: use n_init=1 with a "
                              "checkpoint")
         validation = None if X_val is None else self._validate_X(X_val, reset=False)
-        with compute_threads(self.n_jobs):
+        with self._running():
             self._fit(source, sample_weight, validation, callback, checkpoint, resume)
         if hasattr(checkpoint, "finish"):
             checkpoint.finish()     # a finished fit needs no checkpoint (unless ``keep``)
@@ -218,7 +208,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def save(self, path):
         """Write the fitted model to an HDF5 model file, atomically (``fastvi.load`` reads
         it back; the schema is in ``fastvi.io``)."""
-        from .io import save
+        from ..io.model import save
         save(self, path)
 
     def _loop(self, source, sample_weight, validation, callback, checkpoint, total_weight=None,
@@ -228,7 +218,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
             max_passes=self.max_iter if max_passes is None else max_passes, tol=self.tol,
             learning_offset=self.learning_offset, learning_decay=self.learning_decay,
             shuffle=self.shuffle if shuffle is None else shuffle, validation=validation,
-            callback=callback, checkpoint=checkpoint, total_weight=total_weight)
+            callback=callback, checkpoint=checkpoint, total_weight=total_weight,
+            backend=self._backend())
 
     def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):
         self._prepare(source, sample_weight)
@@ -303,17 +294,17 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if n_rows is None:
             return
         if self.support_file is None:
-            state.supports = _truncated.MemorySupports(n_rows, truncation.n_active)
+            state.supports = MemorySupports(n_rows, truncation.n_active)
         else:
-            state.supports = _truncated.FileSupports(self.support_file, n_rows,
-                                                     truncation.n_active, self._chunk_rows())
+            state.supports = FileSupports(self.support_file, n_rows, truncation.n_active,
+                                          self._chunk_rows())
 
     def _running_stats(self, stats, source, sample_weight):
         """Where stochastic statistics start: the initialisation's, or one exact E-step
         when the parameters were given or fitted rather than drawn."""
         if stats is not None:
             return stats
-        return _estep.accumulate(source, self._kernel_params(), sample_weight)
+        return total_stats(self._backend(), source, self._kernel_params(), sample_weight)
 
     def _reporter(self, callback):
         """The loop's callback: the user's, plus the verbose pass lines."""
@@ -342,7 +333,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def _mean_log_norm(self, source):
         """Mean log-normaliser per row of held-out rows under the current parameters."""
-        stats = _estep.accumulate(source, self._kernel_params())
+        stats = total_stats(self._backend(), source, self._kernel_params())
         return stats.log_norm / stats.weight
 
     def _initialize(self, source, sample_weight, rng):
@@ -371,8 +362,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         ref = np.asarray(X.read(0, 1), dtype=np.float64)
         n_features = ref.shape[1]
         factor = np.zeros((1, n_features, n_features) if self._full_stats else (1, n_features))
-        params = _estep.KernelParams(np.zeros(1), ref, factor)
-        return _estep.accumulate(X, params, sample_weight)
+        params = KernelParams(np.zeros(1), ref, factor)
+        return total_stats(self._backend(), X, params, sample_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """One online step per chunk of ``X``: stepwise EM for the maximum-likelihood model
@@ -393,7 +384,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             self._working_dtype = source.dtype
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
         total = float(self.total_samples)
-        with compute_threads(self.n_jobs):
+        with self._running():
             if first:
                 if source.n_rows < self.n_components:
                     raise ValueError(f"the first partial_fit needs at least n_components = "
@@ -423,8 +414,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def _per_row(self, X, **what):
         self._check_is_fitted()
         source = self._validate_X(X, reset=False)
-        with compute_threads(self.n_jobs):
-            return _estep.per_row(source, self._kernel_params(), **what)
+        with self._running():
+            return self._backend().per_row(source, self._kernel_params(), **what)
 
     def score_samples(self, X):
         """Per-row log sum_k rho_nk: the log-likelihood for EM, the row's ELBO term for VB.
@@ -460,8 +451,21 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self._check_is_fitted()
         source = self._validate_X(X, reset=False)
         n_active = self.n_active if self.n_active is not None else self.n_components
-        with compute_threads(self.n_jobs):
-            return _truncated.sparse_resp(source, self._kernel_params(), n_active)
+        with self._running():
+            return self._backend().sparse_resp(source, self._kernel_params(), n_active)
+
+    def top_responsibilities(self, X, n_top):
+        """Each row's ``n_top`` most probable components and their responsibilities
+        renormalised over them, most probable first (every component evaluated, exactly):
+        the layout of large K, where ``predict_proba`` would be N x K.
+
+        Returns
+        -------
+        index : ndarray of shape (n_samples, n_top), int32
+        resp : ndarray of shape (n_samples, n_top)
+        """
+        out = self._per_row(X, top=check_integer("n_top", n_top, 1, self.n_components))
+        return out["top_index"], out["top_resp"]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``predict(X)`` under the fitted parameters."""

@@ -1,0 +1,270 @@
+"""Generated Gaussian mixtures with known parameters, in memory or streamed to HDF5.
+
+The rows are generated in fixed blocks of ``BLOCK_ROWS``, each from its own random stream
+(``SeedSequence(seed, spawn_key=(1, block))``), so for a given seed the data are the same
+whether they are made in memory by ``make_mixture`` or written to a file by
+``write_mixture_h5`` with any ``chunk_rows``, and a file of any length is written with the
+memory of one block.
+
+The mixture's parameters come from ``random_state`` alone; ``sample_seed`` (default: the
+rows of ``random_state`` itself) draws other rows from the same mixture, for example a
+held-out file: ``SeedSequence([seed, sample_seed], spawn_key=(2, block))``.
+"""
+import os
+
+import numpy as np
+
+from .atomic import atomic_h5
+
+__all__ = ["make_mixture", "mixture_parameters", "write_mixture_h5"]
+
+BLOCK_ROWS = 65536
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# Eigenvalues (variances) of every covariance lie in this range: condition number <= 4,
+# and the largest standard deviation is 1, so distances between means are in units of it.
+_VARIANCE_RANGE = (0.25, 1.0)
+
+
+def _seed_entropy(random_state):
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, (int, np.integer)) and random_state >= 0:
+        return int(random_state)
+    raise ValueError(f"random_state must be a non-negative int or None, got {random_state!r}")
+
+
+def _check_args(n_samples, n_features, n_components, separation, covariance_type, dtype):
+    for name, value in (("n_samples", n_samples), ("n_features", n_features),
+                        ("n_components", n_components)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not (separation >= 0 and np.isfinite(separation)):
+        raise ValueError(f"separation (--separation) must be a finite number >= 0, got "
+                         f"{separation!r}")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, "
+                         f"got {covariance_type!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _random_covariance(rng, n_features):
+    """A random SPD matrix with eigenvalues in ``_VARIANCE_RANGE`` and random axes."""
+    q, r = np.linalg.qr(rng.standard_normal((n_features, n_features)))
+    q *= np.sign(np.diag(r))                        # a uniformly random rotation
+    eigenvalues = rng.uniform(*_VARIANCE_RANGE, size=n_features)
+    cov = (q * eigenvalues) @ q.T
+    return 0.5 * (cov + cov.T)
+
+
+def _separated_means(rng, n_components, n_features, separation):
+    """Means whose pairwise distances are all at least ``separation``.
+
+    Candidates come from an isotropic Gaussian whose typical pairwise distance is about
+    1.3 * separation (in high dimension distances concentrate, so most are accepted); the
+    spread grows a little after each run of rejections, which keeps low dimensions finite.
+    """
+    scale = 1.3 * separation / np.sqrt(2.0 * n_features)
+    means = np.empty((n_components, n_features))
+    count, rejected = 0, 0
+    while count < n_components:
+        candidate = rng.standard_normal(n_features) * scale
+        if count == 0 or np.min(np.linalg.norm(means[:count] - candidate, axis=1)) >= separation:
+            means[count] = candidate
+            count += 1
+        else:
+            rejected += 1
+            if rejected % 20 == 0:
+                scale *= 1.1
+    return means
+
+
+def mixture_parameters(n_features, n_components, separation=4.0, covariance_type="full",
+                       random_state=0):
+    """The true parameters drawn for a seed (the first step of ``make_mixture``).
+
+    Returns
+    -------
+    dict
+        ``weights`` (K,) from Dirichlet(5, ..., 5); ``means`` (K, D) pairwise at least
+        ``separation`` apart; ``covariances`` in scikit-learn's layout for
+        ``covariance_type``, with variances in [0.25, 1] along random axes (so the means
+        are at least ``separation`` standard deviations apart in every direction);
+        ``covariance_type``.
+    """
+    entropy = _seed_entropy(random_state)
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0,)))
+    weights = rng.dirichlet(np.full(n_components, 5.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        means = _separated_means(rng, n_components, n_features, separation)
+    if covariance_type == "full":
+        cov = np.stack([_random_covariance(rng, n_features) for _ in range(n_components)])
+    elif covariance_type == "tied":
+        cov = _random_covariance(rng, n_features)
+    elif covariance_type == "diag":
+        cov = rng.uniform(*_VARIANCE_RANGE, size=(n_components, n_features))
+    else:
+        cov = rng.uniform(*_VARIANCE_RANGE, size=n_components)
+    return {"weights": weights, "means": means, "covariances": cov,
+            "covariance_type": covariance_type}
+
+
+def _check_means(truth, separation, dtype):
+    """Refuse a separation so large that the means (or the rows around them) are not
+    finite in ``dtype``: such a file would hold inf, and fits of it NaN."""
+    means = truth["means"]
+    if not (np.isfinite(means).all() and np.abs(means).max() < np.finfo(dtype).max / 2):
+        raise ValueError(f"separation (--separation) {separation!r} is too large: the means "
+                         f"overflow {np.dtype(dtype).name}")
+
+
+def _factors(truth):
+    """Lower Cholesky factor L_k (cov_k = L_k L_k^T) or standard deviations per component."""
+    cov, kind = truth["covariances"], truth["covariance_type"]
+    n_components = truth["means"].shape[0]
+    if kind == "full":
+        return [np.linalg.cholesky(c) for c in cov]
+    if kind == "tied":
+        return [np.linalg.cholesky(cov)] * n_components
+    return list(np.sqrt(cov))
+
+
+def _row_stream(entropy, sample_seed):
+    """(entropy, first spawn key) of the rows' random streams."""
+    if sample_seed is None:
+        return entropy, 1
+    if not isinstance(sample_seed, (int, np.integer)) or sample_seed < 0:
+        raise ValueError(f"sample_seed must be a non-negative int or None, got {sample_seed!r}")
+    return [entropy, int(sample_seed)], 2
+
+
+def _block(truth, factors, stream, block, n_rows, dtype):
+    """Rows and labels of generator block ``block`` (its own random stream)."""
+    entropy, key = stream
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(key, block)))
+    means = truth["means"]
+    labels = rng.choice(means.shape[0], size=n_rows, p=truth["weights"]).astype(np.int32)
+    noise = rng.standard_normal((n_rows, means.shape[1]))
+    X = np.empty((n_rows, means.shape[1]), dtype=dtype)
+    for k, factor in enumerate(factors):
+        rows = labels == k
+        z = noise[rows]
+        X[rows] = means[k] + (z @ factor.T if np.ndim(factor) == 2 else z * factor)
+    return X, labels
+
+
+def _blocks(n_samples, truth, stream, dtype):
+    factors = _factors(truth)
+    for block, start in enumerate(range(0, n_samples, BLOCK_ROWS)):
+        n_rows = min(BLOCK_ROWS, n_samples - start)
+        yield start, _block(truth, factors, stream, block, n_rows, dtype)
+
+
+def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separation=4.0,
+                 covariance_type="full", dtype="float32", random_state=0, sample_seed=None):
+    """Rows drawn from a Gaussian mixture with known, random parameters.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_components : int
+    separation : float, default 4.0
+        Every two means are at least this many (largest) standard deviations apart.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default 'full'
+        The structure of the true covariances.
+    dtype : {'float32', 'float64'}, default 'float32'
+    random_state : int or None, default 0
+        The seed; the same seed gives the same parameters and rows.
+    sample_seed : int or None, default None
+        A seed of the rows alone: another ``sample_seed`` gives other rows from the same
+        mixture (same ``truth``), such as a held-out set.  None: the rows of
+        ``random_state``.
+
+    Returns
+    -------
+    X : ndarray (n_samples, n_features)
+    labels : ndarray (n_samples,) of int32
+        The component that generated each row.
+    truth : dict
+        ``weights``, ``means``, ``covariances``, ``covariance_type`` (see
+        ``mixture_parameters``) and ``seed``.
+    """
+    dtype = _check_args(n_samples, n_features, n_components, separation, covariance_type,
+                        dtype)
+    entropy = _seed_entropy(random_state)
+    truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
+    _check_means(truth, separation, dtype)
+    stream = _row_stream(entropy, sample_seed)
+    X = np.empty((n_samples, n_features), dtype=dtype)
+    labels = np.empty(n_samples, dtype=np.int32)
+    for start, (rows, block_labels) in _blocks(n_samples, truth, stream, dtype):
+        X[start:start + rows.shape[0]] = rows
+        labels[start:start + rows.shape[0]] = block_labels
+    truth["seed"] = entropy
+    return X, labels, truth
+
+
+def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, *,
+                     separation=4.0, covariance_type="full", dtype="float32", random_state=0,
+                     sample_seed=None, chunk_rows=65536, progress=False):
+    """Generate a mixture like ``make_mixture`` and write it to HDF5, one block at a time.
+
+    Memory stays at one block of rows whatever ``n_samples`` is.  The file holds
+    ``/X`` (n_samples, n_features) chunked by ``chunk_rows`` rows, ``/labels`` (int32) and
+    the group ``/truth`` (``weights``, ``means``, ``covariances``); root attributes record
+    the generator, its arguments and the seed.  It is written under a temporary name and
+    renamed, so ``path`` is either the complete file or untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    n_samples, n_features, n_components, separation, covariance_type, dtype, random_state, \
+sample_seed
+        As ``make_mixture``; the rows equal those of ``make_mixture`` for the same seeds.
+    chunk_rows : int, default 65536
+        Rows per HDF5 chunk of ``/X`` and ``/labels``.
+    progress : bool, default False
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        The ``truth`` of ``make_mixture``.
+    """
+    from tqdm import tqdm
+    from .. import __version__
+    dtype = _check_args(n_samples, n_features, n_components, separation, covariance_type,
+                        dtype)
+    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    entropy = _seed_entropy(random_state)
+    truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
+    _check_means(truth, separation, dtype)
+    stream = _row_stream(entropy, sample_seed)
+    chunk_rows = min(chunk_rows, n_samples)
+    with atomic_h5(path, "the data file") as f:
+        f.attrs.update({"generator": "fastvi.datasets.write_mixture_h5",
+                        "fastvi_version": __version__, "seed": str(entropy),
+                        "n_samples": n_samples, "n_features": n_features,
+                        "n_components": n_components, "separation": float(separation),
+                        "covariance_type": covariance_type, "dtype": dtype.name})
+        if sample_seed is not None:
+            f.attrs["sample_seed"] = str(int(sample_seed))
+        X = f.create_dataset("X", (n_samples, n_features), dtype=dtype,
+                             chunks=(chunk_rows, n_features))
+        labels = f.create_dataset("labels", (n_samples,), dtype=np.int32,
+                                  chunks=(chunk_rows,))
+        group = f.create_group("truth")
+        for key in ("weights", "means", "covariances"):
+            group.create_dataset(key, data=truth[key])
+        group.attrs["covariance_type"] = covariance_type
+        with tqdm(total=n_samples, unit="rows", unit_scale=True, disable=not progress,
+                  desc=os.path.basename(os.fspath(path))) as bar:
+            for start, (rows, block_labels) in _blocks(n_samples, truth, stream, dtype):
+                X[start:start + rows.shape[0]] = rows
+                labels[start:start + rows.shape[0]] = block_labels
+                bar.update(rows.shape[0])
+    truth["seed"] = entropy
+    return truth
+

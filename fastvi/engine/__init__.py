@@ -1,0 +1,15 @@
+"""The engine: passes over the chunks of a data set, and the backends that do the work.
+
+* ``loop``: the chunk loop (batch, stochastic, memoized; the fit state that checkpoints
+  hold and fits resume from), which asks a backend for chunk statistics and feeds the
+  model's map from statistics to parameters;
+* ``backend``: the contract between the loop and the backends (``Backend``), the kernel
+  parameters they take (``KernelParams``) and ``get_backend``;
+* ``local``: the backend of one machine (Numba threads over the fused kernels, the
+  prefetching reader, the truncated search);
+* ``stats``: the additive sufficient statistics a backend returns;
+* ``truncation``: the settings and per-row supports of the truncated q(z).
+
+Imports: ``fastvi.data`` and ``fastvi.kernels`` only.  Nothing here knows a model: the
+loop calls the model's hooks (``_kernel_params``, ``_m_step``, ``_kl``, ...).
+"""

@@ -1,0 +1,199 @@
+"""The contract between the chunk loop and the backends that compute chunk statistics.
+
+The loop (``fastvi.engine.loop``) never calls a kernel.  For every chunk it needs, it asks
+a backend for that chunk's sufficient statistics under fixed kernel parameters; for
+per-row outputs (``predict``, ``predict_proba``, ``score_samples``) the estimators ask
+the same backend.  A backend is chosen by name (``backend="local"``, the default) or
+given as an instance; ``get_backend`` resolves either.  The CUDA and Dask backends are
+one module each that subclasses ``Backend`` and registers its name in ``_REGISTERED``;
+nothing in the loop or the algorithms changes.
+
+What a backend promises
+-----------------------
+* **Per-chunk statistics, in the order asked.**  ``ChunkPass.stats(params, count)``
+  yields ``(index, SufficientStats)`` for the next chunks of the pass, in the pass's
+  order, each computed from zero for that chunk alone (centred on ``params.means``, the
+  second moments mirrored, ``log_norm`` the sum of the rows' weighted log-normalisers,
+  ``weight`` the rows' total weight).  A backend may compute them in any order, on any
+  number of threads, processes or devices, but hands them back in chunk order.
+* **Sums in chunk order, by the caller.**  The loop adds the chunks' statistics in the
+  order they come, left to right (``S = ((S_0 + S_1) + S_2) + ...``).  So two backends
+  whose per-chunk arithmetic is the same (the local backend and a Dask backend running
+  the same Numba kernel on the same chunking) give the same bits, and a result never
+  depends on the number of threads or workers.  A backend whose arithmetic differs (a
+  GPU's block size and fused multiply-adds) agrees to rounding, and with itself bit for
+  bit.
+* **Fixed parameters within a request.**  Every chunk of one ``stats`` call is computed
+  under the ``params`` of that call.  The batch algorithm asks for a whole pass at once;
+  stochastic and memoized ask one chunk at a time (their parameters change after each).
+  A pass is opened with its whole chunk order, so a backend may read ahead in it.
+* **The truncated q.**  With a ``Search``, the E-step of chunk ``j`` of the pass (its
+  position in the order) draws its random candidates from ``search.first_seed + j``
+  (mod 2^63) and updates ``search.supports`` for the chunk's rows before the chunk's
+  statistics are yielded; so the search, too, is the same on every backend.
+* **Errors.**  A chunk whose log-normaliser is not finite raises the error of
+  ``check_result`` (it names the rows; a NaN or inf in the data names the first bad row).
+
+``fastvi.engine.local`` is the reference implementation.
+"""
+import contextlib
+import importlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.checks import InvalidParameterError
+from ..data.sources import ArraySource
+from .stats import SufficientStats
+
+# name -> "module:class" of the backends fastvi ships (imported when first asked for)
+_REGISTERED = {"local": "fastvi.engine.local:LocalBackend"}
+
+
+@dataclass
+class KernelParams:
+    """Components in the canonical form ``log rho_nk = c_k - 1/2 ||U_k^T (x_n - m_k)||^2``.
+
+    ``factor`` is (K, D, D) upper-triangular for full/tied, (K, D) for diag/spherical.
+    """
+
+    c: np.ndarray
+    means: np.ndarray
+    factor: np.ndarray
+
+    @property
+    def full(self):
+        return self.factor.ndim == 3
+
+
+@dataclass
+class Search:
+    """What a truncated E-step needs besides the parameters (``fastvi.engine.truncation``).
+
+    truncation : Truncation
+    supports : MemorySupports, FileSupports or None (fresh rows: ``partial_fit``)
+    neighbours : (K, H) int64, the neighbour lists of the pass
+    first_seed : the seed of the random candidates of the pass's first chunk
+    """
+
+    truncation: object
+    supports: object
+    neighbours: np.ndarray
+    first_seed: int
+
+
+class ChunkPass:
+    """One pass of a backend over ``order`` (chunk indices): ``stats`` hands out the
+    statistics of its chunks, in that order.  Made by ``Backend.open_pass``."""
+
+    def stats(self, params, count=None):
+        """Yield ``(index, SufficientStats)`` for the next ``count`` chunks of the order
+        (all that remain when None), computed under ``params``."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release what the pass holds (reader threads, buffers, tasks)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Backend:
+    """Computes chunk statistics and per-row outputs; see the module docstring for the
+    promises.  Subclasses implement ``open_pass``, ``per_row`` and ``neighbour_lists``;
+    ``sparse_resp``, ``running`` and ``check_n_jobs`` have defaults."""
+
+    name = None
+
+    def open_pass(self, source, order, sample_weight=None, search=None):
+        """A ``ChunkPass`` over the chunks ``order`` of ``source`` (a ChunkSource);
+        ``sample_weight`` is the (n_rows,) weights of the whole source or None."""
+        raise NotImplementedError
+
+    def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
+        """Per-row outputs of every row, no statistics: a dict with ``"log_norm"`` (n,),
+        ``"resp"`` (n, K) and ``"labels"`` (n,), or (n, L) for ``labels=L > 1`` (the L
+        most probable components, most probable first), as asked; ``top=L`` adds
+        ``"top_index"`` (n, L) int32 and ``"top_resp"`` (n, L), each row's exact L most
+        probable components and their responsibilities renormalised over them."""
+        raise NotImplementedError
+
+    def sparse_resp(self, source, params, n_active):
+        """The exact top-``n_active`` responsibilities of every row, renormalised, as a
+        ``scipy.sparse.csr_matrix`` (n, K) with sorted indices; no dense N x K array.
+
+        Every component is evaluated (the search is for fitting; a prediction should not
+        depend on where a walk started).  With ``n_active`` >= K the responsibilities are
+        computed chunk by chunk and only their nonzeros kept.
+        """
+        import scipy.sparse
+        n_components = params.means.shape[0]
+        if n_active >= n_components:
+            blocks = [scipy.sparse.csr_matrix(
+                self.per_row(ArraySource(chunk, chunk.shape[0] or 1), params, resp=True)["resp"])
+                for _, _, chunk in source.chunks()]
+            if not blocks:
+                return scipy.sparse.csr_matrix((0, n_components))
+            return scipy.sparse.vstack(blocks, format="csr")
+        out = self.per_row(source, params, top=n_active)
+        support, q = out["top_index"], out["top_resp"]
+        keep = (support >= 0) & (q > 0.0)
+        indptr = np.concatenate(([0], np.cumsum(keep.sum(axis=1))))
+        matrix = scipy.sparse.csr_matrix((q[keep], support[keep], indptr),
+                                         shape=(support.shape[0], n_components))
+        matrix.sort_indices()
+        return matrix
+
+    def neighbour_lists(self, params, truncation):
+        """(K, H) int64 neighbour lists that steer the truncated search
+        (``fastvi.engine.truncation``)."""
+        raise NotImplementedError
+
+    def check_n_jobs(self, n_jobs):
+        """Raise ``InvalidParameterError`` unless ``n_jobs`` (not None) is a thread count
+        this backend can use."""
+
+    def running(self, n_jobs):
+        """A context manager around each call of an estimator (fit, predict, ...): sets
+        up the threads (or devices, workers) ``n_jobs`` asks for, and restores them."""
+        return contextlib.nullcontext()
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def get_backend(backend):
+    """The ``Backend`` for an estimator's ``backend`` parameter: a registered name or an
+    instance (returned as is)."""
+    if isinstance(backend, Backend):
+        return backend
+    if isinstance(backend, str) and backend in _REGISTERED:
+        module, _, name = _REGISTERED[backend].partition(":")
+        return getattr(importlib.import_module(module), name)()
+    raise InvalidParameterError(f"backend must be one of {tuple(_REGISTERED)} or a "
+                                f"fastvi.engine.backend.Backend instance, got {backend!r}")
+
+
+def total_stats(backend, source, params, sample_weight=None):
+    """The statistics of all rows of ``source`` under ``params``, summed in chunk order."""
+    total = SufficientStats.zeros(params.means, params.full)
+    with backend.open_pass(source, range(source.n_chunks), sample_weight) as chunk_pass:
+        for _, stats in chunk_pass.stats(params):
+            total = total + stats
+    return total
+
+
+def check_result(source, start, chunk, log_norm):
+    """A chunk's sum of log-normalisers is finite unless a row is NaN or inf (the kernel
+    carries NaN and -inf through), so the rows are scanned only when it is not."""
+    if not np.isfinite(log_norm):
+        source.check_finite(chunk, start)
+        raise FloatingPointError(
+            f"{source.label}: rows {start}:{start + chunk.shape[0]} have a non-finite "
+            f"log-likelihood ({log_norm}) under the current parameters although the data are "
+            "finite; a component may have collapsed (increase reg_covar) or the data may be "
+            "far out of the float range of the parameters")

@@ -1,0 +1,254 @@
+"""The local backend: the fused Numba kernels on this machine's cores.
+
+Chunks come from the source's prefetching reader (the next chunk is read in a thread
+while the kernel works on the current one; the kernels release the GIL).  Each chunk's
+statistics are accumulated from zero by one kernel call and handed back; the kernel sums
+its row blocks in block order, so a chunk's statistics are the same bits for any number of
+threads (``fastvi.kernels.estep``).  The contract is ``fastvi.engine.backend``'s.
+"""
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..data.checks import InvalidParameterError, check_integer
+from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
+from .backend import Backend, ChunkPass, check_result
+from .stats import SufficientStats
+from .truncation import SUPPORT_DTYPE
+
+_EMPTY1 = np.zeros(0)
+_NO_LABELS = np.zeros((0, 1), dtype=np.int64)
+
+
+def thread_count(n_jobs):
+    """The Numba threads ``n_jobs`` asks for (-1: all), or InvalidParameterError."""
+    n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else check_integer("n_jobs", n_jobs)
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise InvalidParameterError(f"n_jobs must be -1 or between 1 and "
+                                    f"{numba.config.NUMBA_NUM_THREADS}, got {n_jobs!r}")
+    return n
+
+
+@contextmanager
+def compute_threads(n_jobs):
+    """Numba threads for the kernels during a call, restored afterwards; BLAS limited to
+    one thread meanwhile: the kernels are the parallel level, and OpenBLAS threads left
+    spinning after the small M-step calls steal the cores from them (full-covariance
+    passes 30-50% slower on 2 cores)."""
+    previous = numba.get_num_threads()
+    if n_jobs is not None:
+        numba.set_num_threads(thread_count(n_jobs))
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class LocalBackend(Backend):
+    """Numba threads on this machine (``backend="local"``, the default)."""
+
+    name = "local"
+
+    def open_pass(self, source, order, sample_weight=None, search=None):
+        return _LocalPass(source, order, sample_weight, search)
+
+    def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
+        return per_row(source, params, log_norm, resp, labels, top)
+
+    def neighbour_lists(self, params, truncation):
+        return neighbour_lists(params, truncation)
+
+    def check_n_jobs(self, n_jobs):
+        thread_count(n_jobs)
+
+    def running(self, n_jobs):
+        return compute_threads(n_jobs)
+
+
+class _LocalPass(ChunkPass):
+    def __init__(self, source, order, sample_weight, search):
+        self.source = source
+        self.sample_weight = sample_weight
+        self.search = search
+        self.bounds = source.chunk_bounds()
+        self.position = 0
+        # the reader runs one chunk ahead in this order; check=False: a non-finite result
+        # is traced to its row by check_result
+        self._chunks = source.chunks(list(order), check=False, reuse=True)
+
+    def stats(self, params, count=None):
+        taken = 0
+        while count is None or taken < count:
+            item = next(self._chunks, None)
+            if item is None:
+                return
+            index, start, chunk = item
+            stats = self._chunk_stats(start, chunk, params)
+            self.position += 1
+            taken += 1
+            yield index, stats
+
+    def _chunk_stats(self, start, chunk, params):
+        stop = start + chunk.shape[0]
+        weights = None if self.sample_weight is None else self.sample_weight[start:stop]
+        stats = SufficientStats.zeros(params.means, params.full)
+        if self.search is None:
+            log_norm = accumulate_chunk(chunk, params, weights, stats)
+        else:
+            seed = (self.search.first_seed + self.position) % (1 << 63)
+            log_norm = accumulate_truncated(chunk, params, weights, stats, self.search, start,
+                                            seed)
+        check_result(self.source, start, chunk, log_norm)
+        mirror_upper(stats)
+        stats.log_norm = log_norm
+        stats.weight = float(stop - start) if weights is None else float(weights.sum())
+        return stats
+
+    def close(self):
+        self._chunks.close()        # stops the reader thread
+
+
+# ----------------------------------------------------------------------------- dense kernels
+
+def _kernel(params):
+    return estep_full if params.full else estep_diag
+
+
+def _weights_arg(weights):
+    return _EMPTY1 if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+
+
+def accumulate_chunk(chunk, params, weights, stats):
+    """Add one chunk's statistics into ``stats`` (upper triangle); return its log-norm sum."""
+    none = np.zeros((0, params.means.shape[0]))
+    return _kernel(params)(chunk, _weights_arg(weights), params.c, params.means,
+                           params.factor, stats.nk, stats.s1, stats.s2, _EMPTY1, none,
+                           _NO_LABELS)
+
+
+def mirror_upper(stats):
+    """Copy the accumulated upper triangle of full second moments into the lower one."""
+    if stats.full:
+        lower = np.tril_indices(stats.s2.shape[1], -1)
+        stats.s2[:, lower[0], lower[1]] = stats.s2[:, lower[1], lower[0]]
+
+
+def _no_stats(params):
+    n_features = params.means.shape[1]
+    return (np.zeros(0), np.zeros((0, n_features)), np.zeros((0,) + params.factor.shape[1:]))
+
+
+def per_row(source, params, log_norm=False, resp=False, labels=False, top=0):
+    """Per-row outputs without statistics (``Backend.per_row``); ``top=L`` adds
+    ``"top_index"`` (n, L) int32 and ``"top_resp"`` (n, L), the exact top L."""
+    n_rows = source.n_rows
+    n_components = params.means.shape[0]
+    out = {}
+    if log_norm:
+        out["log_norm"] = np.empty(n_rows)
+    if resp:
+        out["resp"] = np.empty((n_rows, n_components))
+    if labels:
+        out["labels"] = np.empty((n_rows, int(labels)), dtype=np.int64)
+    if top:
+        out["top_index"] = np.empty((n_rows, int(top)), dtype=SUPPORT_DTYPE)
+        out["top_resp"] = np.empty((n_rows, int(top)))
+    dense = log_norm or resp or labels
+    for _, start, chunk in source.chunks():
+        stop = start + chunk.shape[0]
+        if dense:
+            _kernel(params)(chunk, _EMPTY1, params.c, params.means, params.factor,
+                            *_no_stats(params),
+                            out["log_norm"][start:stop] if log_norm else _EMPTY1,
+                            out["resp"][start:stop] if resp else np.zeros((0, n_components)),
+                            out["labels"][start:stop] if labels else _NO_LABELS)
+        if top:
+            out["top_index"][start:stop], out["top_resp"][start:stop] = \
+                top_responsibilities(chunk, params, int(top))
+    if labels == 1:
+        out["labels"] = out["labels"][:, 0]
+    return out
+
+
+# ----------------------------------------------------------------------------- truncated q
+
+def neighbour_lists(params, truncation):
+    """(K, H) neighbour lists: row c holds c, then the components most probable at m_c.
+
+    ``log rho_j(m_c)`` (the E-step's own score of component j, at the mean of c) ranks
+    the neighbours, so a row whose support holds c looks first at the components most
+    likely to compete for the points of c.  NaN ranks last; the lists are deterministic.
+    """
+    n_components = params.means.shape[0]
+    width = truncation.n_candidates - truncation.n_random
+    if truncation.exhaustive or width == 0:
+        return np.zeros((n_components, 0), dtype=np.int64)
+    table = rank_table(params.means, params.c, params.means, params.factor, _arrays(params))
+    table[np.isnan(table)] = -np.inf
+    np.fill_diagonal(table, np.inf)
+    width = min(width, n_components)
+    # the `width` largest per row (argpartition, O(K) a row), then those sorted; a
+    # full sort of the K x K table took 50 ms a pass at K = 1024
+    top = np.argpartition(-table, width - 1, axis=1)[:, :width]
+    values = np.take_along_axis(-table, top, axis=1)
+    order = np.lexsort((top, values), axis=1)          # by value, ties by index
+    return np.ascontiguousarray(np.take_along_axis(top, order, axis=1), dtype=np.int64)
+
+
+def _arrays(params):
+    """The kernel's padded and expanded copies of ``params``, made once per parameters
+    (a batch pass uses one ``KernelParams`` for all its chunks)."""
+    cached = getattr(params, "_search_arrays", None)
+    if cached is None:
+        cached = search_arrays(params.means, params.factor)
+        params._search_arrays = cached
+    return cached
+
+
+def accumulate_truncated(chunk, params, weights, stats, search, start, seed):
+    """The truncated E-step of one chunk into ``stats`` (upper triangle); return the sum
+    of its log-normalisers over the supports.
+
+    ``search.supports`` (or None: fresh rows, as in ``partial_fit``) is updated for rows
+    ``start:start + len(chunk)``.  Rows seen for the first time start from their exact
+    top L (one dense evaluation, K per row, on the first pass only).
+    """
+    truncation, supports = search.truncation, search.supports
+    n_rows = chunk.shape[0]
+    if supports is None or truncation.exhaustive:
+        rows = np.full((n_rows, truncation.n_active), -1, dtype=SUPPORT_DTYPE)
+    else:
+        rows = supports.rows(start, start + n_rows)
+    if not truncation.exhaustive and n_rows > 0 and rows[:, 0].min() < 0:
+        rows[:] = _top_labels(chunk, params, truncation.n_active).reshape(rows.shape)
+    q = np.empty(rows.shape)
+    log_norm = estep_truncated(
+        chunk, _weights_arg(weights), params.c, params.means, params.factor,
+        search.neighbours, truncation.n_candidates, truncation.n_random, seed, start, rows, q,
+        stats.nk, stats.s1, stats.s2, _EMPTY1, arrays=_arrays(params))
+    if supports is not None and not truncation.exhaustive:
+        supports.commit(start, rows)
+    return log_norm
+
+
+def _top_labels(chunk, params, n_top):
+    labels = np.empty((chunk.shape[0], n_top), dtype=np.int64)
+    _kernel(params)(chunk, _EMPTY1, params.c, params.means, params.factor, *_no_stats(params),
+                    _EMPTY1, np.zeros((0, params.means.shape[0])), labels)
+    return labels
+
+
+def top_responsibilities(rows, params, n_active):
+    """Each row's ``n_active`` most probable components and their renormalised
+    responsibilities, most probable first: (support (n, L) int32, q (n, L)); every
+    component is evaluated, exactly."""
+    n_components = params.means.shape[0]
+    support = np.full((rows.shape[0], n_active), -1, dtype=SUPPORT_DTYPE)
+    q = np.empty(support.shape)
+    estep_truncated(rows, _EMPTY1, params.c, params.means, params.factor,
+                    np.zeros((n_components, 0), dtype=np.int64), n_components, 0, 0, 0,
+                    support, q, *_no_stats(params), _EMPTY1)
+    return support, q
