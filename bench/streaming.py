@@ -25,9 +25,9 @@ import warnings
 import numpy as np
 
 import fastvi
-from fastvi import _estep
+from fastvi.engine import local as _estep
 from fastvi.datasets import write_mixture_h5
-from fastvi.sources import HDF5Source
+from fastvi import HDF5Source
 
 N_FEATURES, N_COMPONENTS = 16, 16
 
@@ -86,7 +86,7 @@ def bench_pass(args):
 _RSS_CHILD = """
 import resource, sys, time, warnings
 import fastvi
-from fastvi.sources import HDF5Source
+from fastvi import HDF5Source
 warnings.simplefilter("ignore")
 with HDF5Source(sys.argv[1], "/X") as source:
     start = time.perf_counter()

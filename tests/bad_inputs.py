@@ -118,7 +118,7 @@ def _interrupted(change=None):
     """A checkpoint {tmp}/m.h5.ckpt of an interrupted fit of {tmp}/data.h5; ``change``
     then edits the data (``change(path)``)."""
     def setup(tmp, good):
-        from fastvi.checkpoint import Checkpointer
+        from fastvi.io.checkpoint import Checkpointer
         from fastvi.cli import main
 
         class Stop(Exception):

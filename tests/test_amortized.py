@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import fastvi
-from fastvi import ppca
+from fastvi.amortized import ppca
 from test_ppca import ppca_data
 
 
@@ -190,7 +190,7 @@ def test_mixture_encoder_gradient_matches_finite_differences():
 # ------------------------------------------------------------------ files and CLI
 
 def test_saved_model_predicts_like_the_original(tmp_path, amortized_ppca, ppca_split):
-    from fastvi.amortized_io import load_amortized, save_amortized
+    from fastvi.io.amortized import load_amortized, save_amortized
     _, test = ppca_split
     save_amortized(amortized_ppca, tmp_path / "m.h5")
     loaded = load_amortized(tmp_path / "m.h5")
@@ -292,7 +292,7 @@ def test_a_finished_fit_removes_its_checkpoint_unless_kept(tmp_path, ppca_split)
 
 
 def test_cli_resume_finishes_an_interrupted_fit(tmp_path, capsys, ppca_split):
-    from fastvi.amortized_io import load_amortized
+    from fastvi.io.amortized import load_amortized
     from fastvi.cli import main
     train, _ = ppca_split
     np.save(tmp_path / "train.npy", train)

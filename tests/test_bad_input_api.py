@@ -14,7 +14,7 @@ import pytest
 
 import fastvi
 from fastvi import BayesianGaussianMixture, GaussianMixture
-from fastvi.sources import ArraySource, HDF5Source
+from fastvi.data.sources import ArraySource, HDF5Source
 
 from conftest import blobs
 

@@ -127,7 +127,7 @@ def test_stochastic_vb_with_fewer_rows_than_features_has_a_finite_bound(covarian
 
 def test_wishart_kl_from_the_factor_equals_the_textbook_form():
     from scipy.special import digamma, multigammaln
-    from fastvi import _vb
+    from fastvi.mixture import vb as _vb
     rng = np.random.default_rng(4)
     A = rng.standard_normal((3, 3))
     precision = A @ A.T + 0.5 * np.eye(3)

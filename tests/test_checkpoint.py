@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import fastvi
-from fastvi import checkpoint
-from fastvi._loop import FitState
-from fastvi.amortized import EpochState
-from fastvi._stats import SufficientStats
+from fastvi.io import checkpoint
+from fastvi.engine.loop import FitState
+from fastvi.amortized.vae import EpochState
+from fastvi.engine.stats import SufficientStats
 from test_ppca import ppca_data
 from test_streaming import mixture_rows
 
@@ -208,7 +208,7 @@ def test_a_memoized_cache_is_stored_as_datasets(tmp_path):
         tree = json.loads(f["state"].asstr()[()])
         # arrays of one dtype and shape are stacked: a few datasets, not four per chunk
         assert len(f["arrays"]) < 10
-        assert tree["object"] == "fastvi._loop.FitState"
+        assert tree["object"] == "fastvi.engine.loop.FitState"
         for key, stats in tree["state"]["memo"]["items"]:
             s2 = stats["state"]["s2"]
             stored = f["arrays"][str(s2["array"])][s2["index"]]
@@ -290,7 +290,7 @@ def _crafted(path, state, **attrs):
 
 
 @pytest.mark.parametrize("name", ["builtins.open", "os.system", "builtins.eval",
-                                  "fastvi.io.save_model", "fastvi.checkpoint.Checkpointer"])
+                                  "fastvi.io.model.save_model", "fastvi.io.checkpoint.Checkpointer"])
 def test_a_class_off_the_list_is_refused_and_never_called(tmp_path, name):
     marker = tmp_path / "pwned"
     path = tmp_path / "fit.ckpt"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastvi.cli import main
-from fastvi.io import load_model
+from fastvi.io.model import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastvi.ConvergenceWarning")
 
@@ -199,7 +199,7 @@ def test_nan_rows_name_the_file_and_row(tmp_path, capsys):
 
 def test_failed_predict_leaves_no_output(workdir, tmp_path, capsys, monkeypatch):
     # A failure in the middle of the chunk loop (after the output was opened).
-    from fastvi.mixture import GaussianMixture
+    from fastvi import GaussianMixture
     calls = []
 
     def failing_predict(self, X):
@@ -357,7 +357,7 @@ def test_resume_errors(workdir, tmp_path, capsys):
 
 def _stopped_fit(workdir, tmp_path, *extra, capsys=None):
     """A checkpoint as an interrupted ``fit`` leaves it (written mid-way by the loop)."""
-    from fastvi.checkpoint import Checkpointer
+    from fastvi.io.checkpoint import Checkpointer
 
     class Stop(Exception):
         pass
@@ -401,7 +401,7 @@ def test_resume_checks_options_and_data(workdir, tmp_path, capsys):
     err = _error(capsys, [argv[0], str(moved), *argv[2:], "--resume"])
     assert "DATA" in err and str(moved) in err
     # The data changed since: clear error, checkpoint kept.
-    from fastvi.checkpoint import load_checkpoint, Checkpointer
+    from fastvi.io.checkpoint import load_checkpoint, Checkpointer
     state, meta = load_checkpoint(tmp_path / "m.h5.ckpt")
     meta = dict(meta, data=[f"{moved}:/X"])
     Checkpointer(tmp_path / "m.h5.ckpt", meta=meta).write(state)
@@ -592,7 +592,7 @@ def test_info_summarises_amortized_models(amortized_models, capsys, model):
 def test_gap_of_the_first_rows_equals_the_closed_form(amortized_models, capsys):
     """PPCA's gaps are closed form: the CLI's block-wise mean over the first N rows must
     equal gap_report on those rows at once."""
-    from fastvi.amortized_io import load_amortized
+    from fastvi.io.amortized import load_amortized
     X, _ = _data(amortized_models)
     path = str(amortized_models / "ppca.h5")
     capsys.readouterr()
@@ -609,8 +609,8 @@ def test_gap_of_the_first_rows_equals_the_closed_form(amortized_models, capsys):
 
 
 def test_gap_of_a_vae_combines_blocks_weighted_by_rows(amortized_models, capsys):
-    from fastvi.amortized_io import load_amortized
-    from fastvi.cli_amortized import GAP_BLOCK_ROWS
+    from fastvi.io.amortized import load_amortized
+    from fastvi.cli.amortized import GAP_BLOCK_ROWS
     X, _ = _data(amortized_models)
     path = str(amortized_models / "vae.h5")
     n_rows = GAP_BLOCK_ROWS + 100                    # one whole block and a part

@@ -77,7 +77,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fastvi.checkpoint import load_checkpoint
+from fastvi.io.checkpoint import load_checkpoint
 from fastvi.cli import main
 
 pytestmark = [pytest.mark.filterwarnings("ignore::fastvi.ConvergenceWarning"),

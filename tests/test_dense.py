@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from fastvi._nn import MLP, Adam
+from fastvi.amortized.nn import MLP, Adam
 from fastvi.kernels import dense
 
 EPS = 1e-6

@@ -8,9 +8,10 @@ import pytest
 
 from fastvi import BayesianGaussianMixture, GaussianMixture, datasets
 from fastvi.datasets import make_mixture, write_mixture_h5
-from fastvi.io import (atomic_path, get_params, load_model, open_data, open_source,
-                       open_sources, resolve_spec, save_model)
-from fastvi.sources import ArraySource, ConcatSource, HDF5Source
+from fastvi.data.atomic import atomic_path
+from fastvi.data.files import open_data, open_source, open_sources, resolve_spec
+from fastvi.io.model import get_params, load_model, save_model
+from fastvi.data.sources import ArraySource, ConcatSource, HDF5Source
 
 COV_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -352,8 +353,8 @@ def test_outputs_get_the_usual_mode_and_checkpoints_stay_private(tmp_path, small
     import stat
 
     import fastvi
-    from fastvi.amortized_io import save_amortized
-    from fastvi.cli import predict_to_h5
+    from fastvi.io.amortized import save_amortized
+    from fastvi.cli.main import predict_to_h5
     X, _, _ = small_data
     gmm = _fit(GaussianMixture, "diag", X)
     vae = fastvi.PPCA(1, max_epochs=1, random_state=0).fit(X)
@@ -414,7 +415,7 @@ def test_save_then_load_predicts_as_the_fitted_model(tmp_path, small_data, fitte
         np.testing.assert_array_equal(loaded.score_samples(X, random_state=1),
                                       model.score_samples(X, random_state=1))
     # the file is the one the specific writers produce, so their readers take it too
-    from fastvi.amortized_io import load_amortized
+    from fastvi.io.amortized import load_amortized
     reader = load_model if name.endswith("GaussianMixture") else load_amortized
     assert type(reader(tmp_path / "m.h5")) is type(model)
 

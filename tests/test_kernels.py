@@ -5,13 +5,16 @@ import sys
 import textwrap
 
 import numpy as np
+
+from fastvi.engine.backend import KernelParams
 import pytest
 
 import naive
 from conftest import COVARIANCE_TYPES
 from fastvi import SufficientStats
-from fastvi import _em, _estep
-from fastvi._gaussian import precision_cholesky
+from fastvi.engine import local as _estep
+from fastvi.mixture import em as _em
+from fastvi.mixture.gaussian import precision_cholesky
 from fastvi.kernels import BLOCK_ROWS
 
 
@@ -74,7 +77,7 @@ def test_statistics_stay_precise_with_a_large_offset():
     """Centred accumulation keeps the covariance of data far from the origin."""
     rng = np.random.default_rng(0)
     X = 1e6 + rng.standard_normal((5000, 3))
-    params = _estep.KernelParams(np.zeros(1), X[:1].copy(), np.zeros((1, 3, 3)))
+    params = KernelParams(np.zeros(1), X[:1].copy(), np.zeros((1, 3, 3)))
     stats = _estep.accumulate(X, params)
     _, mean, cov = stats.moments()
     np.testing.assert_allclose(cov[0], np.cov(X.T, bias=True), rtol=1e-9)

@@ -12,7 +12,7 @@ import pytest
 import fastvi
 from fastvi import BayesianGaussianMixture, GaussianMixture
 from fastvi.cli import main
-from fastvi.io import load_model, save_model
+from fastvi.io.model import load_model, save_model
 
 K, D = 4, 2
 

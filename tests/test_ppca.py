@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from fastvi import ppca
+from fastvi.amortized import ppca
 
 
 def ppca_data(n_rows=4000, n_features=5, n_latent=2, sigma2=0.3, seed=0):

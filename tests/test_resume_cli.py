@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 
-from fastvi.checkpoint import load_checkpoint
+from fastvi.io.checkpoint import load_checkpoint
 from fastvi.cli import main
 from fastvi.datasets import write_mixture_h5
-from fastvi.io import load_model
+from fastvi.io.model import load_model
 
 pytestmark = [pytest.mark.filterwarnings("ignore::fastvi.ConvergenceWarning"),
               pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
@@ -35,15 +35,15 @@ import time
 
 _delay = float(os.environ.get("FASTVI_TEST_READ_DELAY", "0") or 0)
 if _delay:
-    import fastvi.sources
+    import fastvi.data.sources
 
-    _read = fastvi.sources.HDF5Source._read
+    _read = fastvi.data.sources.HDF5Source._read
 
     def _slow_read(self, start, stop):
         time.sleep(_delay)
         return _read(self, start, stop)
 
-    fastvi.sources.HDF5Source._read = _slow_read
+    fastvi.data.sources.HDF5Source._read = _slow_read
 '''
 
 
@@ -229,7 +229,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(workdir, reference, sig, algor
 
 def _interrupt_amortized_after(monkeypatch, epochs):
     """Make the next amortized fit stop like Ctrl-C after its checkpoint of ``epochs``."""
-    from fastvi.checkpoint import Checkpointer
+    from fastvi.io.checkpoint import Checkpointer
     write = Checkpointer.write
 
     def write_then_stop(self, state):
@@ -265,17 +265,17 @@ def test_the_checkpoint_outlives_a_failed_save(workdir, reference, monkeypatch, 
                                                command):
     """The estimator's fit would remove a checkpoint when it ends; the CLI keeps it until
     the model is written, so a failure in between can still be resumed."""
-    import fastvi.cli
-    import fastvi.cli_amortized
+    import fastvi.cli.main
+    import fastvi.cli.amortized
     monkeypatch.chdir(workdir)
     out = f"save-{command}.h5"
     _clean(workdir, out, out + ".ckpt")
     if command == "fit":
-        argv, module, name = fit_args("batch", output=out, log="save.jsonl"), fastvi.cli, \
+        argv, module, name = fit_args("batch", output=out, log="save.jsonl"), fastvi.cli.main, \
             "save_model"
     else:
         argv = ["amortized", "fit", "data.h5:/X", "--epochs", "2", "-o", out]
-        module, name = fastvi.cli_amortized, "save_amortized"
+        module, name = fastvi.cli.amortized, "save_amortized"
 
     def disk_full(*args, **kwargs):
         raise OSError("disk full")

@@ -267,7 +267,7 @@ def test_row_keyed_draws_are_independent_across_rows(data):
     """Each row's ELBO estimate is unbiased and the errors of different rows are
     uncorrelated: for PPCA the exact ELBO is known, so the estimation errors can be
     compared against it directly."""
-    from fastvi import ppca
+    from fastvi.amortized import ppca
     model = fastvi.PPCA(2, max_epochs=10, learning_rate=1e-2, random_state=0).fit(data)
     psi = model.encoder_.forward(data)
     W, b, sigma2 = model.components_.T, model.mean_, model.noise_variance_

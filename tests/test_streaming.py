@@ -8,8 +8,8 @@ import pytest
 
 import fastvi
 from conftest import blobs
-from fastvi import _loop
-from fastvi.sources import ConcatSource, HDF5Source, as_source
+from fastvi.engine import loop as _loop
+from fastvi.data.sources import ConcatSource, HDF5Source, as_source
 
 
 def quiet(fit, *args, **kwargs):
@@ -267,6 +267,6 @@ def test_expected_log_rho_sum_matches_the_naive_sum():
     params = model._kernel_params()
     log_rho = naive.log_rho_em(X, model.weights_, model.means_, model.covariances_, "full")
     _, resp = naive.responsibilities(log_rho)
-    stats = fastvi._estep.accumulate(X, params)
+    stats = fastvi.engine.local.accumulate(X, params)
     expected = float((resp * log_rho).sum())
     assert _loop.expected_log_rho_sum(stats, params) == pytest.approx(expected, rel=1e-11)

@@ -11,9 +11,11 @@ from scipy.special import logsumexp
 import fastvi
 import naive
 from conftest import COVARIANCE_TYPES, blobs, random_resp, with_resp
-from fastvi import _em, _estep, _truncated
-from fastvi._gaussian import precision_cholesky
-from fastvi._stats import SufficientStats
+from fastvi.engine import local as _estep, truncation as _truncated
+from fastvi.engine.backend import Search
+from fastvi.mixture import em as _em
+from fastvi.mixture.gaussian import precision_cholesky
+from fastvi.engine.stats import SufficientStats
 from sklearn.metrics import adjusted_rand_score
 
 from fastvi.datasets import make_mixture
@@ -52,8 +54,8 @@ def test_exhaustive_kernel_matches_naive_top_l(covariance_type, dtype, n_active,
                                covariance_type)
     truncation = _truncated.make_truncation(n_active, None, n_components)
     stats = SufficientStats.zeros(params.means, params.full)
-    log_norm = _truncated.accumulate_chunk(X, params, sample_weight, stats, truncation, None,
-                                           0, _truncated.neighbour_lists(params, truncation), 0)
+    search = Search(truncation, None, _estep.neighbour_lists(params, truncation), 0)
+    log_norm = _estep.accumulate_truncated(X, params, sample_weight, stats, search, 0, 0)
     _estep.mirror_upper(stats)
 
     X64 = X.astype(np.float64)
@@ -79,7 +81,7 @@ def test_search_keeps_the_best_of_old_support_and_candidates(covariance_type):
                                covariance_type)
     log_rho = naive.log_rho_em(X, weights, means, cov, covariance_type)
     truncation = _truncated.make_truncation(n_active, 6, n_components)
-    neighbours = _truncated.neighbour_lists(params, truncation)
+    neighbours = _estep.neighbour_lists(params, truncation)
     assert np.array_equal(neighbours[:, 0], np.arange(n_components))
     supports = _truncated.MemorySupports(n_rows, n_active)
     supports.array[:] = rng.permuted(np.tile(np.arange(n_components), (n_rows, 1)),
@@ -88,8 +90,8 @@ def test_search_keeps_the_best_of_old_support_and_candidates(covariance_type):
     for step in range(3):
         stats = SufficientStats.zeros(params.means, params.full)
         old = supports.array.copy()
-        total = _truncated.accumulate_chunk(X, params, None, stats, truncation, supports, 0,
-                                            neighbours, step)
+        total = _estep.accumulate_truncated(X, params, None, stats,
+                                            Search(truncation, supports, neighbours, 0), 0, step)
         _estep.mirror_upper(stats)
         new = supports.array
         assert np.all(np.sort(new, axis=1)[:, 1:] != np.sort(new, axis=1)[:, :-1])

@@ -6,7 +6,7 @@ this folder prints the same comparison as a table of ratios without asv.
 import warnings
 
 import fastvi
-from fastvi import _estep
+from fastvi.engine import local as _estep
 
 from .common import mixture_data
 
@@ -63,8 +63,9 @@ class TruncatedPass:
     timeout = 300
 
     def setup(self, covariance_type, setting):
-        from fastvi import _truncated
-        from fastvi._stats import SufficientStats
+        from fastvi.engine import truncation as _truncated
+        from fastvi.engine.backend import Search
+        from fastvi.engine.stats import SufficientStats
         self.X = mixture_data(N_SAMPLES, N_FEATURES, 256, "float32")
         model = fastvi.GaussianMixture(256, covariance_type=covariance_type,
                                        init_params="random_from_data", max_iter=0,
@@ -75,14 +76,15 @@ class TruncatedPass:
             return
         n_active, n_candidates = (int(v) for v in setting.split(","))
         truncation = _truncated.make_truncation(n_active, n_candidates, 256)
-        neighbours = _truncated.neighbour_lists(params, truncation)
+        neighbours = _estep.neighbour_lists(params, truncation)
         supports = _truncated.MemorySupports(self.X.shape[0], n_active)
+        search = Search(truncation, supports, neighbours, 0)
 
         def run():
             stats = SufficientStats.zeros(params.means, params.full)
             for start in range(0, self.X.shape[0], 65536):
-                _truncated.accumulate_chunk(self.X[start:start + 65536], params, None, stats,
-                                            truncation, supports, start, neighbours, 0)
+                _estep.accumulate_truncated(self.X[start:start + 65536], params, None, stats,
+                                            search, start, 0)
         run()                      # seeds the supports (and compiles)
         self.run = run
 

@@ -14,7 +14,8 @@ from threadpoolctl import threadpool_limits
 
 from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
-from .backend import Backend, ChunkPass, check_result
+from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
+from .backend import Backend, ChunkPass, check_result, total_stats
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
 
@@ -141,9 +142,18 @@ def _no_stats(params):
     return (np.zeros(0), np.zeros((0, n_features)), np.zeros((0,) + params.factor.shape[1:]))
 
 
-def per_row(source, params, log_norm=False, resp=False, labels=False, top=0):
-    """Per-row outputs without statistics (``Backend.per_row``); ``top=L`` adds
-    ``"top_index"`` (n, L) int32 and ``"top_resp"`` (n, L), the exact top L."""
+def accumulate(X, params, sample_weight=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+    """One E-step pass of the local backend over ``X`` (array, dataset or chunk source):
+    the statistics of all rows about ``params.means``, summed in chunk order."""
+    return total_stats(LocalBackend(), as_source(X, chunk_rows), params, sample_weight)
+
+
+def per_row(X, params, log_norm=False, resp=False, labels=False, top=0,
+            chunk_rows=DEFAULT_CHUNK_ROWS):
+    """Per-row outputs without statistics (``Backend.per_row``) of ``X`` (array, dataset
+    or chunk source); ``top=L`` adds ``"top_index"`` (n, L) int32 and ``"top_resp"``
+    (n, L), the exact top L."""
+    source = as_source(X, chunk_rows)
     n_rows = source.n_rows
     n_components = params.means.shape[0]
     out = {}
