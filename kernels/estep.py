@@ -54,6 +54,9 @@ error ~2e-16).  The responsibilities are ``exp(l_k - max_k l) / sum_k exp(l_k - 
 one exp per (row, component) and one log per row.
 
 No BLAS is used, so the kernels need no thread limits from the caller.
+
+(Over 500 lines: the two kernels and the block helpers they inline are tuned together, for
+LLVM's vectoriser, and are read together; ``truncated.py`` reuses the helpers.)
 """
 
 import numpy as np

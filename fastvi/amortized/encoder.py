@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .nn import MLP, Adam
 from ..data.checks import check_random_state, validate_rows
-from .vae import _check_dtype, _logsumexp, _minibatches, _report
+from .training import check_dtype, logsumexp, minibatches, report
 
 
 class MixtureEncoder(DensityMixin, BaseEstimator):
@@ -77,7 +77,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        _check_dtype(self.dtype)
+        check_dtype(self.dtype)
         if self.mixture is not None and not hasattr(self.mixture, "_kernel_params"):
             raise TypeError("mixture must be a fastvi GaussianMixture or "
                             f"BayesianGaussianMixture (or None), got {self.mixture!r}")
@@ -136,7 +136,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
         self.elbo_history_ = []
         for _ in range(self.max_epochs):
             total, rows = 0.0, 0
-            for batch, _ in _minibatches(source, rng, self.batch_size):
+            for batch, _ in minibatches(source, rng, self.batch_size):
                 elbo, grad = self._elbo_and_grad(batch)
                 self.network_.backward(-grad / batch.shape[0])
                 optimiser.step(self.network_.grads)
@@ -149,7 +149,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
 
     def _elbo_and_grad(self, X):
         logits = self.network_.forward(X).astype(np.float64)
-        log_q = logits - _logsumexp(logits)[:, None]
+        log_q = logits - logsumexp(logits)[:, None]
         q = np.exp(log_q)
         f = self._log_rho(X) - log_q
         elbo = np.sum(q * f, axis=1)
@@ -157,7 +157,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
 
     def _q(self, X):
         logits = self.network_.forward(np.asarray(X, dtype=self.dtype)).astype(np.float64)
-        return np.exp(logits - _logsumexp(logits)[:, None])
+        return np.exp(logits - logsumexp(logits)[:, None])
 
     def _blocks(self, X, block_rows=4096):
         """Rows of ``X`` (array, dataset or source) in blocks, read chunk by chunk."""
@@ -200,7 +200,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
         q = self._q(rows)
         with np.errstate(divide="ignore", invalid="ignore"):
             elbo = np.sum(np.where(q > 0, q * (log_rho - np.log(q)), 0.0), axis=1)
-        return _logsumexp(log_rho), elbo
+        return logsumexp(log_rho), elbo
 
     def score_samples(self, X):
         """The ELBO of each row with the network's q (exact, a sum over the components):
@@ -248,7 +248,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
         """
         log_px, elbo = zip(*(self._rows_elbo(rows) for rows in self._blocks(X)))
         log_px, elbo = np.concatenate(log_px), np.concatenate(elbo)
-        return _report(log_px.mean(), log_px.mean(), elbo.mean())
+        return report(log_px.mean(), log_px.mean(), elbo.mean())
 
 
 __all__ = ["MixtureEncoder"]

@@ -25,7 +25,8 @@ encoder's gap checked against them.
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .vae import VAE, _report
+from .training import report
+from .vae import VAE
 
 
 def log_marginal(X, W, b, sigma2):
@@ -203,4 +204,4 @@ class PPCA(VAE):
             return result["log_px"], result["elbo_best"], result["elbo_given"]
 
         log_px, best, given = self._per_block(X, rows_report, block_rows=65536)
-        return _report(log_px.mean(), best.mean(), given.mean())
+        return report(log_px.mean(), best.mean(), given.mean())

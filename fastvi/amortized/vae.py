@@ -1,7 +1,7 @@
 """Amortized variational inference for Gaussian latent-variable models: the VAE.
 
-(PPCA, the VAE with a linear decoder, is in ``fastvi.ppca``; the amortized E-step of a
-mixture, ``MixtureEncoder``, in ``fastvi.mixture_encoder``.)
+(PPCA, the VAE with a linear decoder, is in ``fastvi.amortized.ppca``; the amortized
+E-step of a mixture, ``MixtureEncoder``, in ``fastvi.amortized.encoder``.)
 
 The model: z ~ N(0, I_d), x | z ~ p(x | f(z; theta)), with f a linear map (probabilistic
 PCA) or an MLP (a VAE decoder), and p Gaussian (a learned or fixed variance) or Bernoulli.
@@ -21,15 +21,15 @@ Adam, on minibatches read from the chunk sources (so an HDF5 dataset is streamed
 ``gap_report`` splits log p(x) - ELBO(encoder) into the approximation gap and the
 amortization gap (Cremer, Li & Duvenaud 2018).
 """
-import contextlib
 import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from .nn import MLP, Adam, RowNoise
+from .training import (blas_threads, check_dtype, check_unit_interval, minibatches,
+                       report)
 from ..data.checks import check_random_state, validate_rows
 from ..kernels import dense
 
@@ -140,7 +140,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                                and self.variance > 0):
             raise ValueError(f"variance must be 'learned' or a number > 0, "
                              f"got {self.variance!r}")
-        _check_dtype(self.dtype)
+        check_dtype(self.dtype)
         for name in ("learning_rate", "refine_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -204,13 +204,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if names is not None:
                 self.feature_names_in_ = names
             rng, first_epoch = resume.rng, resume.epochs
-        with _blas_threads(self.n_jobs):
+        with blas_threads(self.n_jobs):
             for epoch in range(first_epoch, self.max_epochs):
                 started = time.perf_counter()
                 total, rows = 0.0, 0
-                for batch, rows_index in _minibatches(source, rng, self.batch_size):
+                for batch, rows_index in minibatches(source, rng, self.batch_size):
                     if self.likelihood == "bernoulli":
-                        _check_unit_interval(batch, rows_index, source.label)
+                        check_unit_interval(batch, rows_index, source.label)
                     total += self._train_step(batch, rows_index, rng)
                     rows += batch.shape[0]
                 self.elbo_history_.append(-total / rows)
@@ -520,56 +520,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return self._iw_bound(rows, best_psi, fresh, n_importance), best, given
 
         log_px, best, given = self._per_block(X, rows_report)
-        return _report(log_px.mean(), best.mean(), given.mean())
-
-
-def _check_dtype(dtype):
-    try:
-        ok = np.dtype(dtype) in (np.float32, np.float64)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-
-
-def _check_unit_interval(batch, rows, label):
-    """A Bernoulli likelihood needs every value in [0, 1]; name the first row that is not."""
-    bad = np.flatnonzero(np.any((batch < 0) | (batch > 1), axis=1))
-    if bad.size:
-        row = int(rows[bad[0]])
-        raise ValueError(f"{label}: row {row} has values outside [0, 1] (min "
-                         f"{batch[bad[0]].min():g}, max {batch[bad[0]].max():g}); "
-                         "likelihood='bernoulli' needs data in [0, 1]")
-
-
-def _minibatches(source, rng, batch_size):
-    """One epoch of (rows, their global indices): the chunks in a random order, each
-    cut into minibatches of about ``batch_size`` rows in a random order (rows ascending
-    within a minibatch, so the reads stay sequential)."""
-    for _, start, chunk in source.chunks(rng.permutation(len(source.chunk_bounds()))):
-        for batch in np.array_split(rng.permutation(chunk.shape[0]),
-                                    max(1, chunk.shape[0] // batch_size)):
-            batch.sort()
-            yield chunk[batch], start + batch
-
-
-def _blas_threads(n_jobs):
-    """BLAS threads for the networks' matrix products (None: as they are)."""
-    if n_jobs is None:
-        return contextlib.nullcontext()
-    return threadpool_limits(int(n_jobs), user_api="blas")
-
-
-def _logsumexp(a):
-    top = a.max(axis=1)
-    return top + np.log(np.sum(np.exp(a - top[:, None]), axis=1))
-
-
-def _report(log_px, elbo_best, elbo_inference):
-    log_px, elbo_best, elbo_inference = float(log_px), float(elbo_best), float(elbo_inference)
-    return {"log_px": log_px, "elbo_best": elbo_best, "elbo_inference": elbo_inference,
-            "approximation_gap": log_px - elbo_best,
-            "amortization_gap": elbo_best - elbo_inference}
+        return report(log_px.mean(), best.mean(), given.mean())
 
 
 __all__ = ["VAE", "EpochState"]
