@@ -40,6 +40,8 @@ The steps of a chunk, none with a thread-dependent sum:
 4. components, in parallel: each gathers its (row, q) pairs in row order and adds their
    centred moments with the dense kernel's tile routines.  One component is one task, so
    its sums do not depend on the number of threads.
+
+(Over 500 lines: the four steps above are one kernel, with their helpers beside them.)
 """
 import math
 
