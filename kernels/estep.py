@@ -9,7 +9,7 @@ DESIGN.md,
 where ``U_k`` is an upper-triangular factor with ``U_k U_k^T`` equal to the precision (the
 ``precisions_cholesky_`` of scikit-learn) or, for the ``diag`` kernel, the square root of
 a diagonal precision.  EM passes ``c_k = log pi_k + log|U_k| - D/2 log 2 pi``; VB-EM passes
-the expectations of Bishop (2006) eq. 10.64-10.66 (see ``fastvi/_vb.py``).
+the expectations of Bishop (2006) eq. 10.64-10.66 (see ``fastvi/mixture/vb.py``).
 
 The statistics are *centred* about ``m_k`` (the same difference ``x_n - m_k`` the density
 needed, so the centring costs nothing):
@@ -19,7 +19,7 @@ needed, so the centring costs nothing):
     s2_k += sum_n w_n r_nk (x_n - m_k)(x_n - m_k)^T     (its diagonal for ``diag``)
 
 Only the upper triangle of ``s2`` is accumulated; the caller mirrors it
-(``fastvi._stats.SufficientStats``).
+(``fastvi.engine.stats.SufficientStats``).
 
 Determinism: rows are cut into blocks of ``BLOCK_ROWS``; each block adds into its own slot;
 slots are added into the outputs in block order, ``GROUP_BLOCKS`` blocks at a time (which

@@ -163,7 +163,7 @@ class PPCA(VAE):
         return float(np.exp(self.log_variance_))
 
     def _model(self):
-        """(W (D, d), b, sigma^2) in Tipping & Bishop's layout, for ``fastvi.ppca``."""
+        """(W (D, d), b, sigma^2) in Tipping & Bishop's layout, for ``fastvi.amortized.ppca``."""
         return self.components_.T, self.mean_, self.noise_variance_
 
     def log_likelihood(self, X):

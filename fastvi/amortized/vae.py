@@ -39,7 +39,7 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 
 class EpochState:
     """What a checkpoint of an amortized fit holds: the model with its optimiser states
-    (stored whole, as arrays and settings: see ``fastvi.checkpoint``), the epochs done
+    (stored whole, as arrays and settings: see ``fastvi.io.checkpoint``), the epochs done
     and the random generator."""
 
     def __init__(self, model, epochs, rng):
@@ -225,7 +225,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def save(self, path):
         """Write the fitted model to an HDF5 model file, atomically (``fastvi.load`` reads
-        it back; the schema is in ``fastvi.amortized_io``)."""
+        it back; the schema is in ``fastvi.io.amortized``)."""
         from ..io.model import save
         save(self, path)
 

@@ -245,7 +245,7 @@ def resolve_spec(spec):
 
 
 def open_source(spec, chunk_rows=None, dtype=None):
-    """Open one data spec as a chunk source (``fastvi.sources``) without reading it.
+    """Open one data spec as a chunk source (``fastvi.data.sources``) without reading it.
 
     An HDF5 dataset becomes an ``HDF5Source`` (reads aligned to its HDF5 chunking and
     prefetched in a thread), a .npy file an ``ArraySource`` on its memory map.  The checks

@@ -8,7 +8,7 @@ Schema (format ``fastvi-amortized``, version 1)::
     /encoder/W0, ...                     the encoder's (absent for per-example inference)
     /psi                                 per-example (mu, log sigma) (per-example only)
 
-Files are written whole or not at all (``fastvi.io.atomic_h5``).
+Files are written whole or not at all (``fastvi.data.atomic.atomic_h5``).
 """
 import inspect
 import json

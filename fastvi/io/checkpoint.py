@@ -136,7 +136,7 @@ class Checkpointer:
         TypeError
             If the state holds an object a checkpoint cannot hold (before any file is
             touched); the message says where in the state it is.
-        fastvi.io.OutputError
+        fastvi.data.atomic.OutputError
             If the file cannot be written (a full disk, ...); the last checkpoint, if
             any, is left as it was.
         """

@@ -393,7 +393,7 @@ def save(model, path):
     ----------
     model : GaussianMixture, BayesianGaussianMixture, VAE or PPCA
         A fitted estimator.  Mixtures get the ``fastvi-model`` schema above, the
-        amortized models the ``fastvi-amortized`` one (``fastvi.amortized_io``).
+        amortized models the ``fastvi-amortized`` one (``fastvi.io.amortized``).
     path : str or os.PathLike
         The model file; replaced atomically if it exists.
 

@@ -170,7 +170,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             Called with a dict after every chunk (``{"event": "chunk", ...}``) and every
             pass (``{"event": "pass", "bound": ..., ...}``): progress bars and logs.
         checkpoint : callable, optional
-            Called with the fit state between chunks (see ``fastvi.checkpoint``); a
+            Called with the fit state between chunks (see ``fastvi.io.checkpoint``); a
             ``fastvi.Checkpointer`` removes its file when the fit ends, unless it was made
             with ``keep=True``: only an interrupted or crashed fit leaves one.
         resume : FitState, optional
