@@ -72,3 +72,20 @@ def test_every_layer_is_a_package_with_a_docstring():
             continue
         init = ROOT / layer / "__init__.py"
         assert ast.get_docstring(ast.parse(init.read_text())), layer
+
+
+def test_every_public_name_resolves_and_star_import_works():
+    namespace = {}
+    exec("from fastvi import *", namespace)
+    for name in fastvi.__all__:
+        assert namespace[name] is getattr(fastvi, name)
+    assert set(fastvi.__all__) <= set(dir(fastvi))
+    # the former homes of the estimators keep working where they were packages' names
+    from fastvi.mixture import BayesianGaussianMixture, GaussianMixture
+    from fastvi.amortized import VAE
+    from fastvi.datasets import make_mixture, write_mixture_h5
+    assert GaussianMixture is fastvi.GaussianMixture and VAE is fastvi.VAE
+    assert BayesianGaussianMixture is fastvi.BayesianGaussianMixture
+    assert callable(make_mixture) and callable(write_mixture_h5)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        fastvi.nothing
