@@ -63,12 +63,12 @@ def test_errors_doc_is_up_to_date():
 
 def test_a_bug_is_one_internal_error_line_and_debug_shows_the_traceback(good, monkeypatch,
                                                                         capsys):
-    import fastvi.cli.main
+    import fastvi.cli.predict
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(fastvi.cli.main, "score_chunks", broken)
+    monkeypatch.setattr(fastvi.cli.predict, "score_chunks", broken)
     argv = ["score", str(good / "gmm.h5"), str(good / "data.h5")]
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -101,9 +101,9 @@ def test_parameter_errors_do_not_blame_the_data(good, tmp_path, capsys):
 
 def test_an_unwritable_output_is_found_before_the_work(good, tmp_path, capsys, monkeypatch):
     # The fit must not start when the model cannot be written: count the fits.
-    import fastvi.cli.main
+    import fastvi.cli.fit
     calls = []
-    monkeypatch.setattr(fastvi.cli.main, "_fit_model", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(fastvi.cli.fit, "_fit_model", lambda *a, **k: calls.append(1))
     os.mkdir(tmp_path / "d")
     assert main(["fit", str(good / "data.h5"), "--k", "2", "-o", str(tmp_path / "d")]) == 2
     assert "cannot write the model" in capsys.readouterr().err and not calls

@@ -354,7 +354,7 @@ def test_outputs_get_the_usual_mode_and_checkpoints_stay_private(tmp_path, small
 
     import fastvi
     from fastvi.io.amortized import save_amortized
-    from fastvi.cli.main import predict_to_h5
+    from fastvi.cli.predict import predict_to_h5
     X, _, _ = small_data
     gmm = _fit(GaussianMixture, "diag", X)
     vae = fastvi.PPCA(1, max_epochs=1, random_state=0).fit(X)

@@ -265,17 +265,17 @@ def test_the_checkpoint_outlives_a_failed_save(workdir, reference, monkeypatch, 
                                                command):
     """The estimator's fit would remove a checkpoint when it ends; the CLI keeps it until
     the model is written, so a failure in between can still be resumed."""
-    import fastvi.cli.main
-    import fastvi.cli.amortized
+    import fastvi.cli.fit
+    import fastvi.io.amortized
     monkeypatch.chdir(workdir)
     out = f"save-{command}.h5"
     _clean(workdir, out, out + ".ckpt")
     if command == "fit":
-        argv, module, name = fit_args("batch", output=out, log="save.jsonl"), fastvi.cli.main, \
+        argv, module, name = fit_args("batch", output=out, log="save.jsonl"), fastvi.cli.fit, \
             "save_model"
     else:
         argv = ["amortized", "fit", "data.h5:/X", "--epochs", "2", "-o", out]
-        module, name = fastvi.cli.amortized, "save_amortized"
+        module, name = fastvi.io.amortized, "save_amortized"
 
     def disk_full(*args, **kwargs):
         raise OSError("disk full")

@@ -1,6 +1,9 @@
 """``fastvi amortized fit|gap|demo``: amortized variational inference from the command line.
 
-Kept apart from ``fastvi.cli`` (the mixture jobs); ``fastvi.cli`` registers it.
+Kept apart from the mixture commands; ``fastvi.cli.main`` registers it.  The models and
+their files (``fastvi.amortized``, ``fastvi.io.amortized``: Numba's kernels, and
+scikit-learn) are imported by the commands that use them, so registering the parser, or
+``fastvi info`` on a data file, loads neither.
 """
 import json
 import os
@@ -10,12 +13,11 @@ import time
 import h5py
 import numpy as np
 
-from ..io.amortized import FORMAT, load_amortized, save_amortized
+from .jobs import EXIT_INTERRUPTED
 
 DEMO_EPOCHS = 40
 GAP_BLOCK_ROWS = 1024           # rows per gap_report call of a VAE: the progress step
 PPCA_GAP_BLOCK_ROWS = 65536
-EXIT_INTERRUPTED = 130
 
 
 def _widths(text):
@@ -41,6 +43,8 @@ def cmd_fit(args):
     from ..amortized import PPCA, VAE
     from ..data.atomic import check_writable
     from ..data.files import open_source
+    from ..io.amortized import save_amortized
+    from .fit import NamedCheckpointer
     checkpoint_path = args.checkpoint or args.output + ".ckpt"
     # Before the work: a read-only or missing folder is found now, not after the epochs.
     check_writable(args.output, "the model")
@@ -65,7 +69,6 @@ def cmd_fit(args):
         from ..io.checkpoint import load_checkpoint
         resume, _ = load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
-    from .main import NamedCheckpointer
     # keep=True: the file goes only once the model is saved (see below).
     checkpointer = NamedCheckpointer(checkpoint_path, every_seconds=None, keep=True)
     first_epoch = 0 if resume is None else resume.epochs
@@ -132,6 +135,7 @@ def gap_in_blocks(model, source, max_rows=None, n_importance=1000, optimise_step
 
 def cmd_gap(args):
     from ..data.files import open_source
+    from ..io.amortized import load_amortized
     model = load_amortized(args.model)
     block = PPCA_GAP_BLOCK_ROWS if type(model).__name__ == "PPCA" else GAP_BLOCK_ROWS
     source = open_source(args.data, chunk_rows=block)
@@ -151,11 +155,16 @@ def is_amortized_file(path):
             kind = f.attrs.get("format", "")
     except OSError:
         return False
-    return (kind.decode() if isinstance(kind, bytes) else str(kind)) == FORMAT
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if not kind:
+        return False            # a data file: no need to load the models to tell
+    from ..io.amortized import FORMAT
+    return kind == FORMAT
 
 
 def info_lines(path):
     """The summary ``fastvi info`` prints for an amortized model file."""
+    from ..io.amortized import FORMAT, load_amortized
     model = load_amortized(path)
     with h5py.File(path, "r") as f:
         version = int(f.attrs["format_version"])

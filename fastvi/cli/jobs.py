@@ -1,8 +1,9 @@
-"""What the ``fastvi`` commands share: argument types, progress bars, the JSON log,
-warnings.
+"""What the ``fastvi`` commands share: argument types, exit statuses, the naming of
+errors, progress bars, the JSON log, warnings.
 
-Kept apart from ``fastvi.cli`` (the subcommands and the parser) and used by
-``fastvi.cli_amortized`` too.
+Used by every command module of ``fastvi.cli`` and by its parser (``main``).  Like them
+it imports no heavy layer at its top: the estimators, the engine, Numba and scikit-learn
+are loaded by the commands that use them.
 
 The argument types refuse a bad number while the command line is parsed, so the error
 names the option (``argument --seed: must be >= 0, got -1``) and no work has started.
@@ -15,13 +16,21 @@ postfix holds the bound (and the held-out value) after the last pass.
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
-from ..data.atomic import output_error
+from ..data.atomic import OutputError, output_error
+from ..data.files import split_spec
+
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -79,8 +88,49 @@ def finite_positive_float(text):
     return value
 
 
-# ----------------------------------------------------------------------------- jobs
+# ----------------------------------------------------------------------------- errors
 
+def is_h5py_error(exc):
+    """Whether ``exc`` was raised inside h5py (its RuntimeErrors are failed reads and
+    writes of a file, not bugs of fastvi)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}h5py{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+@contextmanager
+def about(label):
+    """Prefix errors raised while working on the data with its name (a NaN row, a read
+    error in a corrupt chunk, too few rows), unless the message names it already."""
+    from ..engine.loop import ResumeMismatch   # here: _loop loads the kernels, which info needs not
+    try:
+        yield
+    except (OutputError, ResumeMismatch):
+        raise                   # an output's error names the output; a checkpoint's, see
+                                # fit._naming_checkpoint
+    except (ValueError, OSError) as exc:
+        message = str(exc)
+        if label in message:
+            raise
+        kind = OSError if isinstance(exc, OSError) else ValueError
+        raise kind(f"{label}: {message}") from exc
+
+
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` name one file (or would, once written)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def spec_path(spec):
+    """The file of a data spec (``file.h5:/X`` -> ``file.h5``)."""
+    return split_spec(spec)[0]
+
+
+# ----------------------------------------------------------------------------- jobs
 
 def progress_bar(iterable=None, enabled=None, **kwargs):
     """A tqdm bar on stderr; ``enabled`` None: shown only when stderr is a terminal."""

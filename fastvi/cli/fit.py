@@ -1,0 +1,492 @@
+"""``fastvi fit``: the mixture fit job, checkpointed and resumable.
+
+``fastvi fit`` is made for long batch jobs:
+
+* several DATA files are read as one data set, in the order given;
+* ``--algorithm batch|stochastic|memoized`` picks how chunk statistics are combined;
+* the fit state is checkpointed to ``MODEL.h5.ckpt`` (``--checkpoint``) every
+  ``--checkpoint-every`` seconds (60), every ``--checkpoint-chunks`` chunks if given, at
+  the end of every pass and on an interruption;
+* Ctrl-C (SIGINT) or SIGTERM stops the fit at the next chunk boundary, writes the
+  checkpoint and exits with status 130 (143 for SIGTERM) without writing the model; the
+  same command with ``--resume`` goes on from the checkpoint, as does one after a
+  ``kill -9`` or a crash (from the last checkpoint written), and ends with the same model,
+  bit for bit, as a fit that was never stopped;
+* the model is written atomically when the fit ends, then the checkpoint is removed;
+* ``--log FILE.jsonl`` records every chunk and pass as one JSON object per line, and a
+  progress bar (rows/s, the bound after each pass) is drawn on stderr when it is a
+  terminal (``--progress`` forces it).
+
+Here: the command (``cmd_fit``, ``_run_fit``, ``_interrupted``), the model options and the
+estimator they build, resuming from a checkpoint, the checkpoints' meta and writer
+(``NamedCheckpointer``, also used by ``fastvi amortized fit``), SIGTERM as Ctrl-C, and
+``fit_summary`` (also printed by ``fastvi demo``).  The estimators and the engine are
+imported by the functions that use them.
+"""
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import __version__
+from ..data.atomic import OutputError, check_writable, output_error
+from ..data.files import open_sources, resolve_spec
+from ..io.checkpoint import Checkpointer
+from ..io.model import save_model
+from .jobs import EXIT_INTERRUPTED, EXIT_TERMINATED, FitProgress, FitRecorder, JsonLog
+from .jobs import about as _about
+from .jobs import fit_model as _fit_model
+from .jobs import is_h5py_error as _is_h5py_error
+from .jobs import same_file as _same_file
+from .jobs import spec_path as _spec_path
+
+CHECKPOINT_SUFFIX = ".ckpt"
+CHECKPOINT_EVERY_SECONDS = 60.0
+
+
+@contextmanager
+def _naming_checkpoint(checkpoint_path):
+    """A checkpoint that does not belong to the data or the model: not the data's fault
+    alone, so the message names the checkpoint, and the way out."""
+    from ..engine.loop import ResumeMismatch
+    try:
+        yield
+    except ResumeMismatch as exc:
+        raise ValueError(f"--resume: {exc} (checkpoint {checkpoint_path!r}; remove it to "
+                         "start afresh)") from None
+
+
+def _note(message):
+    print(f"fastvi: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+def _format_weights(weights, top=8):
+    order = np.argsort(weights)[::-1][:top]
+    return "  ".join(f"{weights[k]:.4f} (k={k})" for k in order)
+
+
+def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
+    """Lines describing a fitted model and its fit time.
+
+    ``rows/s`` counts the rows the passes of this fit streamed (``rows``; by default rows
+    times passes of the best initialisation) over the whole fit time, initialisation
+    included: a lower bound of the streaming rate.  ``chunk_rows``: the rows per chunk
+    actually read, when they differ from the minibatch asked for.
+    """
+    n_rows = shape[0]
+    weights = np.asarray(model.weights_)
+    used = int((weights > 1e-3).sum())
+    status = "converged" if model.converged_ else "not converged"
+    if rows is None:
+        rows = n_rows * max(model.n_iter_, 1)
+    rate = rows / elapsed if elapsed > 0 else float("inf")
+    algorithm = getattr(model, "algorithm", "batch")
+    how = f"algorithm={algorithm}"
+    if getattr(model, "n_active", None) is not None:
+        how += f", n_active={model.n_active}, n_candidates={model.n_candidates or 'all'}"
+    if algorithm != "batch" and getattr(model, "batch_size", None) is not None:
+        how += f", batch_size={model.batch_size}"
+        if chunk_rows is not None and chunk_rows != model.batch_size:
+            how += f" read as {chunk_rows}"
+    lines = [
+        f"model        {type(model).__name__} (K={model.n_components}, "
+        f"covariance_type={model.covariance_type}, {how})",
+        f"data         {label}  ({shape[0]} x {shape[1]})",
+        f"iterations   {model.n_iter_} passes over the data ({status})",
+        f"lower bound  {model.lower_bound_:.6f} per row",
+    ]
+    history = getattr(model, "validation_history_", None)
+    if history:
+        lines.append(f"held-out     {history[-1]:.6f} per row (mean log-normaliser of the "
+                     "validation rows after the last pass)")
+    lines += [
+        f"time         {elapsed:.2f} s  ({rate:.3g} rows/s, {rows} rows streamed)",
+        f"weights      {used} of {model.n_components} components above 0.001; largest: "
+        f"{_format_weights(weights)}",
+    ]
+    return lines
+
+
+# ----------------------------------------------------------------------------- fit jobs
+
+@contextmanager
+def _sigterm_as_ctrl_c():
+    """Handle SIGTERM (what batch schedulers send before they kill) like Ctrl-C: the fit
+    stops at the next chunk boundary and writes its checkpoint.  Yields a list that holds
+    SIGTERM once one arrived."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        if callable(signal.getsignal(signal.SIGINT)):
+            signal.raise_signal(signal.SIGINT)      # the fit loop's deferred Ctrl-C
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# dest of a `fit` option -> (estimator parameter, the option as the user spells it)
+_MODEL_OPTIONS = {
+    "k": ("n_components", "--k"),
+    "cov": ("covariance_type", "--cov"),
+    "seed": ("random_state", "--seed"),
+    "max_iter": ("max_iter", "--passes"),
+    "tol": ("tol", "--tol"),
+    "n_init": ("n_init", "--n-init"),
+    "init": ("init_params", "--init"),
+    "reg_covar": ("reg_covar", "--reg-covar"),
+    "chunk_size": ("chunk_size", "--chunk-size"),
+    "weight_prior": ("weight_concentration_prior_type", "--weight-prior"),
+    "algorithm": ("algorithm", "--algorithm"),
+    "batch_size": ("batch_size", "--batch-size"),
+    "tau": ("learning_offset", "--tau"),
+    "kappa": ("learning_decay", "--kappa"),
+    "shuffle": ("shuffle", "--no-shuffle"),
+    "n_active": ("n_active", "--n-active"),
+    "n_candidates": ("n_candidates", "--n-candidates"),
+    "support_file": ("support_file", "--support-file"),
+}
+_MODEL_CLASSES = {"gmm": "GaussianMixture", "bgmm": "BayesianGaussianMixture"}
+_META_KEYS = ("class", "params", "data", "n_rows", "n_features")
+
+
+def _given_params(args):
+    """The estimator parameters that the command line sets."""
+    return {param: getattr(args, dest) for dest, (param, _) in _MODEL_OPTIONS.items()
+            if getattr(args, dest, None) is not None}
+
+
+def _runtime_params(args):
+    """Parameters that leave the result unchanged (so a resumed fit may change them)."""
+    params = {"verbose": 2 if args.verbose else 0, "verbose_interval": 1}
+    if args.threads is not None:
+        params["n_jobs"] = args.threads
+    return params
+
+
+def _build_model(args):
+    from ..mixture import BayesianGaussianMixture, GaussianMixture
+    kwargs = {"random_state": 0, **_given_params(args), **_runtime_params(args)}
+    if (args.model or "gmm") == "gmm":
+        if args.weight_prior is not None:
+            raise ValueError("--weight-prior applies only to --model bgmm")
+        return GaussianMixture(**kwargs)
+    return BayesianGaussianMixture(**kwargs)
+
+
+def _chunk_rows(model):
+    """Rows per chunk of the fit: the minibatch of the online algorithms."""
+    if model.algorithm != "batch" and model.batch_size is not None:
+        return int(model.batch_size)
+    return int(model.chunk_size)
+
+
+class NamedCheckpointer(Checkpointer):
+    """A ``Checkpointer`` whose failed writes (a full disk) name the checkpoint: the fit
+    loop calls it while it reads the data, whose name would be blamed otherwise."""
+
+    def write(self, state):
+        try:
+            super().write(state)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _is_h5py_error(exc):
+                raise
+            raise output_error("the checkpoint", self.path, exc) from None
+
+
+def _check_log_writable(path):
+    """The log is appended to (``--resume``) or rewritten in place: it must be a writable
+    file, or one that can be made."""
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write the log {path!r}: it is a directory")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"cannot write the log {path!r}: Permission denied")
+    else:
+        check_writable(path, "the log")
+
+
+def _check_outputs(args, checkpoint_path, sources):
+    """Neither the model nor the checkpoint may replace an input, nor each other."""
+    inputs = [_spec_path(spec) for source in sources if source is not None
+              for spec in (source.spec if isinstance(source.spec, list) else [source.spec])]
+    for other in inputs:
+        if _same_file(args.output, other):
+            raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
+        if checkpoint_path is not None and _same_file(checkpoint_path, other):
+            raise ValueError(f"checkpoint {checkpoint_path!r} would overwrite the input "
+                             f"{other!r}")
+    if checkpoint_path is not None and _same_file(checkpoint_path, args.output):
+        raise ValueError(f"the checkpoint and the model cannot both be {args.output!r}")
+
+
+def _specs(source):
+    return list(source.spec) if isinstance(source.spec, list) else [source.spec]
+
+
+def _checkpoint_meta(model, source, validation, args):
+    """What ``fastvi fit --resume`` needs to rebuild the estimator and reopen the data."""
+    from ..io.checkpoint import estimator_params
+    return {"class": type(model).__name__, "params": estimator_params(model),
+            "data": _specs(source),
+            "validation": None if validation is None else _specs(validation),
+            "n_rows": int(source.n_rows), "n_features": int(source.n_features),
+            "n_chunks": int(source.n_chunks), "output": os.path.abspath(args.output),
+            "argv": list(args.argv), "fastvi_version": __version__}
+
+
+def _resume_command(args):
+    argv = list(args.argv)
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return "fastvi " + shlex.join(argv)
+
+
+def _load_resume(args, checkpoint_path):
+    """The estimator, checkpoint meta and fit state of ``fit --resume``."""
+    from ..io.checkpoint import load_checkpoint
+    from ..io.model import _estimator_classes
+    if not os.path.exists(checkpoint_path):
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint {checkpoint_path!r} (a fit writes it while it "
+            "runs and removes it when it ends; name another one with --checkpoint PATH, or "
+            "leave out --resume to start afresh)")
+    state, meta = load_checkpoint(checkpoint_path)
+    missing = [key for key in _META_KEYS if key not in meta]
+    if missing:
+        raise ValueError(f"{checkpoint_path!r} was not written by `fastvi fit` (its meta "
+                         f"lacks {', '.join(missing)}); resume it from Python with "
+                         "fastvi.load_checkpoint")
+    classes = _estimator_classes()
+    if meta["class"] not in classes:
+        raise ValueError(f"{checkpoint_path!r} holds an unknown model class {meta['class']!r}")
+    # Options given again with --resume must agree with the checkpoint: a different K or
+    # algorithm would silently be ignored otherwise.
+    params = meta["params"]
+    differ = []
+    if args.model is not None and _MODEL_CLASSES[args.model] != meta["class"]:
+        differ.append(f"--model {args.model} (checkpoint: {meta['class']})")
+    for dest, (param, option) in _MODEL_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None and value != params.get(param):
+            shown = option if option == "--no-shuffle" else f"{option} {value}"
+            differ.append(f"{shown} (checkpoint: {params.get(param)!r})")
+    if args.data:
+        given = [resolve_spec(spec) for spec in args.data]
+        if given != list(meta["data"]):
+            differ.append(f"DATA {' '.join(args.data)} (checkpoint: {' '.join(meta['data'])})")
+    if args.validation:
+        given = [resolve_spec(spec) for spec in args.validation]
+        if given != list(meta.get("validation") or []):
+            differ.append(f"--validation {' '.join(args.validation)} (checkpoint: "
+                          f"{' '.join(meta.get('validation') or ['none'])})")
+    if differ:
+        raise ValueError(f"--resume goes on with the settings and data stored in the "
+                         f"checkpoint {checkpoint_path!r}, but these differ from it: "
+                         f"{'; '.join(differ)}; drop them, or remove the checkpoint to start "
+                         "afresh")
+    model = classes[meta["class"]](**params)
+    for key, value in _runtime_params(args).items():
+        setattr(model, key, value)
+    return model, meta, state
+
+
+def _check_resumed_data(meta, source, checkpoint_path):
+    stored = (int(meta["n_rows"]), int(meta["n_features"]))
+    if source.shape != stored:
+        raise ValueError(f"the data changed since the checkpoint {checkpoint_path!r} was "
+                         f"written: {source.label} has {source.n_rows} x {source.n_features} "
+                         f"rows, the checkpoint is of {stored[0]} x {stored[1]}; remove the "
+                         "checkpoint to start afresh")
+    if "n_chunks" in meta and source.n_chunks != meta["n_chunks"]:
+        raise ValueError(f"the chunking of {source.label} changed since the checkpoint "
+                         f"{checkpoint_path!r} was written ({source.n_chunks} chunks, not "
+                         f"{meta['n_chunks']}); remove the checkpoint to start afresh")
+
+
+def _position(state, source):
+    """(passes completed; chunks done in the next; chunks in a pass; rows done).
+
+    The passes completed are the ``pass`` of the log's events (0 in the first pass)."""
+    n_chunks = len(state.order) if state.order is not None else source.n_chunks
+    position = state.position if state.order is not None else 0
+    bounds = source.chunk_bounds()
+    rows = state.n_pass * source.n_rows
+    if state.order is not None:
+        rows += sum(bounds[i][1] - bounds[i][0] for i in state.order[:position])
+    return state.n_pass, position, n_chunks, rows
+
+
+def _where(n_done, position, n_chunks):
+    """'7 passes and 3 of 10 chunks': the words of the interrupt and resume messages."""
+    passes = "1 pass" if n_done == 1 else f"{n_done} passes"
+    return f"{passes} and {position} of {n_chunks} chunks"
+
+
+def cmd_fit(args):
+    started = time.perf_counter()
+    checkpoint_path = args.checkpoint or args.output + CHECKPOINT_SUFFIX
+    # Every output is checked before the data are read: a read-only folder or a directory
+    # in the way is found now, not after hours of fitting.
+    check_writable(args.output, "the model")
+    if args.log is not None:
+        _check_log_writable(args.log)
+    if args.resume:
+        model, meta, state = _load_resume(args, checkpoint_path)
+        data_specs, validation_specs = meta["data"], meta.get("validation")
+    else:
+        model = _build_model(args)
+        meta = state = None
+        data_specs, validation_specs = args.data, args.validation
+    # The parameters too, so that their errors are not blamed on the data.
+    model._check_parameters()
+    use_checkpoint = not args.no_checkpoint
+    if use_checkpoint and model.n_init > 1:
+        if args.checkpoint is not None or args.checkpoint_chunks is not None:
+            raise ValueError("--checkpoint needs --n-init 1: a checkpoint holds one "
+                             "initialisation (or pass --no-checkpoint)")
+        _note(f"note: no checkpoint with --n-init {model.n_init} (a checkpoint holds one "
+              "initialisation): an interrupted fit cannot be resumed")
+        use_checkpoint = False
+    if use_checkpoint:
+        # Before the test for a checkpoint left by an interrupted fit: an input is not one.
+        for spec in list(data_specs or []) + list(validation_specs or []):
+            if _same_file(checkpoint_path, _spec_path(spec)):
+                raise ValueError(f"checkpoint {checkpoint_path!r} would overwrite the input "
+                                 f"{_spec_path(spec)!r}")
+    if use_checkpoint and not args.resume and os.path.exists(checkpoint_path):
+        raise ValueError(f"the checkpoint {checkpoint_path!r} of an interrupted fit exists: "
+                         "add --resume to continue that fit, or remove the file to start "
+                         "afresh")
+    if use_checkpoint:
+        check_writable(checkpoint_path, "the checkpoint")
+
+    chunk_rows = _chunk_rows(model)
+    source = open_sources(data_specs, chunk_rows)
+    validation = None
+    try:
+        if validation_specs:
+            validation = open_sources(validation_specs, chunk_rows)
+            if validation.n_features != source.n_features:
+                raise ValueError(f"--validation {validation.label} has "
+                                 f"{validation.n_features} features, the data "
+                                 f"{source.label} {source.n_features}")
+        _check_outputs(args, checkpoint_path if use_checkpoint else None,
+                       [source, validation])
+        if args.resume:
+            _check_resumed_data(meta, source, checkpoint_path)
+        else:
+            meta = _checkpoint_meta(model, source, validation, args)
+        if (model.algorithm != "batch" and model.batch_size is not None
+                and source.chunk_rows != model.batch_size):
+            _note(f"note: minibatches of up to {source.chunk_rows} rows, not --batch-size "
+                  f"{model.batch_size}: reads are aligned to the HDF5 chunking of "
+                  f"{source.label} (write it with smaller chunks for smaller minibatches)")
+        status = _run_fit(args, model, source, validation, meta, state,
+                          checkpoint_path if use_checkpoint else None, started)
+        if status == 0 and args.resume and os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)      # consumed by a fit resumed with --no-checkpoint
+        return status
+    finally:
+        source.close()
+        if validation is not None:
+            validation.close()
+
+
+def _run_fit(args, model, source, validation, meta, state, checkpoint_path, started):
+    from ..engine.loop import FitInterrupted
+    checkpointer = None
+    if checkpoint_path is not None:
+        every = args.checkpoint_every if args.checkpoint_every > 0 else None
+        # keep=True: the estimator's fit leaves the file, which is removed here only
+        # once the model is saved (a crash in between can still resume).
+        checkpointer = NamedCheckpointer(checkpoint_path, every_chunks=args.checkpoint_chunks,
+                                         every_seconds=every, meta=meta, keep=True)
+    n_done, position, n_chunks, done_rows = (_position(state, source) if state is not None
+                                             else (0, 0, source.n_chunks, 0))
+    if state is not None:
+        _note(f"resuming from {checkpoint_path} after {_where(n_done, position, n_chunks)}")
+    log = JsonLog(args.log, append=args.resume, start=started)
+    progress = FitProgress(args.progress or sys.stderr.isatty(), source.n_rows,
+                           model.max_iter, done_rows=done_rows, n_pass=n_done)
+    recorder = FitRecorder(log, progress)
+    log.write({"event": "resume" if state is not None else "start",
+               "argv": list(args.argv), "data": meta["data"], "n_rows": source.n_rows,
+               "n_features": source.n_features, "n_chunks": source.n_chunks,
+               "chunk_rows": source.chunk_rows, "algorithm": model.algorithm,
+               "class": type(model).__name__,
+               "checkpoint": checkpoint_path, "pass": n_done, "position": position})
+    try:
+        with _sigterm_as_ctrl_c() as terminated, _naming_checkpoint(checkpoint_path), \
+                _about(source.label):
+            try:
+                elapsed = _fit_model(model, source, progress=progress, X_val=validation,
+                                     callback=recorder, checkpoint=checkpointer, resume=state)
+            except FitInterrupted as exc:
+                return _interrupted(args, exc.state, source, checkpointer, terminated, log)
+            except KeyboardInterrupt:
+                # A second Ctrl-C, or one before the first chunk: no state to save now.
+                return _interrupted(args, None, source, checkpointer, terminated, log)
+        print("\n".join(fit_summary(model, source.label, source.shape, elapsed,
+                                    rows=recorder.rows, chunk_rows=source.chunk_rows)))
+        if state is not None:
+            print(f"resumed      from {checkpoint_path} (after "
+                  f"{_where(n_done, position, n_chunks)})")
+        try:
+            save_model(args.output, model)
+        except OutputError as exc:
+            if checkpoint_path is None or not os.path.exists(checkpoint_path):
+                raise
+            raise OutputError(f"{exc}; the checkpoint {checkpoint_path!r} holds the finished "
+                              f"fit: make room and save it with: {_resume_command(args)}"
+                              ) from None
+        print(f"saved        {args.output}")
+        if checkpoint_path is not None and os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)
+        log.write({"event": "end", "passes": model.n_iter_, "converged": model.converged_,
+                   "bound": model.lower_bound_, "seconds": elapsed, "rows": recorder.rows,
+                   "output": args.output})
+        return 0
+    finally:
+        progress.close()
+        log.close()
+
+
+def _interrupted(args, state, source, checkpointer, terminated, log):
+    """Report a stopped fit on stderr; the exit status."""
+    what = "stopped by SIGTERM" if terminated else "interrupted"
+    status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    if state is not None:
+        where = " after " + _where(*_position(state, source)[:3])
+    else:
+        where = ""
+    record = {"event": "interrupted", "signal": "SIGTERM" if terminated else "SIGINT"}
+    if state is not None and checkpointer is not None:
+        message = (f"{what}{where}; checkpoint written to {checkpointer.path}; "
+                   f"continue with: {_resume_command(args)}")
+        record.update({"pass": state.n_pass, "position": state.position,
+                       "checkpoint": checkpointer.path})
+    elif checkpointer is not None and os.path.exists(checkpointer.path):
+        message = (f"{what}{where}; the last checkpoint is {checkpointer.path}; continue "
+                   f"with: {_resume_command(args)}")
+        record["checkpoint"] = checkpointer.path
+    else:
+        message = f"{what}{where}; no checkpoint was written, the fit is lost"
+    log.write(record)
+    _note(message)
+    return status

@@ -1,0 +1,117 @@
+"""``fastvi predict`` and ``fastvi score``: a fitted mixture over a data file, chunk by
+chunk (``predict_to_h5``, ``score_chunks``).
+
+The model is read by ``fastvi.io.model``, which loads the estimators (and so
+scikit-learn and Numba) only when a command reads one.
+"""
+import os
+
+import numpy as np
+
+from .. import __version__
+from ..data.atomic import atomic_h5, check_writable
+from ..data.files import open_source
+from ..io.model import load_model
+from .jobs import about as _about
+from .jobs import progress_bar as _progress
+from .jobs import same_file as _same_file
+from .jobs import spec_path as _spec_path
+
+PREDICT_CHUNK_ROWS = 65536
+
+
+def _check_model_data(model, model_path, X, label):
+    if X.shape[1] != model.n_features_in_:
+        raise ValueError(f"{label} has {X.shape[1]} features, but the model in "
+                         f"{model_path!r} was fitted on {model.n_features_in_}")
+
+
+def _as_chunk_source(X, chunk_rows):
+    from ..data.sources import as_source
+    return as_source(X, chunk_rows=chunk_rows)
+
+
+def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None,
+                  top=None):
+    """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``;
+    with ``top`` = L, ``/top_index`` (int32) and ``/top_resp`` (float32), (n, L): each row's
+    L most probable components and their responsibilities renormalised over them (the
+    layout for large K, where ``/resp`` would be N x K).
+
+    ``X`` is a chunk source (``fastvi.io.open_source``), an h5py dataset or an array; its
+    chunks are read ahead in a thread while the previous one is predicted, into
+    pre-created datasets.  The file appears (atomically) only when every chunk is done.
+    """
+    source = _as_chunk_source(X, chunk_rows)
+    n_rows, n_components = source.n_rows, model.means_.shape[0]
+    chunk = min(source.chunk_rows, n_rows)
+    with atomic_h5(output, "the predict output") as out:
+        out.attrs.update(attrs or {})
+        labels = out.create_dataset("labels", (n_rows,), dtype=np.int32, chunks=(chunk,))
+        resp = (out.create_dataset("resp", (n_rows, n_components), dtype=np.float32,
+                                   chunks=(chunk, n_components)) if proba else None)
+        if top is not None:
+            top = min(int(top), n_components)
+            top_index = out.create_dataset("top_index", (n_rows, top), dtype=np.int32,
+                                           chunks=(chunk, top))
+            top_resp = out.create_dataset("top_resp", (n_rows, top), dtype=np.float32,
+                                          chunks=(chunk, top))
+        for _, start, rows in _progress(source.chunks(), total=source.n_chunks,
+                                        unit="chunk", desc="predict"):
+            stop = start + rows.shape[0]
+            labels[start:stop] = model.predict(rows)
+            if resp is not None:
+                resp[start:stop] = model.predict_proba(rows)
+            if top is not None:
+                top_index[start:stop], top_resp[start:stop] = model.top_responsibilities(
+                    rows, top)
+
+
+def cmd_predict(args):
+    # The output replaces its path only at the end, after the inputs were read: naming an
+    # input as the output would silently destroy it.
+    for other in (args.model, _spec_path(args.data)):
+        if _same_file(args.output, other):
+            raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
+    check_writable(args.output, "the predict output")      # before the work, not after
+    model = load_model(args.model)
+    source = open_source(args.data, chunk_rows=args.chunk_size)
+    with source as X, _about(source.label):
+        _check_model_data(model, args.model, X, source.label)
+        n_rows = X.n_rows
+        predict_to_h5(model, X, args.output, proba=args.proba, chunk_rows=args.chunk_size,
+                      attrs={"model": os.path.abspath(args.model), "data": source.label,
+                             "fastvi_version": __version__}, top=args.top)
+    what = "/labels" + (", /resp" if args.proba else "") + (
+        ", /top_index and /top_resp" if args.top else "")
+    print(f"wrote {what} of {n_rows} rows to {args.output}")
+    return 0
+
+
+def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS):
+    """Total and mean of ``model.score_samples`` over ``X`` (a chunk source, an h5py
+    dataset or an array), read ``chunk_rows`` at a time (HDF5: aligned, read ahead).
+
+    Returns
+    -------
+    mean, total : float
+    """
+    source = _as_chunk_source(X, chunk_rows)
+    total = 0.0
+    for _, _, rows in source.chunks():
+        total += float(model.score_samples(rows).sum())
+    return total / source.n_rows, total
+
+
+def cmd_score(args):
+    model = load_model(args.model)
+    source = open_source(args.data, chunk_rows=args.chunk_size)
+    with source as X, _about(source.label):
+        _check_model_data(model, args.model, X, source.label)
+        mean, total = score_chunks(model, X, args.chunk_size)
+        n_rows = X.n_rows
+    what = ("log-likelihood" if type(model).__name__ == "GaussianMixture"
+            else "log sum_k rho_nk (the per-row ELBO term)")
+    print(f"score  {mean!r}  (mean {what} per row)")
+    print(f"total  {total!r}  over {n_rows} rows of {source.label}")
+    return 0
