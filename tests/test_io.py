@@ -6,7 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from fastvi import BayesianGaussianMixture, GaussianMixture, datasets
+from fastvi import BayesianGaussianMixture, GaussianMixture
+from fastvi.data import generate as datasets   # where BLOCK_ROWS is read
 from fastvi.datasets import make_mixture, write_mixture_h5
 from fastvi.data.atomic import atomic_path
 from fastvi.data.files import open_data, open_source, open_sources, resolve_spec
