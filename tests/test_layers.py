@@ -89,3 +89,20 @@ def test_every_public_name_resolves_and_star_import_works():
     assert callable(make_mixture) and callable(write_mixture_h5)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         fastvi.nothing
+
+
+def test_pyproject_lists_every_package():
+    """setuptools installs only the packages pyproject.toml lists: a new sub-package (the
+    CUDA kernels, a backend) left off the list works in an editable checkout and is missing
+    from every wheel."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = ROOT.parent / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("not run from a source checkout")
+    listed = set(tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(("fastvi",) + init.parent.relative_to(ROOT).parts).rstrip(".")
+             for init in ROOT.rglob("__init__.py")}
+    found |= {"fastvi.kernels." + init.parent.relative_to(KERNELS).as_posix().replace("/", ".")
+              for init in KERNELS.rglob("__init__.py") if init.parent != KERNELS}
+    found.add("fastvi.kernels")
+    assert listed == found
