@@ -132,9 +132,7 @@ def accumulate_chunk(chunk, params, weights, stats):
 
 def mirror_upper(stats):
     """Copy the accumulated upper triangle of full second moments into the lower one."""
-    if stats.full:
-        lower = np.tril_indices(stats.s2.shape[1], -1)
-        stats.s2[:, lower[0], lower[1]] = stats.s2[:, lower[1], lower[0]]
+    stats.mirror_upper()
 
 
 def _no_stats(params):

@@ -335,6 +335,10 @@ class ChunkLoop:
     def _end_pass(self, state):
         model = self.model
         if state.algorithm == "batch":
+            # A no-op on sums of the backends' mirrored chunk statistics; a batch state
+            # checkpointed mid-pass by fastvi before the backend seam (tests/data/legacy)
+            # holds the upper triangle of its chunks so far, and is completed here.
+            state.stats.mirror_upper()
             bound = (state.stats.log_norm - model._kl()) / state.stats.weight
             model._m_step(state.stats)
             state.stats = None

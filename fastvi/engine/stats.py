@@ -84,6 +84,14 @@ class SufficientStats:
                                self.ref.copy(), self.log_norm - other.log_norm,
                                self.weight - other.weight)
 
+    def mirror_upper(self):
+        """Copy the upper triangle of full second moments into the lower one, in place
+        (kernels accumulate the upper triangle only); returns ``self``."""
+        if self.full:
+            lower = np.tril_indices(self.s2.shape[1], -1)
+            self.s2[:, lower[0], lower[1]] = self.s2[:, lower[1], lower[0]]
+        return self
+
     def scale(self, factor):
         """The statistics of ``factor`` copies of the data (used by stochastic updates)."""
         return SufficientStats(self.nk * factor, self.s1 * factor, self.s2 * factor,

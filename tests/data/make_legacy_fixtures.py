@@ -154,6 +154,20 @@ def cases():
         mixture_case("gmm-batch-tied-h5pydataset", G, {
             "n_components": 3, "covariance_type": "tied", "chunk_size": 200, "tol": 0.0},
             [fit_call(dataset)]),
+        # Chunks of several kernel blocks (BLOCK_ROWS = 256): the batch sum over such chunks
+        # is where the backend seam changed the order of additions (ROUNDING_ONLY in
+        # tests/test_legacy.py); the online algorithms add per-chunk statistics already.
+        mixture_case("gmm-batch-full-multiblock", G, {
+            "n_components": 3, "covariance_type": "full", "chunk_size": 300, "tol": 0.0}),
+        mixture_case("bgmm-dp-batch-diag-multiblock", B, {
+            **dp, "n_components": 3, "covariance_type": "diag", "chunk_size": 300,
+            "tol": 0.0}, [fit_call(sample_weight=w)]),
+        mixture_case("gmm-memoized-full-multiblock", G, {
+            "n_components": 3, "covariance_type": "full", "algorithm": "memoized",
+            "chunk_size": 300, "tol": 0.0}),
+        mixture_case("bgmm-dd-stochastic-tied-multiblock", B, {
+            **dd, "n_components": 3, "covariance_type": "tied", "algorithm": "stochastic",
+            "batch_size": 300, "tol": 0.0}),
         # GaussianMixture, stochastic
         mixture_case("gmm-stochastic-full-val", G, {
             "n_components": 3, "covariance_type": "full", "algorithm": "stochastic",
@@ -351,6 +365,7 @@ CHECKPOINTS = [("ck-gmm-batch-full", "gmm-batch-full", 8),           # pass 1, c
                ("ck-gmm-trunc-memoized-diag", "gmm-trunc-memoized-diag", 13),
                ("ck-gmm-trunc-batch-full", "gmm-trunc-batch-full", 12),
                ("ck-bgmm-dp-trunc-memoized-full", "bgmm-dp-trunc-memoized-full", 8),
+               ("ck-gmm-batch-full-multiblock", "gmm-batch-full-multiblock", 4),  # 1, 1 of 2
                ("ck-vae-amortized", "vae-amortized", 2),
                ("ck-vae-per-example", "vae-per-example-fixedvar", 1),
                ("ck-ppca-amortized", "ppca-amortized", 1)]
