@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 import fastvi
-from fastvi.engine import local as _estep
+from fastvi.engine import local
 from fastvi.datasets import write_mixture_h5
 from fastvi import HDF5Source
 
@@ -62,18 +62,18 @@ def bench_pass(args):
     warm_page_cache(path)
     with HDF5Source(path, "/X") as source:
         params = kernel_params_for(source)
-        _estep.accumulate(source, params)
+        local.accumulate(source, params)
         streamed = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            _estep.accumulate(source, params)
+            local.accumulate(source, params)
             streamed.append(time.perf_counter() - start)
         X = np.vstack([chunk for _, _, chunk in source.chunks()])
         chunk_rows = source.chunk_rows
     in_memory = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        _estep.accumulate(X, params, chunk_rows=chunk_rows)
+        local.accumulate(X, params, chunk_rows=chunk_rows)
         in_memory.append(time.perf_counter() - start)
     t_h5, t_mem = np.median(streamed), np.median(in_memory)
     print(f"one E-step pass, N={args.n_samples:,} D={N_FEATURES} K={N_COMPONENTS} full, "
@@ -125,7 +125,7 @@ def bench_svb(args):
                     return
                 pause = time.perf_counter()
                 elapsed = pause - clock["start"] - clock["excluded"]
-                stats = _estep.accumulate(source, model._kernel_params())
+                stats = local.accumulate(source, model._kernel_params())
                 curve.append((elapsed, (stats.log_norm - model._kl()) / stats.weight))
                 clock["excluded"] += time.perf_counter() - pause
 

@@ -6,7 +6,7 @@ this folder prints the same comparison as a table of ratios without asv.
 import warnings
 
 import fastvi
-from fastvi.engine import local as _estep
+from fastvi.engine import local
 
 from .common import mixture_data
 
@@ -25,10 +25,10 @@ class EStepPass:
                                        init_params="random_from_data", max_iter=0,
                                        random_state=0).fit(self.X)
         self.kernel_params = model._kernel_params()
-        _estep.accumulate(self.X[:1000], self.kernel_params)
+        local.accumulate(self.X[:1000], self.kernel_params)
 
     def time_accumulate(self, covariance_type, dtype):
-        _estep.accumulate(self.X, self.kernel_params)
+        local.accumulate(self.X, self.kernel_params)
 
 
 class Iteration:
@@ -72,18 +72,18 @@ class TruncatedPass:
                                        random_state=0).fit(self.X)
         params = model._kernel_params()
         if setting == "dense":
-            self.run = lambda: _estep.accumulate(self.X, params)
+            self.run = lambda: local.accumulate(self.X, params)
             return
         n_active, n_candidates = (int(v) for v in setting.split(","))
         truncation = _truncated.make_truncation(n_active, n_candidates, 256)
-        neighbours = _estep.neighbour_lists(params, truncation)
+        neighbours = local.neighbour_lists(params, truncation)
         supports = _truncated.MemorySupports(self.X.shape[0], n_active)
         search = Search(truncation, supports, neighbours, 0)
 
         def run():
             stats = SufficientStats.zeros(params.means, params.full)
             for start in range(0, self.X.shape[0], 65536):
-                _estep.accumulate_truncated(self.X[start:start + 65536], params, None, stats,
+                local.accumulate_truncated(self.X[start:start + 65536], params, None, stats,
                                             search, start, 0)
         run()                      # seeds the supports (and compiles)
         self.run = run
