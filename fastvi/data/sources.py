@@ -9,7 +9,9 @@ dataset and a list of HDF5 files are interchangeable:
   be finite (a NaN or inf names its row);
 * ``chunks(order=None)``: iterate ``(index, start, chunk)`` in chunk order or a given
   order, reading the next chunk in a background thread while the caller works on the
-  current one (the kernels release the GIL).
+  current one (the kernels release the GIL);
+* ``remote_reader()``: a picklable ``RowReader`` of the same rows, for backends that read
+  them in other processes (the Dask workers).
 
 Memory stays bounded by a few chunks whatever the number of rows.  HDF5 reads are aligned
 to the dataset's own chunking: the chunk size is rounded to a multiple of it, so no HDF5
@@ -175,6 +177,11 @@ class ArraySource(ChunkSource):
     def _read(self, start, stop):
         return self.X[start:stop]
 
+    def remote_reader(self):
+        """A picklable reader of these rows (``RowReader``): it holds the whole array, so
+        a backend that ships it to other processes sends it once (Dask: ``scatter``)."""
+        return _ArrayReader(self.X, self.dtype)
+
     def read_rows(self, index):
         """Rows at sorted indices (for samples), checked like chunks."""
         rows = _as_float(self.X[index], self.dtype)
@@ -281,6 +288,12 @@ class HDF5Source(ChunkSource):
         return ValueError(f"{self.label}: cannot read rows {start}:{stop} "
                           f"(truncated or corrupt file?): {exc}")
 
+    def remote_reader(self):
+        """A picklable reader of these rows (``RowReader``) that opens the file by its path
+        wherever it runs: the path must name the same file there (a shared file system)."""
+        return _HDF5Reader(os.path.abspath(self.dataset.file.filename), self.dataset.name,
+                           self.dtype, self.label)
+
     def close(self):
         if self._file is not None:
             self._file.close()
@@ -330,9 +343,60 @@ class ConcatSource(ChunkSource):
             out = None
         return _as_float(source.read(start - offset, stop - offset, check, out), self.dtype)
 
+    def remote_reader(self):
+        offsets = np.cumsum([0] + [s.n_rows for s in self.sources])
+        return _ConcatReader([(int(offsets[i]), s.remote_reader())
+                              for i, s in enumerate(self.sources)], self.dtype)
+
     def close(self):
         for source in self.sources:
             source.close()
+
+
+# ----------------------------------------------------------------------------- remote reads
+
+class RowReader:
+    """What a chunk source gives a backend that reads its rows in other processes
+    (``ChunkSource.remote_reader()``): a small picklable object whose ``read(start, stop)``
+    returns rows ``start:stop`` as a C-contiguous array of the source's working dtype, the
+    same values the source itself reads (so the kernels give the same bits), unchecked."""
+
+    def read(self, start, stop):
+        raise NotImplementedError
+
+
+class _ArrayReader(RowReader):
+    def __init__(self, X, dtype):
+        self.X, self.dtype = X, dtype
+
+    def read(self, start, stop):
+        return _as_float(self.X[start:stop], self.dtype)
+
+
+class _HDF5Reader(RowReader):
+    def __init__(self, path, name, dtype, label):
+        self.path, self.name, self.dtype, self.label = path, name, np.dtype(dtype), label
+
+    def read(self, start, stop):
+        import h5py
+        try:
+            with h5py.File(self.path, "r") as f:
+                return _as_float(f[self.name][start:stop], self.dtype)
+        except (OSError, KeyError) as exc:
+            raise OSError(f"{self.label}: cannot read rows {start}:{stop} here "
+                          f"({type(exc).__name__}: {exc}); every worker must see the file "
+                          "at this path") from None
+
+
+class _ConcatReader(RowReader):
+    def __init__(self, parts, dtype):
+        self.parts, self.dtype = parts, dtype        # [(first row, reader)], ascending
+
+    def read(self, start, stop):
+        for first, reader in reversed(self.parts):
+            if start >= first:
+                return _as_float(reader.read(start - first, stop - first), self.dtype)
+        raise IndexError(start)
 
 
 def aligned_chunk_rows(dataset, chunk_rows):

@@ -47,7 +47,8 @@ from ..data.sources import ArraySource
 from .stats import SufficientStats
 
 # name -> "module:class" of the backends fastvi ships (imported when first asked for)
-_REGISTERED = {"local": "fastvi.engine.local:LocalBackend"}
+_REGISTERED = {"local": "fastvi.engine.local:LocalBackend",
+               "dask": "fastvi.engine.cluster:DaskBackend"}
 
 
 @dataclass
