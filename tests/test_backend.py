@@ -226,3 +226,17 @@ def test_backend_names_and_errors():
     with pytest.raises(ValueError, match="backend must be one of \\('local',\\)"):
         fastvi.GaussianMixture(backend="gpu").fit(np.zeros((4, 2)))
     assert fastvi.GaussianMixture().get_params()["backend"] == "local"
+
+
+def test_model_files_and_checkpoint_meta_do_not_hold_a_backend(data, tmp_path):
+    """Where a fit ran is not part of the model: a model fitted through another backend
+    saves and loads as a local model that predicts the same; a checkpoint's meta names
+    the backend instead of holding it (an instance may hold a cluster's client)."""
+    from fastvi.io.checkpoint import estimator_params
+    X, _ = data
+    model = fastvi.GaussianMixture(3, random_state=0, backend=ReversedBackend()).fit(X)
+    model.save(tmp_path / "m.h5")
+    loaded = fastvi.load(tmp_path / "m.h5")
+    assert loaded.backend == "local"
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert estimator_params(model)["backend"] == "reversed"

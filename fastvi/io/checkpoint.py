@@ -78,10 +78,16 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def estimator_params(estimator):
-    """The constructor arguments of an estimator, by inspecting its ``__init__``."""
+    """The constructor arguments of an estimator, by inspecting its ``__init__``; a
+    ``Backend`` instance (which may hold a cluster's client) is given by its name."""
     import inspect
+
+    from ..engine.backend import Backend
     names = [p for p in inspect.signature(type(estimator).__init__).parameters if p != "self"]
-    return {name: getattr(estimator, name) for name in names}
+    params = {name: getattr(estimator, name) for name in names}
+    if isinstance(params.get("backend"), Backend):
+        params["backend"] = params["backend"].name
+    return params
 
 
 class Checkpointer:

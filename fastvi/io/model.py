@@ -100,6 +100,8 @@ def get_params(estimator):
         if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL,
                                                 parameter.VAR_KEYWORD):
             continue
+        if name == "backend":
+            continue            # where a fit ran, not what it found: a loaded model is local
         value = getattr(estimator, name, parameter.default)
         if value is None and name.endswith("_init"):
             continue            # unset initial arrays: the constructor's default restores them
