@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from .sources import DEFAULT_CHUNK_ROWS, ChunkSource, as_source
+from .sources import DEFAULT_CHUNK_ROWS, ChunkSource, as_source, is_dask_array
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -120,7 +120,7 @@ def check_random_state(seed):
 
 
 def _is_streamed(X):
-    if isinstance(X, ChunkSource):
+    if isinstance(X, ChunkSource) or is_dask_array(X):
         return True
     try:
         import h5py

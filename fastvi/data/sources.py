@@ -300,6 +300,41 @@ class HDF5Source(ChunkSource):
             self._file = None
 
 
+def is_dask_array(X):
+    """Whether ``X`` is a ``dask.array.Array`` (known without importing dask)."""
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "to_delayed")
+
+
+class DaskArraySource(ChunkSource):
+    """The rows of a ``dask.array``, rechunked along the rows to ``chunk_rows`` (one
+    block a chunk, the features whole).
+
+    On the local backend a chunk is computed when it is read (through whatever scheduler
+    dask uses).  On the Dask backend each block is computed on the cluster and stays
+    there: the worker that computes a chunk's statistics gets the block, not the client.
+    """
+
+    prefetch = False
+
+    def __init__(self, X, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None, label="X"):
+        self.chunk_rows = _check_chunk_rows(chunk_rows)
+        if any(np.isnan(n) for n in X.shape):
+            raise ValueError(f"{label}: a dask array of unknown shape {X.shape}; "
+                             "call X.compute_chunk_sizes() first")
+        check_shape(X.shape, X.dtype, label)
+        self.n_rows, self.n_features = (int(n) for n in X.shape)
+        self.X = X.rechunk({0: self.chunk_rows, 1: -1})
+        self.dtype = _working_dtype(X.dtype, dtype)
+        self.label = label
+
+    def _read(self, start, stop):
+        return np.asarray(self.X[start:stop].compute())
+
+    def blocks(self):
+        """The chunks as dask delayed objects, in chunk order."""
+        return list(self.X.to_delayed().ravel())
+
+
 class ConcatSource(ChunkSource):
     """Several sources with the same number of features, read as one run of rows.
 
@@ -445,6 +480,8 @@ def as_source(X, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None):
     """Wrap what a user passed as ``X`` in a ChunkSource (a source is returned as is)."""
     if isinstance(X, ChunkSource):
         return X
+    if is_dask_array(X):
+        return DaskArraySource(X, chunk_rows=chunk_rows, dtype=dtype)
     try:
         import h5py
         if isinstance(X, h5py.Dataset):

@@ -5,7 +5,8 @@ chunk's statistics are one task, a pure function of (row reader, row range, weig
 kernel parameters): the worker reads its own rows (an HDF5 file by its path, so no row
 passes through the client or the scheduler; an in-memory array is scattered to the
 cluster once per pass), runs the same fused kernel as the local backend and returns the
-chunk's statistics, which the loop adds in chunk order.  So a fit on a cluster is the
+chunk's statistics, which the loop adds in chunk order.  A ``dask.array`` is computed
+block by block on the cluster, where its blocks stay.  So a fit on a cluster is the
 local fit, bit for bit, for the same chunking, however many workers, in whatever order
 they finish, and a task recomputed on another worker after a failure (``retries``) gives
 the same bits.
@@ -26,7 +27,8 @@ are the same bits too.
 import numpy as np
 
 from ..data.checks import InvalidParameterError, check_integer
-from ..data.sources import ArraySource, ConcatSource, HDF5Source, _check_finite
+from ..data.sources import (ArraySource, ConcatSource, DaskArraySource, HDF5Source,
+                            _check_finite)
 from . import local
 from .backend import Backend, ChunkPass, Search, check_result
 from .stats import SufficientStats
@@ -65,13 +67,22 @@ class _ChunkSupports:
         """``rows`` is a view of ``array``, already updated."""
 
 
+def _read(reader, start, stop):
+    """Rows ``start:stop``: from a ``RowReader``, or from a dask array's block that the
+    cluster computed, given as ``(its first row, the block, the working dtype)``."""
+    if isinstance(reader, tuple):
+        first, block, dtype = reader
+        return np.ascontiguousarray(block[start - first:stop - first], dtype=dtype)
+    return reader.read(start, stop)
+
+
 def chunk_stats_task(reader, start, stop, weights, params, truncation, neighbours, rows,
                      seed, label):
     """A chunk's statistics from zero, on a worker (the local backend's arithmetic).
 
     Returns ``(SufficientStats, rows)``: ``rows`` the chunk's updated supports (truncated
     q) or None."""
-    chunk = reader.read(start, stop)
+    chunk = _read(reader, start, stop)
     stats = SufficientStats.zeros(params.means, params.full)
     if truncation is None:
         log_norm = local.accumulate_chunk(chunk, params, weights, stats)
@@ -89,7 +100,7 @@ def chunk_stats_task(reader, start, stop, weights, params, truncation, neighbour
 
 def per_row_task(reader, start, stop, params, what):
     """A chunk's per-row outputs (``local.per_row``), on a worker."""
-    chunk = reader.read(start, stop)
+    chunk = _read(reader, start, stop)
     return local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params, **what)
 
 
@@ -146,16 +157,27 @@ class DaskBackend(Backend):
         from threadpoolctl import threadpool_limits
         return threadpool_limits(1, user_api="blas")
 
-    def _reader(self, client, source):
-        """The source's row reader, as the tasks take it: an in-memory array is scattered
-        once and shared by the tasks (by its future)."""
+    def _readers(self, client, source):
+        """What the task of each chunk reads its rows from, by chunk index: a file's
+        ``RowReader`` (opened by path on the worker); an in-memory array scattered once
+        and shared (by its future); a dask array's block, computed on the cluster."""
         if isinstance(source, (HDF5Source, ConcatSource)):
-            return source.remote_reader()
+            reader = source.remote_reader()
+            return lambda index: reader
         key = id(source)
         if key not in self._scattered or self._scattered[key][0] is not source:
-            self._scattered = {key: (source, client.scatter(source.remote_reader(),
-                                                            broadcast=False, hash=False))}
-        return self._scattered[key][1]
+            if isinstance(source, DaskArraySource):
+                held = client.compute(source.blocks())
+            else:
+                held = client.scatter(source.remote_reader(), broadcast=False, hash=False)
+            if len(self._scattered) >= 4:       # a fit's data and held-out rows, ...
+                self._scattered.pop(next(iter(self._scattered)))
+            self._scattered[key] = (source, held)
+        held = self._scattered[key][1]
+        if isinstance(source, DaskArraySource):
+            bounds = source.chunk_bounds()
+            return lambda index: (bounds[index][0], held[index], source.dtype.str)
+        return lambda index: held
 
     def _result(self, future):
         try:
@@ -174,12 +196,12 @@ class DaskBackend(Backend):
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
         client = self.get_client()
-        reader = self._reader(client, source)
+        readers = self._readers(client, source)
         params_future = client.scatter(params, broadcast=False, hash=False)
         what = {"log_norm": log_norm, "resp": resp, "labels": labels, "top": top}
-        futures = [client.submit(per_row_task, reader, start, stop, params_future, what,
-                                 pure=False, retries=self.retries)
-                   for start, stop in source.chunk_bounds()]
+        futures = [client.submit(per_row_task, readers(index), start, stop, params_future,
+                                 what, pure=False, retries=self.retries)
+                   for index, (start, stop) in enumerate(source.chunk_bounds())]
         parts = [self._result(future) for future in futures]
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
@@ -192,7 +214,7 @@ class _DaskPass(ChunkPass):
     def __init__(self, backend, source, order, sample_weight, search):
         self.backend = backend
         self.client = backend.get_client()
-        self.reader = backend._reader(self.client, source)
+        self.readers = backend._readers(self.client, source)
         self.label = source.label
         self.order = list(order)
         self.bounds = source.chunk_bounds()
@@ -223,7 +245,7 @@ class _DaskPass(ChunkPass):
                 seed = (search.first_seed + j) % (1 << 63)
                 if search.supports is not None and not truncation.exhaustive:
                     rows = np.array(search.supports.rows(start, end))
-            future = client.submit(chunk_stats_task, self.reader, start, end, weights,
+            future = client.submit(chunk_stats_task, self.readers(index), start, end, weights,
                                    params_future, truncation, neighbours, rows, seed,
                                    self.label, pure=False, retries=self.backend.retries)
             submitted.append((index, start, future))

@@ -14,7 +14,8 @@ A model is one HDF5 file.  Root attributes:
                     set (``means_init``, ``mean_prior``, ...) are stored as
                     datasets ``/param_arrays/<name>`` instead, and unset
                     ``*_init`` arrays are left out; a ``random_state`` that is
-                    not an int or None is stored as null.
+                    not an int or None is stored as null; ``backend`` is left
+                    out (a loaded model runs on the local backend).
 ==================  ==========================================================
 
 Datasets at the root, float64 unless said otherwise, with scikit-learn's shapes
