@@ -1,0 +1,131 @@
+"""The Dask backend against the single-process engine: time per iteration, its overhead,
+and the bytes that cross the network per iteration.
+
+Usage::
+
+    python bench/dask.py [--n-samples 10000000] [--workers 2] [--data DIR] [--repeats 3]
+                         [--covariance-types full diag]
+
+The data are a float32 HDF5 file (``fastvi.datasets.write_mixture_h5``, D = 16, K = 16,
+made once in ``--data`` and reused, read from the page cache).  Each backend fits batch EM
+from the same cheap initialisation for ``a`` and ``b`` iterations; the time per iteration
+is ``(t_b - t_a) / (b - a)``, which removes the initialisation and start-up cost (medians
+over ``--repeats``).  The single-process engine gets all the cores as Numba threads; the
+cluster is a LocalCluster of ``--workers`` processes sharing the same cores (one Numba
+thread each when there are as many workers as cores), on loopback.  Both fits end with the
+same bits: the script checks.
+
+Bytes per iteration are counted from what the tasks carry: the pickled kernel parameters
+(scattered once per iteration), each chunk's task arguments (the file's row reader, the
+row range) and each chunk's statistics coming back.  No row of the file crosses the
+network: each worker reads its own chunks by path.
+"""
+import argparse
+import os
+import pickle
+import sys
+import time
+import warnings
+
+import numpy as np
+
+# This file is named after the library it measures: take its folder off the path, or
+# ``import dask`` (inside distributed) would import this script.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import fastvi  # noqa: E402
+from fastvi.datasets import write_mixture_h5  # noqa: E402
+
+N_FEATURES, N_COMPONENTS = 16, 16
+ITERS_A, ITERS_B = 1, 4
+
+
+def data_file(folder, n_samples):
+    path = os.path.join(folder, f"mixture_{n_samples}x{N_FEATURES}.h5")
+    if not os.path.exists(path):
+        start = time.perf_counter()
+        write_mixture_h5(path, n_samples, n_features=N_FEATURES, n_components=N_COMPONENTS,
+                         random_state=0)
+        print(f"wrote {path} in {time.perf_counter() - start:.1f} s", flush=True)
+    with open(path, "rb") as handle:          # into the page cache
+        while handle.read(1 << 24):
+            pass
+    return path
+
+
+def fit(path, covariance_type, max_iter, backend):
+    model = fastvi.GaussianMixture(N_COMPONENTS, covariance_type=covariance_type, tol=0.0,
+                                   init_params="random_from_data", random_state=0,
+                                   max_iter=max_iter, backend=backend)
+    with fastvi.HDF5Source(path, "/X") as source, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        model.fit(source)
+        return time.perf_counter() - start, model
+
+
+def per_iteration(path, covariance_type, backend, repeats):
+    fit(path, covariance_type, 1, backend)           # compile, warm the workers
+    times, model = [], None
+    for _ in range(repeats):
+        t_a, _ = fit(path, covariance_type, ITERS_A, backend)
+        t_b, model = fit(path, covariance_type, ITERS_B, backend)
+        times.append((t_b - t_a) / (ITERS_B - ITERS_A))
+    return float(np.median(times)), model
+
+
+def bytes_per_iteration(path, model):
+    """What one batch iteration sends and receives, from the pickled sizes."""
+    from fastvi.engine.stats import SufficientStats
+    params = model._kernel_params()
+    with fastvi.HDF5Source(path, "/X") as source:
+        n_chunks = source.n_chunks
+        reader = source.remote_reader()
+        task = len(pickle.dumps((reader, 0, source.chunk_rows, None)))
+    stats = SufficientStats.zeros(params.means, params.full)
+    back = len(pickle.dumps((stats, None)))
+    return {"n_chunks": n_chunks, "params": len(pickle.dumps(params)),
+            "per_chunk_out": task, "per_chunk_back": back,
+            "total": len(pickle.dumps(params)) + n_chunks * (task + back)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=10_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "data"))
+    parser.add_argument("--covariance-types", nargs="+", default=["full", "diag"])
+    args = parser.parse_args()
+    from distributed import Client, LocalCluster
+    from fastvi.engine.cluster import DaskBackend
+
+    os.makedirs(args.data, exist_ok=True)
+    path = data_file(args.data, args.n_samples)
+    cores = os.cpu_count()
+    threads = max(1, cores // args.workers)
+    print(f"N={args.n_samples} D={N_FEATURES} K={N_COMPONENTS} float32 HDF5 (page cache); "
+          f"local: {cores} Numba threads; dask: {args.workers} worker processes x "
+          f"{threads} thread(s), loopback")
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, host="127.0.0.1",
+                      env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, \
+            Client(cluster) as client:
+        backend = DaskBackend(client)
+        print(f"{'cov':6}{'local s/it':>12}{'dask s/it':>12}{'overhead':>10}{'same bits':>11}"
+              f"{'KiB/it':>9}")
+        for covariance_type in args.covariance_types:
+            local_s, local_model = per_iteration(path, covariance_type, "local", args.repeats)
+            dask_s, dask_model = per_iteration(path, covariance_type, backend, args.repeats)
+            same = all(np.array_equal(getattr(local_model, name), getattr(dask_model, name))
+                       for name in ("weights_", "means_", "covariances_"))
+            sent = bytes_per_iteration(path, local_model)
+            print(f"{covariance_type:6}{local_s:12.3f}{dask_s:12.3f}"
+                  f"{100 * (dask_s / local_s - 1):9.1f}%{str(same):>11}"
+                  f"{sent['total'] / 1024:9.1f}", flush=True)
+            print(f"      {sent['n_chunks']} chunks; parameters {sent['params']} B once, per "
+                  f"chunk {sent['per_chunk_out']} B out and {sent['per_chunk_back']} B back")
+
+
+if __name__ == "__main__":
+    main()
