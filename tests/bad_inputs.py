@@ -162,6 +162,13 @@ def _clean_dir(name):
     return setup
 
 
+def _copy_of_good(name):
+    """{good}/data.h5 copied to {tmp}/``name``."""
+    def setup(tmp, good):
+        shutil.copy(os.path.join(good, "data.h5"), os.path.join(tmp, name))
+    return setup
+
+
 NAN_ROWS = np.ones((20, 3), dtype=np.float32)
 NAN_ROWS[7, 1] = np.nan
 INF_ROWS = np.ones((20, 3))
@@ -385,6 +392,31 @@ CASES = [
     Case("amortized --resume", "missing checkpoint",
          "amortized fit {good}/data.h5 -o {tmp}/v.h5 --resume",
          "--resume: there is no checkpoint '{tmp}/v.h5.ckpt'"),
+    # ------------------------------------------------------------------ a Dask cluster
+    Case("--workers", "0", FIT_GOOD + " --workers 0", "argument --workers: must be >= 1, got 0"),
+    Case("--workers", "with --scheduler",
+         "score {good}/gmm.h5 {good}/data.h5 --scheduler tcp://127.0.0.1:1 --workers 2",
+         "argument --workers: not allowed with argument --scheduler"),
+    Case("--scheduler-timeout", "0",
+         "score {good}/gmm.h5 {good}/data.h5 --scheduler tcp://127.0.0.1:1 "
+         "--scheduler-timeout 0", "argument --scheduler-timeout: must be > 0, got 0"),
+    Case("--workers", "dask not installed", FIT_GOOD + " --workers 2",
+         "--workers 2 needs dask.distributed, which is not installed: "
+         "pip install 'fastvi[dask]'", runs_in="tests/test_cli_dask.py"),
+    Case("--scheduler", "nothing answers there",
+         "score {good}/gmm.h5 {good}/data.h5 --scheduler tcp://127.0.0.1:1 "
+         "--scheduler-timeout 2",
+         "--scheduler tcp://127.0.0.1:1: nothing answered in 2 s (is a Dask scheduler, "
+         "`dask scheduler`, running at that address and reachable from here?",
+         runs_in="tests/test_cli_dask.py"),
+    Case("--scheduler", "a Dask worker's address",
+         "score {good}/gmm.h5 {good}/data.h5 --scheduler tcp://WORKER:PORT",
+         "--scheduler tcp://WORKER:PORT: what answered there is not a Dask scheduler but "
+         "a Dask Worker", runs_in="tests/test_cli_dask.py"),
+    Case("DATA", "not at its path on the Dask workers",
+         "predict {good}/gmm.h5 {tmp}/x.h5 -o {tmp}/p.h5 --scheduler tcp://host:8786",
+         "{tmp}/x.h5:/X: cannot read rows 0:300 here (FileNotFoundError",
+         setup=_copy_of_good("x.h5"), runs_in="tests/test_cli_dask.py"),
     # ------------------------------------------------------------------ usage
     Case("COMMAND", "missing", "", "a command is required"),
     Case("COMMAND", "unknown", "fitt", "argument COMMAND: invalid choice: 'fitt'"),

@@ -15,7 +15,13 @@
 * the model is written atomically when the fit ends, then the checkpoint is removed;
 * ``--log FILE.jsonl`` records every chunk and pass as one JSON object per line, and a
   progress bar (rows/s, the bound after each pass) is drawn on stderr when it is a
-  terminal (``--progress`` forces it).
+  terminal (``--progress`` forces it);
+* ``--scheduler ADDRESS`` or ``--workers N`` computes the chunk statistics on a Dask
+  cluster (``jobs.cluster_backend``); the fit state, checkpoints, the log and the bar stay
+  here, on the client, and the model is the same bits.  Where a fit runs is an option of
+  the command, not a setting of the fit: the checkpoint's meta records ``backend`` as
+  "local" (the model file records no backend at all), so a fit stopped on a cluster may
+  be resumed on one machine, or on another cluster, and the other way round.
 
 Here: the command (``cmd_fit``, ``_run_fit``, ``_interrupted``), the model options and the
 estimator they build, resuming from a checkpoint, the checkpoints' meta and writer
@@ -38,8 +44,10 @@ from ..data.atomic import OutputError, check_writable, output_error
 from ..data.files import open_sources, resolve_spec
 from ..io.checkpoint import Checkpointer
 from ..io.model import save_model
-from .jobs import EXIT_INTERRUPTED, EXIT_TERMINATED, FitProgress, FitRecorder, JsonLog
+from .jobs import (EXIT_INTERRUPTED, EXIT_TERMINATED, ClusterError, FitProgress, FitRecorder,
+                   JsonLog)
 from .jobs import about as _about
+from .jobs import cluster_backend as _cluster_backend
 from .jobs import fit_model as _fit_model
 from .jobs import is_h5py_error as _is_h5py_error
 from .jobs import same_file as _same_file
@@ -239,10 +247,20 @@ def _specs(source):
     return list(source.spec) if isinstance(source.spec, list) else [source.spec]
 
 
+def _fit_params(model):
+    """The estimator's parameters as the checkpoint's meta records them: ``backend`` is
+    "local" whatever the fit ran on (``--scheduler`` and ``--workers`` are runtime options,
+    like ``--threads``; the result is the same bits)."""
+    from ..io.checkpoint import estimator_params
+    params = estimator_params(model)
+    if "backend" in params:
+        params["backend"] = "local"
+    return params
+
+
 def _checkpoint_meta(model, source, validation, args):
     """What ``fastvi fit --resume`` needs to rebuild the estimator and reopen the data."""
-    from ..io.checkpoint import estimator_params
-    return {"class": type(model).__name__, "params": estimator_params(model),
+    return {"class": type(model).__name__, "params": _fit_params(model),
             "data": _specs(source),
             "validation": None if validation is None else _specs(validation),
             "n_rows": int(source.n_rows), "n_features": int(source.n_features),
@@ -300,7 +318,11 @@ def _load_resume(args, checkpoint_path):
                          f"checkpoint {checkpoint_path!r}, but these differ from it: "
                          f"{'; '.join(differ)}; drop them, or remove the checkpoint to start "
                          "afresh")
-    model = classes[meta["class"]](**params)
+    # A checkpoint written from Python may name the backend the fit ran on ("dask"): here
+    # that is the command's --scheduler / --workers.
+    model = classes[meta["class"]](**{**params, "backend": "local"})
+    if "backend" in params:
+        meta["params"] = {**params, "backend": "local"}    # as the checkpoints it writes
     for key, value in _runtime_params(args).items():
         setattr(model, key, value)
     return model, meta, state
@@ -397,8 +419,19 @@ def cmd_fit(args):
             _note(f"note: minibatches of up to {source.chunk_rows} rows, not --batch-size "
                   f"{model.batch_size}: reads are aligned to the HDF5 chunking of "
                   f"{source.label} (write it with smaller chunks for smaller minibatches)")
-        status = _run_fit(args, model, source, validation, meta, state,
-                          checkpoint_path if use_checkpoint else None, started)
+        # The cluster last, once every cheap check passed; the meta above records no backend.
+        try:
+            with _cluster_backend(args) as backend:
+                if backend is not None:
+                    model.set_params(backend=backend)
+                status = _run_fit(args, model, source, validation, meta, state,
+                                  checkpoint_path if use_checkpoint else None, started)
+        except ClusterError as exc:
+            if not (use_checkpoint and os.path.exists(checkpoint_path)):
+                raise
+            raise ClusterError(f"{exc}; the checkpoint {checkpoint_path!r} holds the fit up "
+                               f"to its last write: continue with: {_resume_command(args)} "
+                               "(on this cluster, another one or none)") from None
         if status == 0 and args.resume and os.path.exists(checkpoint_path):
             os.remove(checkpoint_path)      # consumed by a fit resumed with --no-checkpoint
         return status

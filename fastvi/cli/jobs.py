@@ -12,15 +12,22 @@ Progress bars are drawn on stderr, only when it is a terminal unless a command's
 ``--progress`` forces them.  ``fit`` draws one bar per pass over the rows, which ends at
 100% when the pass ends; the description counts the passes (``fit pass 3/100``), the
 postfix holds the bound (and the held-out value) after the last pass.
+
+``cluster_backend`` is the Dask side of ``fit``, ``predict`` and ``score``: with
+``--scheduler ADDRESS`` or ``--workers N`` it connects to (or starts) a cluster for the
+duration of the command and yields the ``DaskBackend`` the estimator runs on.  dask is
+imported only then (docs/cluster.md).
 """
 import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
@@ -106,9 +113,9 @@ def about(label):
     from ..engine.loop import ResumeMismatch   # here: _loop loads the kernels, which info needs not
     try:
         yield
-    except (OutputError, ResumeMismatch):
+    except (OutputError, ResumeMismatch, ClusterError):
         raise                   # an output's error names the output; a checkpoint's, see
-                                # fit._naming_checkpoint
+                                # fit._naming_checkpoint; a cluster's, the option
     except (ValueError, OSError) as exc:
         message = str(exc)
         if label in message:
@@ -299,3 +306,242 @@ class FitRecorder:
             self.log.write(record)
         if self.progress is not None:
             self.progress(record)
+
+
+# ----------------------------------------------------------------------------- clusters
+
+SCHEDULER_TIMEOUT_SECONDS = 10.0
+WORKER_WAIT_SECONDS = 600.0       # DaskBackend's default timeout for one task's result
+
+
+class ClusterError(OSError):
+    """The Dask cluster of ``--scheduler`` / ``--workers`` failed (not the data): dask not
+    installed, no scheduler at the address, workers that died.  The message names the
+    option; ``about`` does not prefix it with the data's name."""
+
+
+def cluster_option(args):
+    """The Dask option the command line gives (``--scheduler ADDRESS``, ``--workers N``),
+    as the user wrote it, or None."""
+    if getattr(args, "scheduler", None) is not None:
+        return f"--scheduler {args.scheduler}"
+    if getattr(args, "workers", None) is not None:
+        return f"--workers {args.workers}"
+    return None
+
+
+def _import_distributed(option):
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError(f"{option} needs dask.distributed, which is not installed: "
+                           "pip install 'fastvi[dask]'") from None
+    return distributed
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):       # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def local_cluster_kwargs(n_workers, cores=None, debug=False):
+    """``distributed.LocalCluster`` arguments for ``--workers N`` on ``cores`` cores.
+
+    One task at a time per worker process (``threads_per_worker=1``), each task's Numba
+    kernel on ``max(1, cores // N)`` threads (``NUMBA_NUM_THREADS`` in the workers'
+    environment, read when a worker first imports Numba): N workers then fill the cores
+    without oversubscribing them, and no process ever runs two parallel Numba kernels at
+    once (the workqueue threading layer cannot).  No dashboard, the scheduler's HTTP
+    routes on a free local port (not 8787, which another cluster may hold: a warning), and
+    the workers' logs silenced below CRITICAL (a failed task is the command's one error
+    line) unless ``debug``.
+    """
+    import logging
+    cores = available_cores() if cores is None else int(cores)
+    threads = max(1, cores // int(n_workers))
+    return {"n_workers": int(n_workers), "threads_per_worker": 1, "processes": True,
+            "dashboard_address": None,
+            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+            "silence_logs": logging.ERROR if debug else logging.CRITICAL,
+            "env": {"NUMBA_NUM_THREADS": str(threads)}}
+
+
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the worker processes are started: they inherit that, so a
+    Ctrl-C in the terminal (sent to the whole process group) reaches only this process,
+    whose fit stops at the next chunk and writes its checkpoint, while the workers finish
+    the chunks in flight."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _probe_scheduler(address, timeout):
+    """Ask ``address`` who it is, within ``timeout`` seconds in all (``Client(address,
+    timeout=T)`` bounds only the TCP connect: a port that accepts and never answers, a web
+    server say, holds it for ever).  Returns what answered (a scheduler's identity is a
+    dict with ``type`` "Scheduler")."""
+    import asyncio
+    import concurrent.futures
+
+    async def probe():
+        from distributed.comm import connect
+        from distributed.security import Security
+        # tls:// takes its certificates from the dask config, as the Client does
+        extra = Security().get_connection_args("client")
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, **extra), timeout)
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            return await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    # in a thread of its own: main() may be called where an event loop runs already
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe()).result()
+
+
+def _connect(distributed, address, timeout):
+    """A ``distributed.Client`` of the scheduler at ``address``, or one error line."""
+    import asyncio
+    import concurrent.futures
+    nothing = (f"--scheduler {address}: nothing answered in {timeout:g} s (is a Dask "
+               "scheduler, `dask scheduler`, running at that address and reachable from "
+               "here? its port is 8786 by default, not the dashboard's; "
+               "--scheduler-timeout SECONDS waits longer)")
+    timeouts = (asyncio.TimeoutError, concurrent.futures.TimeoutError, OSError)
+    try:
+        identity = _probe_scheduler(address, timeout)
+    except (ValueError, TypeError) as exc:           # a malformed address
+        raise ClusterError(f"--scheduler {address}: {exc}") from None
+    except timeouts:
+        raise ClusterError(nothing) from None
+    except Exception as exc:                         # something answered, in another protocol
+        raise ClusterError(f"--scheduler {address}: what answered there is not a Dask "
+                           f"scheduler ({type(exc).__name__})") from None
+    kind = identity.get("type") if isinstance(identity, dict) else None
+    if kind != "Scheduler":
+        raise ClusterError(f"--scheduler {address}: what answered there is not a Dask "
+                           "scheduler" + (f" but a Dask {kind}" if isinstance(kind, str)
+                                          else ""))
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except timeouts:
+        raise ClusterError(nothing) from None
+    if not identity.get("n_workers", identity.get("workers")):
+        # The backend's scatters need a running worker (they fail after the client's
+        # timeout otherwise): wait for one, for as long as the backend waits for a task.
+        wait = WORKER_WAIT_SECONDS
+        print(f"fastvi: note: the scheduler at {address} has no workers yet; waiting up to "
+              f"{wait:g} s for one to join", file=sys.stderr)
+        try:
+            client.wait_for_workers(1, timeout=wait)
+        except timeouts:
+            client.close()
+            raise ClusterError(f"--scheduler {address}: no worker joined the scheduler in "
+                               f"{wait:g} s (start some with `dask worker {address}`)"
+                               ) from None
+        except BaseException:
+            client.close()
+            raise
+    return client
+
+
+@contextmanager
+def _quiet_distributed(distributed):
+    """distributed's log handlers in this process at CRITICAL for the block."""
+    import logging
+    silence = getattr(distributed.utils, "silence_logging_cmgr", None)
+    if silence is None:                     # pragma: no cover - another distributed
+        yield
+        return
+    with silence(logging.CRITICAL):
+        yield
+
+
+def _close_quietly(closable):
+    try:
+        closable.close()
+    except Exception:       # the command's result stands; a cluster slow to stop is no error
+        pass
+
+
+@contextmanager
+def cluster_backend(args):
+    """The backend of a command's ``--scheduler`` / ``--workers`` options.
+
+    Yields None when neither is given (the estimator keeps its local backend; dask is not
+    imported).  Otherwise yields a ``DaskBackend`` on a client of the scheduler at
+    ``--scheduler`` (answering within ``--scheduler-timeout`` seconds) or of a
+    ``LocalCluster`` of ``--workers`` worker processes, started here and closed when the
+    block ends, however it ends (an error, Ctrl-C).  The cluster's own failures (a task
+    that killed every worker it ran on, work cancelled because the scheduler went away,
+    no result in the backend's timeout, workers without fastvi) are raised as
+    ``ClusterError`` with one line that names the option.  The backend's errors about the
+    data (a file the workers cannot open, a NaN row) pass through as they are.
+    """
+    option = cluster_option(args)
+    if option is None:
+        yield None
+        return
+    distributed = _import_distributed(option)
+    from ..engine.cluster import DaskBackend
+    debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
+    with ExitStack() as stack:
+        if not debug:
+            # distributed's own log lines (a lost scheduler's reconnection attempts, with
+            # tracebacks) would bury the command's one error line; --debug keeps them
+            stack.enter_context(_quiet_distributed(distributed))
+        if args.scheduler is not None:
+            client = _connect(distributed, args.scheduler,
+                              getattr(args, "scheduler_timeout", SCHEDULER_TIMEOUT_SECONDS))
+        else:
+            with _sigint_ignored():
+                cluster = distributed.LocalCluster(**local_cluster_kwargs(args.workers,
+                                                                          debug=debug))
+            stack.callback(_close_quietly, cluster)
+            client = distributed.Client(cluster, set_as_default=False)
+        stack.callback(_close_quietly, client)
+        try:
+            yield DaskBackend(client)
+        except Exception as exc:
+            failure = _cluster_failure(exc, distributed)
+            if failure is None:
+                raise
+            raise ClusterError(f"{option}: {failure}") from None
+
+
+# DaskBackend's own failures: a RuntimeError (which would read as a bug) and a TimeoutError
+_BACKEND_FAILURES = ("a Dask worker cannot run fastvi's tasks",
+                     "no result from the Dask cluster")
+
+
+def _cluster_failure(exc, distributed):
+    """What went wrong with the cluster itself, if ``exc`` (or an error it was raised
+    from, as ``about`` re-raises the data's errors) says so; None for any other error."""
+    import asyncio
+    while exc is not None:
+        text = str(exc)
+        if isinstance(exc, distributed.KilledWorker):
+            return f"a task killed every Dask worker that ran it (out of memory?): {text}"
+        if isinstance(exc, distributed.client.FutureCancelledError):
+            return f"the Dask cluster cancelled the work (did the scheduler stop?): {text}"
+        if "No valid workers found" in text:
+            return "the Dask scheduler has no running worker (No valid workers found)"
+        if isinstance(exc, (RuntimeError, OSError)) and any(
+                phrase in text for phrase in _BACKEND_FAILURES):
+            return text
+        if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
+            # distributed's own timeouts before Python 3.11 (not an OSError there)
+            return f"no result from the Dask cluster ({text})"
+        exc = exc.__cause__
+    return None

@@ -31,7 +31,9 @@ from .fit import CHECKPOINT_EVERY_SECONDS, cmd_fit
 from .info import cmd_info
 from .jobs import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
 from .jobs import finite_float as _finite_float
+from .jobs import SCHEDULER_TIMEOUT_SECONDS
 from .jobs import finite_non_negative_float as _finite_non_negative_float
+from .jobs import finite_positive_float as _finite_positive_float
 from .jobs import integer as _integer
 from .jobs import is_h5py_error as _is_h5py_error
 from .jobs import non_negative_int as _non_negative_int
@@ -55,13 +57,16 @@ examples:
   fastvi fit part1.h5:/X part2.h5:/X --k 16 --model bgmm --algorithm stochastic \\
       --batch-size 65536 --passes 5 --validation held.h5:/X --log fit.jsonl -o model.h5
   fastvi fit ... -o model.h5 --resume      (after Ctrl-C, SIGTERM, kill -9 or a crash)
+  fastvi fit data.h5:/X --k 16 -o model.h5 --scheduler tcp://host:8786   (a Dask cluster)
 
 The fit state is checkpointed to MODEL.h5.ckpt while it runs.  Ctrl-C or SIGTERM stops it
 at the next chunk, writes the checkpoint and exits with status 130 (143); the same
 command with --resume goes on and ends with the same model, bit for bit.  The model is
 written atomically at the end and the checkpoint removed.  --resume takes the settings
 and data from the checkpoint: DATA and the model options may be left out (given, they
-must agree with it); --threads, --verbose, --log and --progress may change."""
+must agree with it); --threads, --verbose, --log, --progress, --scheduler and --workers
+may change.  With --scheduler or --workers the chunks are computed on a Dask cluster and
+the model is the same, bit for bit (docs/cluster.md)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +74,25 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"fastvi: error: {message} (see: {self.prog} --help)\n")
+
+
+def _add_cluster_options(parser):
+    """``--scheduler`` / ``--workers`` (one of them) and ``--scheduler-timeout``: run the
+    command's chunk tasks on a Dask cluster (docs/cluster.md)."""
+    group = parser.add_argument_group(
+        "cluster", "run the chunk work on a Dask cluster, with the same results "
+                   "(pip install 'fastvi[dask]'; docs/cluster.md)")
+    one = group.add_mutually_exclusive_group()
+    one.add_argument("--scheduler", metavar="ADDRESS",
+                     help="the Dask scheduler of a running cluster (tcp://host:8786); its "
+                          "workers read the data files by the same paths")
+    one.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="start N Dask worker processes on this machine for the command "
+                          "(each on cores/N Numba threads) and stop them at its end")
+    group.add_argument("--scheduler-timeout", type=_finite_positive_float, metavar="SECONDS",
+                       default=SCHEDULER_TIMEOUT_SECONDS,
+                       help=f"how long --scheduler may take to answer "
+                            f"({SCHEDULER_TIMEOUT_SECONDS:g})")
 
 
 def _add_debug(parser):
@@ -173,6 +197,7 @@ def build_parser():
     g.add_argument("--no-checkpoint", action="store_true", help="write no checkpoint")
     g.add_argument("--resume", action="store_true",
                    help="go on from the checkpoint of an interrupted fit")
+    _add_cluster_options(p)
     p.set_defaults(func=cmd_fit, check=functools.partial(_check_fit_args, p))
 
     p = sub.add_parser("predict", help="write the labels (and responsibilities) of DATA")
@@ -184,12 +209,14 @@ def build_parser():
                    help="also write /top_index and /top_resp: each row's L most probable "
                         "components (for large K)")
     p.add_argument("--chunk-size", type=_positive_int, default=PREDICT_CHUNK_ROWS)
+    _add_cluster_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("score", help="mean and total per-row log-likelihood of DATA")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--chunk-size", type=_positive_int, default=PREDICT_CHUNK_ROWS)
+    _add_cluster_options(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("info", help="describe a model, HDF5 or .npy file")

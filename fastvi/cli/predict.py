@@ -1,10 +1,17 @@
 """``fastvi predict`` and ``fastvi score``: a fitted mixture over a data file, chunk by
 chunk (``predict_to_h5``, ``score_chunks``).
 
+With ``--scheduler`` or ``--workers`` the model runs on a Dask backend
+(``jobs.cluster_backend``): the workers read the rows and compute the per-row outputs,
+one task a chunk, and the outputs come back here, where the one output file is written
+(atomically, as on one machine: an HDF5 file has no safe concurrent writers without MPI).
+The values are the same bits as on one machine.
+
 The model is read by ``fastvi.io.model``, which loads the estimators (and so
 scikit-learn and Numba) only when a command reads one.
 """
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -13,6 +20,8 @@ from ..data.atomic import atomic_h5, check_writable
 from ..data.files import open_source
 from ..io.model import load_model
 from .jobs import about as _about
+from .jobs import cluster_backend as _cluster_backend
+from .jobs import cluster_option as _cluster_option
 from .jobs import progress_bar as _progress
 from .jobs import same_file as _same_file
 from .jobs import spec_path as _spec_path
@@ -32,7 +41,7 @@ def _as_chunk_source(X, chunk_rows):
 
 
 def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None,
-                  top=None):
+                  top=None, whole=False):
     """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``;
     with ``top`` = L, ``/top_index`` (int32) and ``/top_resp`` (float32), (n, L): each row's
     L most probable components and their responsibilities renormalised over them (the
@@ -41,6 +50,12 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
     ``X`` is a chunk source (``fastvi.io.open_source``), an h5py dataset or an array; its
     chunks are read ahead in a thread while the previous one is predicted, into
     pre-created datasets.  The file appears (atomically) only when every chunk is done.
+
+    ``whole=True`` asks the model for the outputs of the whole source at once (in one
+    pass of its backend: a Dask backend runs its chunks as parallel tasks on the workers,
+    which read the rows themselves) and writes them here; the client then holds the
+    outputs of every row (8 bytes a row, 8 K more with ``proba``, 12 L with ``top`` = L)
+    but never a row of data.
     """
     source = _as_chunk_source(X, chunk_rows)
     n_rows, n_components = source.n_rows, model.means_.shape[0]
@@ -56,6 +71,17 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
                                            chunks=(chunk, top))
             top_resp = out.create_dataset("top_resp", (n_rows, top), dtype=np.float32,
                                           chunks=(chunk, top))
+        if whole:
+            # one pass over the rows for every output (the estimator's own per-row call)
+            outputs = model._per_row(source, labels=True, resp=proba, top=top or 0)
+            for start, stop in source.chunk_bounds():
+                labels[start:stop] = outputs["labels"][start:stop]
+                if resp is not None:
+                    resp[start:stop] = outputs["resp"][start:stop]
+                if top is not None:
+                    top_index[start:stop] = outputs["top_index"][start:stop]
+                    top_resp[start:stop] = outputs["top_resp"][start:stop]
+            return
         for _, start, rows in _progress(source.chunks(), total=source.n_chunks,
                                         unit="chunk", desc="predict"):
             stop = start + rows.shape[0]
@@ -75,20 +101,45 @@ def cmd_predict(args):
             raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
     check_writable(args.output, "the predict output")      # before the work, not after
     model = load_model(args.model)
-    source = open_source(args.data, chunk_rows=args.chunk_size)
+    source = _open_data(args, model)
     with source as X, _about(source.label):
         _check_model_data(model, args.model, X, source.label)
         n_rows = X.n_rows
-        predict_to_h5(model, X, args.output, proba=args.proba, chunk_rows=args.chunk_size,
-                      attrs={"model": os.path.abspath(args.model), "data": source.label,
-                             "fastvi_version": __version__}, top=args.top)
+        with _on_cluster(args, model) as whole:
+            predict_to_h5(model, X, args.output, proba=args.proba,
+                          chunk_rows=args.chunk_size,
+                          attrs={"model": os.path.abspath(args.model), "data": source.label,
+                                 "fastvi_version": __version__}, top=args.top, whole=whole)
     what = "/labels" + (", /resp" if args.proba else "") + (
         ", /top_index and /top_resp" if args.top else "")
     print(f"wrote {what} of {n_rows} rows to {args.output}")
     return 0
 
 
-def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS):
+def _open_data(args, model):
+    """The DATA of ``predict`` / ``score``.  On a cluster in the model's working dtype, if
+    it has one: the workers' tasks get the rows as the source reads them, where on one
+    machine the estimator converts each chunk it is given."""
+    dtype = getattr(model, "dtype", None) if _cluster_option(args) else None
+    return open_source(args.data, chunk_rows=args.chunk_size, dtype=dtype)
+
+
+@contextmanager
+def _on_cluster(args, model):
+    """Run ``model`` on the Dask backend of ``--scheduler`` / ``--workers`` for the block;
+    yields whether it does (then the outputs are asked for the whole source at once)."""
+    with _cluster_backend(args) as backend:
+        if backend is None:
+            yield False
+            return
+        model.set_params(backend=backend)
+        try:
+            yield True
+        finally:
+            model.set_params(backend="local")
+
+
+def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS, whole=False):
     """Total and mean of ``model.score_samples`` over ``X`` (a chunk source, an h5py
     dataset or an array), read ``chunk_rows`` at a time (HDF5: aligned, read ahead).
 
@@ -98,6 +149,13 @@ def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS):
     """
     source = _as_chunk_source(X, chunk_rows)
     total = 0.0
+    if whole:
+        # the per-row values of the whole source in one pass of the backend, summed by
+        # chunk as below: the same bits
+        values = model.score_samples(source)
+        for start, stop in source.chunk_bounds():
+            total += float(values[start:stop].sum())
+        return total / source.n_rows, total
     for _, _, rows in source.chunks():
         total += float(model.score_samples(rows).sum())
     return total / source.n_rows, total
@@ -105,10 +163,11 @@ def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS):
 
 def cmd_score(args):
     model = load_model(args.model)
-    source = open_source(args.data, chunk_rows=args.chunk_size)
+    source = _open_data(args, model)
     with source as X, _about(source.label):
         _check_model_data(model, args.model, X, source.label)
-        mean, total = score_chunks(model, X, args.chunk_size)
+        with _on_cluster(args, model) as whole:
+            mean, total = score_chunks(model, X, args.chunk_size, whole=whole)
         n_rows = X.n_rows
     what = ("log-likelihood" if type(model).__name__ == "GaussianMixture"
             else "log sum_k rho_nk (the per-row ELBO term)")
