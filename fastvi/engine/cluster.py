@@ -4,7 +4,7 @@
 chunk's statistics are one task, a pure function of (row reader, row range, weights,
 kernel parameters): the worker reads its own rows (an HDF5 file by its path, so no row
 passes through the client or the scheduler; an in-memory array is scattered to the
-cluster once per pass), runs the same fused kernel as the local backend and returns the
+cluster once per fit), runs the same fused kernel as the local backend and returns the
 chunk's statistics, which the loop adds in chunk order.  A ``dask.array`` is computed
 block by block on the cluster, where its blocks stay.  So a fit on a cluster is the
 local fit, bit for bit, for the same chunking, however many workers, in whatever order
@@ -24,6 +24,8 @@ the same bits.
 The client's M-steps run with one BLAS thread, as on the local backend, so the updates
 are the same bits too.
 """
+import asyncio
+
 import numpy as np
 
 from ..data.checks import InvalidParameterError, check_integer
@@ -169,7 +171,8 @@ class DaskBackend(Backend):
             if isinstance(source, DaskArraySource):
                 held = client.compute(source.blocks())
             else:
-                held = client.scatter(source.remote_reader(), broadcast=False, hash=False)
+                held = client.scatter(source.remote_reader(), broadcast=False, hash=False,
+                                      timeout=self.timeout)
             if len(self._scattered) >= 4:       # a fit's data and held-out rows, ...
                 self._scattered.pop(next(iter(self._scattered)))
             self._scattered[key] = (source, held)
@@ -187,7 +190,7 @@ class DaskBackend(Backend):
                 raise RuntimeError(f"a Dask worker cannot run fastvi's tasks ({exc}): "
                                    "install the same fastvi on every worker") from None
             raise
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):     # one class from Python 3.11 on
             raise TimeoutError(f"no result from the Dask cluster in {self.timeout} s (are "
                                "its workers alive?)") from None
 
@@ -197,7 +200,8 @@ class DaskBackend(Backend):
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
         client = self.get_client()
         readers = self._readers(client, source)
-        params_future = client.scatter(params, broadcast=False, hash=False)
+        params_future = client.scatter(params, broadcast=False, hash=False,
+                                       timeout=self.timeout)
         what = {"log_norm": log_norm, "resp": resp, "labels": labels, "top": top}
         futures = [client.submit(per_row_task, readers(index), start, stop, params_future,
                                  what, pure=False, retries=self.retries)
@@ -231,7 +235,8 @@ class _DaskPass(ChunkPass):
         if not positions:
             return
         client, search = self.client, self.search
-        params_future = client.scatter(params, broadcast=False, hash=False)
+        params_future = client.scatter(params, broadcast=False, hash=False,
+                                       timeout=self.backend.timeout)
         submitted = []
         for j in positions:
             index = self.order[j]
