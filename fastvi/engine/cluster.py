@@ -3,8 +3,8 @@
 ``backend="dask"`` (the current default client) or ``backend=DaskBackend(client)``.  A
 chunk's statistics are one task, a pure function of (row reader, row range, weights,
 kernel parameters): the worker reads its own rows (an HDF5 file by its path, so no row
-passes through the client or the scheduler; an in-memory array is scattered to the
-cluster once per fit), runs the same fused kernel as the local backend and returns the
+passes through the client or the scheduler; an in-memory array is scattered to every
+worker once per fit), runs the same fused kernel as the local backend and returns the
 chunk's statistics, which the loop adds in chunk order.  A ``dask.array`` is computed
 block by block on the cluster, where its blocks stay.  So a fit on a cluster is the
 local fit, bit for bit, for the same chunking, however many workers, in whatever order
@@ -20,6 +20,10 @@ the same bits.
   the tasks stay pure and retries safe (cost: 8 bytes a row and support slot per pass);
 * per-row outputs (``predict``, ``predict_proba``, ``score_samples``): one task a chunk,
   the outputs gathered on the client in row order.
+
+What the tasks share (the kernel parameters of a request, an in-memory array) is scattered
+to every worker (``broadcast``), not to one: a worker lost mid-task does not take the only
+copy with it, and the task runs again elsewhere.
 
 The client's M-steps run with one BLAS thread, as on the local backend, so the updates
 are the same bits too.
@@ -100,9 +104,11 @@ def chunk_stats_task(reader, start, stop, weights, params, truncation, neighbour
     return stats, rows
 
 
-def per_row_task(reader, start, stop, params, what):
-    """A chunk's per-row outputs (``local.per_row``), on a worker."""
+def per_row_task(reader, start, stop, params, what, label):
+    """A chunk's per-row outputs (``local.per_row``), on a worker; a NaN or inf row is
+    named as the local backend names it (the source's label, the row in the source)."""
     chunk = _read(reader, start, stop)
+    _check_finite(chunk, label, start)
     return local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params, **what)
 
 
@@ -171,7 +177,7 @@ class DaskBackend(Backend):
             if isinstance(source, DaskArraySource):
                 held = client.compute(source.blocks())
             else:
-                held = client.scatter(source.remote_reader(), broadcast=False, hash=False,
+                held = client.scatter(source.remote_reader(), broadcast=True, hash=False,
                                       timeout=self.timeout)
             if len(self._scattered) >= 4:       # a fit's data and held-out rows, ...
                 self._scattered.pop(next(iter(self._scattered)))
@@ -185,14 +191,18 @@ class DaskBackend(Backend):
     def _result(self, future):
         try:
             return future.result(timeout=self.timeout)
-        except (ImportError, AttributeError) as exc:
-            if "fastvi" in str(exc):
-                raise RuntimeError(f"a Dask worker cannot run fastvi's tasks ({exc}): "
-                                   "install the same fastvi on every worker") from None
-            raise
         except (TimeoutError, asyncio.TimeoutError):     # one class from Python 3.11 on
             raise TimeoutError(f"no result from the Dask cluster in {self.timeout} s (are "
                                "its workers alive?)") from None
+        except Exception as exc:
+            # A worker that cannot unpickle the task (no fastvi, another version) reports
+            # a plain Exception wrapping the ImportError or AttributeError.
+            text = f"{type(exc).__name__}: {exc}"
+            if "fastvi" in text and any(sign in text for sign in (
+                    "No module named", "ImportError", "AttributeError", "cannot import")):
+                raise RuntimeError(f"a Dask worker cannot run fastvi's tasks ({exc}): "
+                                   "install the same fastvi on every worker") from None
+            raise
 
     def open_pass(self, source, order, sample_weight=None, search=None):
         return _DaskPass(self, source, order, sample_weight, search)
@@ -200,11 +210,11 @@ class DaskBackend(Backend):
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
         client = self.get_client()
         readers = self._readers(client, source)
-        params_future = client.scatter(params, broadcast=False, hash=False,
+        params_future = client.scatter(params, broadcast=True, hash=False,
                                        timeout=self.timeout)
         what = {"log_norm": log_norm, "resp": resp, "labels": labels, "top": top}
         futures = [client.submit(per_row_task, readers(index), start, stop, params_future,
-                                 what, pure=False, retries=self.retries)
+                                 what, source.label, pure=False, retries=self.retries)
                    for index, (start, stop) in enumerate(source.chunk_bounds())]
         parts = [self._result(future) for future in futures]
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
@@ -235,7 +245,7 @@ class _DaskPass(ChunkPass):
         if not positions:
             return
         client, search = self.client, self.search
-        params_future = client.scatter(params, broadcast=False, hash=False,
+        params_future = client.scatter(params, broadcast=True, hash=False,
                                        timeout=self.backend.timeout)
         submitted = []
         for j in positions:
