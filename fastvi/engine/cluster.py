@@ -112,6 +112,16 @@ def per_row_task(reader, start, stop, params, what, label):
     return local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params, **what)
 
 
+def _raise_if_fastvi_missing(exc):
+    """A worker that cannot unpickle fastvi's objects (no fastvi, another version) reports
+    a plain Exception wrapping the ImportError or AttributeError: say what to do."""
+    text = f"{type(exc).__name__}: {exc}"
+    if "fastvi" in text and any(sign in text for sign in (
+            "No module named", "ImportError", "AttributeError", "cannot import")):
+        raise RuntimeError(f"a Dask worker cannot run fastvi's tasks ({exc}): install the "
+                           "same fastvi on every worker") from None
+
+
 class DaskBackend(Backend):
     """Chunk statistics computed as tasks on a Dask cluster (``backend="dask"``).
 
@@ -177,8 +187,7 @@ class DaskBackend(Backend):
             if isinstance(source, DaskArraySource):
                 held = client.compute(source.blocks())
             else:
-                held = client.scatter(source.remote_reader(), broadcast=True, hash=False,
-                                      timeout=self.timeout)
+                held = self._scatter(client, source.remote_reader())
             if len(self._scattered) >= 4:       # a fit's data and held-out rows, ...
                 self._scattered.pop(next(iter(self._scattered)))
             self._scattered[key] = (source, held)
@@ -195,13 +204,15 @@ class DaskBackend(Backend):
             raise TimeoutError(f"no result from the Dask cluster in {self.timeout} s (are "
                                "its workers alive?)") from None
         except Exception as exc:
-            # A worker that cannot unpickle the task (no fastvi, another version) reports
-            # a plain Exception wrapping the ImportError or AttributeError.
-            text = f"{type(exc).__name__}: {exc}"
-            if "fastvi" in text and any(sign in text for sign in (
-                    "No module named", "ImportError", "AttributeError", "cannot import")):
-                raise RuntimeError(f"a Dask worker cannot run fastvi's tasks ({exc}): "
-                                   "install the same fastvi on every worker") from None
+            _raise_if_fastvi_missing(exc)
+            raise
+
+    def _scatter(self, client, value):
+        """``value`` on every worker (a lost worker then leaves other copies)."""
+        try:
+            return client.scatter(value, broadcast=True, hash=False, timeout=self.timeout)
+        except Exception as exc:
+            _raise_if_fastvi_missing(exc)
             raise
 
     def open_pass(self, source, order, sample_weight=None, search=None):
@@ -210,8 +221,7 @@ class DaskBackend(Backend):
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
         client = self.get_client()
         readers = self._readers(client, source)
-        params_future = client.scatter(params, broadcast=True, hash=False,
-                                       timeout=self.timeout)
+        params_future = self._scatter(client, params)
         what = {"log_norm": log_norm, "resp": resp, "labels": labels, "top": top}
         futures = [client.submit(per_row_task, readers(index), start, stop, params_future,
                                  what, source.label, pure=False, retries=self.retries)
@@ -245,8 +255,7 @@ class _DaskPass(ChunkPass):
         if not positions:
             return
         client, search = self.client, self.search
-        params_future = client.scatter(params, broadcast=True, hash=False,
-                                       timeout=self.backend.timeout)
+        params_future = self.backend._scatter(client, params)
         submitted = []
         for j in positions:
             index = self.order[j]
