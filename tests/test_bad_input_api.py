@@ -71,7 +71,7 @@ API_CASES = [
     ("n_jobs=0", GaussianMixture, {"n_jobs": 0}, "fit",
      r"n_jobs must be -1 or between 1 and "),
     ("backend='gpu'", GaussianMixture, {"backend": "gpu"}, "fit",
-     r"backend must be one of \('local',\) or a fastvi.engine.backend.Backend instance, "
+     r"backend must be one of \('local', 'dask'\) or a fastvi.engine.backend.Backend instance, "
      r"got 'gpu'"),
     ("verbose='x'", GaussianMixture, {"verbose": "x"}, "fit",
      r"verbose must be an integer >= 0, got 'x'"),
