@@ -8,7 +8,6 @@ memory, in one HDF5 file, in two (``ConcatSource``), as a dask array; chunks of 
 kernel blocks; float32.  Then the failures: a worker killed mid-task, a transient read
 error (``retries``), a file the workers cannot open, no client, a worker without fastvi,
 a scheduler that does not answer, a cluster without workers, NaN rows read on a worker.
-A test marked xfail(strict=True) is a known bug of the backend (its reason says which).
 
 The cluster (two worker processes, one thread each) is started once for the module; its
 client is not the default client (``set_as_default=False``), so ``backend="dask"`` finds
@@ -17,7 +16,6 @@ one only inside ``client.as_current()``.  The helpers the workers run are in
 ``sys.path``).  The tests that kill a worker come last; they wait for the Nanny to
 restart it.
 """
-import concurrent.futures
 import contextlib
 import os
 import signal
@@ -304,6 +302,40 @@ def test_backend_dask_uses_the_current_client(data, client):
         assert_same_outputs(expected, got, X)       # four chunks a call
 
 
+def test_clone_keeps_the_client_and_pickling_drops_it(data, client):
+    """``clone`` (model selection, pipelines) copies the estimator, not the cluster: the
+    clone's backend talks to the same client; a pickled backend (a saved model) has none
+    and finds the current one when used."""
+    import pickle
+    from sklearn.base import clone
+    X, _ = data
+    model = GMM(n_components=3, chunk_size=CHUNK_ROWS, backend=backend(client, retries=1))
+    copy = clone(model)
+    assert copy.backend is not model.backend
+    assert copy.backend.client is client and copy.backend.retries == 1
+    assert_same_fit(fit(GMM, X), fit(GMM, X, copy.backend))
+    restored = pickle.loads(pickle.dumps(model.backend))
+    assert restored.client is None and restored.retries == 1
+
+
+def test_the_backend_keeps_a_scattered_array_only_while_its_source_lives(data, client):
+    """An in-memory array is scattered once per source and released with it: a backend
+    used for many fits (``backend="dask"`` is one instance per process) does not keep
+    every array it was given on the cluster."""
+    import gc
+    from fastvi.engine.backend import get_backend
+    X, _ = data
+    assert get_backend("dask") is get_backend("dask")
+    shared = backend(client)
+    source = fastvi.ArraySource(X, chunk_rows=CHUNK_ROWS)
+    fit(GMM, source, shared)
+    assert len(shared._scattered) == 1
+    del source
+    fit(GMM, X, shared)                       # the fit's own ArraySource, gone after it
+    gc.collect()
+    assert len(shared._scattered) == 0
+
+
 def test_a_dask_array_is_computed_on_the_cluster(data, client):
     da = pytest.importorskip("dask.array")
     X, weights = data
@@ -584,34 +616,15 @@ def test_a_worker_killed_mid_task_is_survived_with_the_same_bits(files, client,
     assert_same_fit(expected, got)
 
 
-_AMM_REASON = (
-    "bug: {what} scattered with broadcast=True (b9bd2a2), but the Active Memory Manager, "
-    "on by default, drops every replica that no waiting task needs (ReduceReplicas, one "
-    "cycle every 2 s): while a stochastic/memoized chunk's task runs, only its worker "
-    "keeps a copy; when that worker dies mid-task the copy is lost (scheduler: 'lost "
-    "scattered data, which can't be recovered'), the future is cancelled "
-    "(FutureCancelledError 'already forgotten') and the fit fails instead of running the "
-    "task again.  Without the explicit AMM cycle this test is flaky, not safe: it fails "
-    "whenever a cycle falls inside the killed task")
-
-
-@pytest.mark.parametrize("kind", [
-    pytest.param("hdf5", marks=pytest.mark.xfail(
-        strict=True, raises=concurrent.futures.CancelledError, reason=_AMM_REASON.format(
-            what="each request's KernelParams are"))),
-    pytest.param("array", marks=pytest.mark.xfail(
-        strict=True, raises=concurrent.futures.CancelledError, reason=_AMM_REASON.format(
-            what="the in-memory array's reader (once per fit, and cached by the backend: "
-                 "lost, it stays lost for later fits) and each request's KernelParams "
-                 "are"))),
-])
+@pytest.mark.parametrize("kind", ["hdf5", "array"])
 def test_a_worker_killed_while_it_holds_the_only_copy_of_an_input_is_survived(
         kind, files, data, client, monkeypatch):
     """Stochastic: one chunk at a time, each under new parameters.  While a chunk's task
     runs, the Active Memory Manager runs a cycle (``client.amm.run_once()``: what it does
     every 2 s by default, so during any chunk that takes longer) and may leave a shared
     input (the parameters; an in-memory array) on that worker alone; then the worker is
-    killed.  The task should run again elsewhere and the fit be the local fit."""
+    killed.  The scheduler cannot recompute a scattered value: it cancels the task, and
+    the backend scatters the inputs again and resubmits it; the fit is the local fit."""
     monkeypatch.setattr(dask_cluster, "chunk_stats_task", dask_helpers.slow_chunk_stats_task)
     X, _ = data
     kwargs = {"algorithm": "stochastic", "batch_size": 75, "max_iter": 1}

@@ -167,14 +167,20 @@ class Backend:
         return f"{type(self).__name__}()"
 
 
+_BY_NAME = {}       # name -> the one instance per process, so what a backend keeps for
+                    # its sources (the Dask backend's scattered arrays) is kept once
+
+
 def get_backend(backend):
-    """The ``Backend`` for an estimator's ``backend`` parameter: a registered name or an
-    instance (returned as is)."""
+    """The ``Backend`` for an estimator's ``backend`` parameter: a registered name (one
+    instance per name and process) or an instance (returned as is)."""
     if isinstance(backend, Backend):
         return backend
     if isinstance(backend, str) and backend in _REGISTERED:
-        module, _, name = _REGISTERED[backend].partition(":")
-        return getattr(importlib.import_module(module), name)()
+        if backend not in _BY_NAME:
+            module, _, name = _REGISTERED[backend].partition(":")
+            _BY_NAME[backend] = getattr(importlib.import_module(module), name)()
+        return _BY_NAME[backend]
     raise InvalidParameterError(f"backend must be one of {tuple(_REGISTERED)} or a "
                                 f"fastvi.engine.backend.Backend instance, got {backend!r}")
 

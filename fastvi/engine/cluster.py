@@ -22,13 +22,20 @@ the same bits.
   the outputs gathered on the client in row order.
 
 What the tasks share (the kernel parameters of a request, an in-memory array) is scattered
-to every worker (``broadcast``), not to one: a worker lost mid-task does not take the only
-copy with it, and the task runs again elsewhere.
+to every worker (``broadcast``).  That is not enough on its own: the Active Memory Manager
+(on by default) drops the replicas that no waiting task needs, so while a stochastic
+chunk's task runs its worker may hold the only copy, and a scattered value lost with its
+worker cannot be recomputed (the scheduler cancels what needs it).  So the backend sends
+the shared inputs again and resubmits the request's remaining tasks when one comes back
+cancelled, up to ``retries`` times (``_in_order``); the tasks are pure, so the bits are
+the same.
 
 The client's M-steps run with one BLAS thread, as on the local backend, so the updates
 are the same bits too.
 """
 import asyncio
+import concurrent.futures
+import weakref
 
 import numpy as np
 
@@ -106,10 +113,17 @@ def chunk_stats_task(reader, start, stop, weights, params, truncation, neighbour
 
 def per_row_task(reader, start, stop, params, what, label):
     """A chunk's per-row outputs (``local.per_row``), on a worker; a NaN or inf row is
-    named as the local backend names it (the source's label, the row in the source)."""
+    named as the local backend names it (the source's label, the row in the source).
+    ``what["sparse"]``: the responsibilities as a ``scipy.sparse.csr_matrix``."""
     chunk = _read(reader, start, stop)
     _check_finite(chunk, label, start)
-    return local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params, **what)
+    what = dict(what)
+    sparse = what.pop("sparse", False)
+    out = local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params, **what)
+    if sparse:
+        import scipy.sparse
+        out["resp"] = scipy.sparse.csr_matrix(out["resp"])
+    return out
 
 
 def _raise_if_fastvi_missing(exc):
@@ -130,8 +144,11 @@ class DaskBackend(Backend):
     client : distributed.Client, optional
         The cluster's client; default: the current one (``distributed.get_client()``).
     retries : int, default=2
-        How many times a task that failed (a worker lost mid-task) is run again on another
-        worker; the result is the same bits.
+        How many times a task that raised (a transient read error) is run again, and how
+        many times a request whose shared inputs were lost with a worker is sent again.
+        A task whose worker dies while running it is run again by the scheduler anyway
+        (up to its ``distributed.scheduler.allowed-failures``, 3).  Every rerun gives
+        the same bits.
     timeout : float or None, default=600
         Seconds to wait for one task's result before giving up with an error (a cluster
         whose workers died, or that has none), instead of waiting for ever.
@@ -141,20 +158,27 @@ class DaskBackend(Backend):
 
     def __init__(self, client=None, retries=2, timeout=600.0):
         self.client = client
-        self.retries = retries
+        self.retries = check_integer("retries", retries, 0)
         self.timeout = timeout
-        self._scattered = {}
+        # source -> what its tasks read (scattered reader, computed blocks); an entry and
+        # its data on the cluster go when the source does
+        self._scattered = weakref.WeakKeyDictionary()
 
     def __repr__(self):
         return f"DaskBackend(client={self.client!r}, retries={self.retries})"
 
     def __getstate__(self):
-        # a client does not pickle (``clone`` deep-copies parameters): keep the settings
+        # a client does not pickle (a saved model): keep the settings
         return {"client": None, "retries": self.retries, "timeout": self.timeout}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._scattered = {}
+        self._scattered = weakref.WeakKeyDictionary()
+
+    def __deepcopy__(self, memo):
+        # ``clone`` deep-copies an estimator's parameters: a client is a handle on a
+        # cluster, shared, not copied
+        return DaskBackend(self.client, self.retries, self.timeout)
 
     def get_client(self):
         if self.client is not None:
@@ -175,23 +199,20 @@ class DaskBackend(Backend):
         from threadpoolctl import threadpool_limits
         return threadpool_limits(1, user_api="blas")
 
-    def _readers(self, client, source):
+    def _readers(self, client, source, renew=False):
         """What the task of each chunk reads its rows from, by chunk index: a file's
         ``RowReader`` (opened by path on the worker); an in-memory array scattered once
-        and shared (by its future); a dask array's block, computed on the cluster."""
+        and shared (by its future); a dask array's block, computed on the cluster.
+        ``renew``: scatter or compute again (the cluster lost them)."""
         if isinstance(source, (HDF5Source, ConcatSource)):
             reader = source.remote_reader()
             return lambda index: reader
-        key = id(source)
-        if key not in self._scattered or self._scattered[key][0] is not source:
+        if renew or source not in self._scattered:
             if isinstance(source, DaskArraySource):
-                held = client.compute(source.blocks())
+                self._scattered[source] = client.compute(source.blocks())
             else:
-                held = self._scatter(client, source.remote_reader())
-            if len(self._scattered) >= 4:       # a fit's data and held-out rows, ...
-                self._scattered.pop(next(iter(self._scattered)))
-            self._scattered[key] = (source, held)
-        held = self._scattered[key][1]
+                self._scattered[source] = self._scatter(client, source.remote_reader())
+        held = self._scattered[source]
         if isinstance(source, DaskArraySource):
             bounds = source.chunk_bounds()
             return lambda index: (bounds[index][0], held[index], source.dtype.str)
@@ -215,19 +236,60 @@ class DaskBackend(Backend):
             _raise_if_fastvi_missing(exc)
             raise
 
+    def _in_order(self, client, source, params, submit, count, futures):
+        """Yield the results of ``submit(i, readers, params_future)`` for ``i`` in
+        ``range(count)``, in that order; ``futures`` (a list, filled here) holds the
+        futures not yet yielded, for the caller to cancel.
+
+        A result that comes back cancelled lost a shared input (the scattered parameters
+        or array) with a worker that held the only copy: scatter them again and resubmit
+        that task and the ones after it, at most ``retries`` times in all."""
+        readers, params_future = self._readers(client, source), self._scatter(client, params)
+        futures[:] = [submit(i, readers, params_future) for i in range(count)]
+        first, renewals = 0, 0
+        while first < count:
+            try:
+                result = self._result(futures[0])
+            except concurrent.futures.CancelledError:
+                if renewals == self.retries or client.status != "running":
+                    raise               # (a scheduler gone: the caller says so)
+                renewals += 1
+                readers = self._readers(client, source, renew=True)
+                params_future = self._scatter(client, params)
+                futures[:] = [submit(i, readers, params_future) for i in range(first, count)]
+                continue
+            first += 1
+            del futures[0]
+            yield result
+
     def open_pass(self, source, order, sample_weight=None, search=None):
         return _DaskPass(self, source, order, sample_weight, search)
 
-    def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
-        client = self.get_client()
-        readers = self._readers(client, source)
-        params_future = self._scatter(client, params)
-        what = {"log_norm": log_norm, "resp": resp, "labels": labels, "top": top}
-        futures = [client.submit(per_row_task, readers(index), start, stop, params_future,
+    def _per_chunk(self, source, params, what):
+        """``per_row_task`` of every chunk of ``source``, in row order."""
+        client, bounds = self.get_client(), source.chunk_bounds()
+
+        def submit(index, readers, params_future):
+            start, stop = bounds[index]
+            return client.submit(per_row_task, readers(index), start, stop, params_future,
                                  what, source.label, pure=False, retries=self.retries)
-                   for index, (start, stop) in enumerate(source.chunk_bounds())]
-        parts = [self._result(future) for future in futures]
+
+        return list(self._in_order(client, source, params, submit, len(bounds), []))
+
+    def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
+        what = {"log_norm": log_norm, "resp": resp, "labels": labels, "top": top}
+        parts = self._per_chunk(source, params, what)
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def sparse_resp(self, source, params, n_active):
+        if n_active < params.means.shape[0]:
+            return super().sparse_resp(source, params, n_active)
+        # a dense model: each worker sends back its chunk's nonzeros, not N x K floats
+        import scipy.sparse
+        parts = self._per_chunk(source, params, {"resp": True, "sparse": True})
+        if not parts:
+            return scipy.sparse.csr_matrix((0, params.means.shape[0]))
+        return scipy.sparse.vstack([part["resp"] for part in parts], format="csr")
 
     def neighbour_lists(self, params, truncation):
         # a K x K table of the parameters alone: no rows, computed on the client
@@ -238,8 +300,7 @@ class _DaskPass(ChunkPass):
     def __init__(self, backend, source, order, sample_weight, search):
         self.backend = backend
         self.client = backend.get_client()
-        self.readers = backend._readers(self.client, source)
-        self.label = source.label
+        self.source = source
         self.order = list(order)
         self.bounds = source.chunk_bounds()
         self.sample_weight = sample_weight
@@ -247,45 +308,46 @@ class _DaskPass(ChunkPass):
         self.position = 0
         self._futures = []
 
+    def _submit(self, j, readers, params_future):
+        """The task of the chunk at position ``j`` of the pass."""
+        index, search = self.order[j], self.search
+        start, end = self.bounds[index]
+        weights = (None if self.sample_weight is None
+                   else np.ascontiguousarray(self.sample_weight[start:end], np.float64))
+        truncation = neighbours = rows = None
+        seed = 0
+        if search is not None:
+            truncation, neighbours = search.truncation, search.neighbours
+            seed = (search.first_seed + j) % (1 << 63)
+            if search.supports is not None and not truncation.exhaustive:
+                rows = np.array(search.supports.rows(start, end))
+        return self.client.submit(chunk_stats_task, readers(index), start, end, weights,
+                                  params_future, truncation, neighbours, rows, seed,
+                                  self.source.label, pure=False, retries=self.backend.retries)
+
     def stats(self, params, count=None):
-        stop = len(self.order) if count is None else min(self.position + count,
-                                                         len(self.order))
-        positions = list(range(self.position, stop))
+        first = self.position
+        stop = len(self.order) if count is None else min(first + count, len(self.order))
         self.position = stop
-        if not positions:
+        if stop == first:
             return
-        client, search = self.client, self.search
-        params_future = self.backend._scatter(client, params)
-        submitted = []
-        for j in positions:
-            index = self.order[j]
-            start, end = self.bounds[index]
-            weights = (None if self.sample_weight is None
-                       else np.ascontiguousarray(self.sample_weight[start:end], np.float64))
-            truncation = neighbours = rows = None
-            seed = 0
-            if search is not None:
-                truncation, neighbours = search.truncation, search.neighbours
-                seed = (search.first_seed + j) % (1 << 63)
-                if search.supports is not None and not truncation.exhaustive:
-                    rows = np.array(search.supports.rows(start, end))
-            future = client.submit(chunk_stats_task, self.readers(index), start, end, weights,
-                                   params_future, truncation, neighbours, rows, seed,
-                                   self.label, pure=False, retries=self.backend.retries)
-            submitted.append((index, start, future))
-        self._futures = [future for _, _, future in submitted]
-        for index, start, future in submitted:
-            stats, rows = self.backend._result(future)
+        search = self.search
+        results = self.backend._in_order(
+            self.client, self.source, params,
+            lambda i, readers, params_future: self._submit(first + i, readers, params_future),
+            stop - first, self._futures)
+        for j, (stats, rows) in zip(range(first, stop), results):
             if rows is not None:
                 # in place for MemorySupports (a view), written to the file for FileSupports
+                start = self.bounds[self.order[j]][0]
                 search.supports.rows(start, start + rows.shape[0])[:] = rows
                 search.supports.commit(start, rows)
-            yield index, stats
+            yield self.order[j], stats
 
     def close(self):
         for future in self._futures:
             future.cancel()
-        self._futures = []
+        self._futures.clear()
 
 
 __all__ = ["DaskBackend", "chunk_stats_task", "per_row_task"]
