@@ -33,24 +33,13 @@ import numpy as np
 # ``import dask`` (inside distributed) would import this script.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import distributed  # noqa: E402,F401  (imports dask, the library, before bench/ is back)
 import fastvi  # noqa: E402
-from fastvi.datasets import write_mixture_h5  # noqa: E402
+sys.path.append(_HERE)
+from benchmarks.common import mixture_file  # noqa: E402
 
 N_FEATURES, N_COMPONENTS = 16, 16
 ITERS_A, ITERS_B = 1, 4
-
-
-def data_file(folder, n_samples):
-    path = os.path.join(folder, f"mixture_{n_samples}x{N_FEATURES}.h5")
-    if not os.path.exists(path):
-        start = time.perf_counter()
-        write_mixture_h5(path, n_samples, n_features=N_FEATURES, n_components=N_COMPONENTS,
-                         random_state=0)
-        print(f"wrote {path} in {time.perf_counter() - start:.1f} s", flush=True)
-    with open(path, "rb") as handle:          # into the page cache
-        while handle.read(1 << 24):
-            pass
-    return path
 
 
 def fit(path, covariance_type, max_iter, backend):
@@ -101,7 +90,7 @@ def main():
     from fastvi.engine.cluster import DaskBackend
 
     os.makedirs(args.data, exist_ok=True)
-    path = data_file(args.data, args.n_samples)
+    path = mixture_file(args.data, args.n_samples)
     cores = os.cpu_count()
     threads = max(1, cores // args.workers)
     print(f"N={args.n_samples} D={N_FEATURES} K={N_COMPONENTS} float32 HDF5 (page cache); "

@@ -26,26 +26,10 @@ import numpy as np
 
 import fastvi
 from fastvi.engine import local
-from fastvi.datasets import write_mixture_h5
 from fastvi import HDF5Source
+from benchmarks.common import mixture_file
 
 N_FEATURES, N_COMPONENTS = 16, 16
-
-
-def data_file(folder, n_samples):
-    path = os.path.join(folder, f"mixture_{n_samples}x{N_FEATURES}.h5")
-    if not os.path.exists(path):
-        start = time.perf_counter()
-        write_mixture_h5(path, n_samples, n_features=N_FEATURES, n_components=N_COMPONENTS,
-                         random_state=0)
-        print(f"wrote {path} in {time.perf_counter() - start:.1f} s", flush=True)
-    return path
-
-
-def warm_page_cache(path):
-    with open(path, "rb") as handle:
-        while handle.read(1 << 24):
-            pass
 
 
 def kernel_params_for(source):
@@ -58,8 +42,7 @@ def kernel_params_for(source):
 
 
 def bench_pass(args):
-    path = data_file(args.data, args.n_samples)
-    warm_page_cache(path)
+    path = mixture_file(args.data, args.n_samples)
     with HDF5Source(path, "/X") as source:
         params = kernel_params_for(source)
         local.accumulate(source, params)
@@ -87,6 +70,7 @@ _RSS_CHILD = """
 import resource, sys, time, warnings
 import fastvi
 from fastvi import HDF5Source
+from benchmarks.common import mixture_file
 warnings.simplefilter("ignore")
 with HDF5Source(sys.argv[1], "/X") as source:
     start = time.perf_counter()
@@ -97,8 +81,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, seconds)
 
 
 def bench_rss(args):
-    path = data_file(args.data, args.n_samples)
-    warm_page_cache(path)
+    path = mixture_file(args.data, args.n_samples)
     out = subprocess.run([sys.executable, "-c", _RSS_CHILD, path], capture_output=True,
                          text=True, check=True).stdout.split()
     rss_mb, seconds = float(out[0]), float(out[1])
@@ -109,8 +92,7 @@ def bench_rss(args):
 
 
 def bench_svb(args):
-    path = data_file(args.data, args.n_samples)
-    warm_page_cache(path)
+    path = mixture_file(args.data, args.n_samples)
     curves = {}
     with HDF5Source(path, "/X") as source:
         for name, kwargs in (("batch", dict(algorithm="batch", max_iter=args.max_passes,

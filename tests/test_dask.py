@@ -227,6 +227,27 @@ def test_a_truncated_fit_on_the_cluster_is_the_local_fit(cls, algorithm, extra, 
     assert_same_outputs(expected, got, X, sparse=True)
 
 
+@pytest.mark.parametrize("extra", [{"covariance_type": "full"}, TRUNCATED],
+                         ids=["dense", "truncated"])
+def test_tasks_of_several_chunks_give_the_same_bits(extra, data, client, monkeypatch):
+    """With one task per worker thread, a pass of four chunks is two tasks of two chunks
+    (each chunk's statistics from zero, the client adding them in chunk order); so are
+    the per-row outputs."""
+    X, weights = data
+
+    def chunk_tasks(model):
+        with distributed.get_task_stream(client) as stream:
+            fit(BGMM, X, model, weights, **extra)
+        return sum(str(task["key"]).startswith("chunk_stats_task-") for task in stream.data)
+
+    one_chunk_each = chunk_tasks(backend(client))
+    monkeypatch.setattr(dask_cluster, "TASKS_PER_THREAD", 1)
+    assert chunk_tasks(backend(client)) * 2 == one_chunk_each
+    expected, got = fit_both(BGMM, X, backend(client), weights, **extra)
+    assert_same_fit(expected, got)
+    assert_same_outputs(expected, got, X, sparse=True)
+
+
 @pytest.mark.parametrize("cls, extra, weighted", [
     (GMM, {}, False),
     (BGMM, {"covariance_type": "diag"}, True),

@@ -1,5 +1,7 @@
 """Fixed-seed data sets for the benchmarks, made in one place (as numpy's benchmarks do)."""
 import functools
+import os
+import time
 
 import numpy as np
 
@@ -21,3 +23,21 @@ def mixture_data(n_samples, n_features, n_components, dtype="float64", seed=0):
         rows = labels == k
         X[rows] = means[k] + rng.standard_normal((rows.sum(), n_features)) @ factors[k].T
     return X.astype(dtype)
+
+
+def mixture_file(folder, n_samples, n_features=16, n_components=16, warm=True):
+    """The float32 HDF5 file of ``fastvi.datasets.write_mixture_h5`` (seed 0) in
+    ``folder``, written on first use and reused; ``warm``: read it once, so a benchmark
+    that follows reads from the page cache, not the disk."""
+    from fastvi.datasets import write_mixture_h5
+    path = os.path.join(folder, f"mixture_{n_samples}x{n_features}.h5")
+    if not os.path.exists(path):
+        start = time.perf_counter()
+        write_mixture_h5(path, n_samples, n_features=n_features, n_components=n_components,
+                         random_state=0)
+        print(f"wrote {path} in {time.perf_counter() - start:.1f} s", flush=True)
+    if warm:
+        with open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+    return path

@@ -1,25 +1,28 @@
 """The Dask backend: the local kernels on the workers of a ``dask.distributed`` cluster.
 
 ``backend="dask"`` (the current default client) or ``backend=DaskBackend(client)``.  A
-chunk's statistics are one task, a pure function of (row reader, row range, weights,
-kernel parameters): the worker reads its own rows (an HDF5 file by its path, so no row
+task computes the statistics of a run of consecutive chunks, each chunk's on its own: a
+pure function of (row reader, row ranges, weights, kernel parameters).  The worker reads
+its own rows (an HDF5 file by its path, so no row
 passes through the client or the scheduler; an in-memory array is scattered to every
 worker once per fit), runs the same fused kernel as the local backend and returns the
 chunk's statistics, which the loop adds in chunk order.  A ``dask.array`` is computed
-block by block on the cluster, where its blocks stay.  So a fit on a cluster is the
-local fit, bit for bit, for the same chunking, however many workers, in whatever order
+block by block on the cluster, where its blocks stay.  A request of many chunks is cut
+into about ``TASKS_PER_THREAD`` tasks per worker thread: a task costs the cluster a few
+milliseconds (client, scheduler and worker round trips), which one task per chunk would pay
+hundreds of times a pass.  So a fit on a cluster is the local fit, bit for bit, for the same chunking, however many workers, in whatever order
 they finish, and a task recomputed on another worker after a failure (``retries``) gives
 the same bits.
 
-* batch: every chunk of a pass is submitted at once, under the pass's parameters;
+* batch: every chunk of a pass is submitted at once (in runs), under the pass's parameters;
 * stochastic and memoized: one chunk at a time, since the parameters change after each
   (a memoized fit's per-chunk cache stays on the client: K x D x D floats a chunk, what
   the exact ELBO and the coordinate-ascent updates need there);
 * the truncated q: a chunk's per-row supports travel with its task and come back updated,
   and the client keeps them (``MemorySupports`` or ``FileSupports`` as on one machine), so
   the tasks stay pure and retries safe (cost: 8 bytes a row and support slot per pass);
-* per-row outputs (``predict``, ``predict_proba``, ``score_samples``): one task a chunk,
-  the outputs gathered on the client in row order.
+* per-row outputs (``predict``, ``predict_proba``, ``score_samples``): tasks of runs of
+  chunks, as for a batch pass, the outputs gathered on the client in row order.
 
 What the tasks share (the kernel parameters of a request, an in-memory array) is scattered
 to every worker (``broadcast``).  That is not enough on its own: the Active Memory Manager
@@ -57,6 +60,9 @@ def _distributed():
     return distributed
 
 
+TASKS_PER_THREAD = 4     # tasks per worker thread in a request of many chunks
+
+
 class _Rows:
     """The label and finite check of a source, for ``check_result`` on a worker."""
 
@@ -89,12 +95,10 @@ def _read(reader, start, stop):
     return reader.read(start, stop)
 
 
-def chunk_stats_task(reader, start, stop, weights, params, truncation, neighbours, rows,
-                     seed, label):
-    """A chunk's statistics from zero, on a worker (the local backend's arithmetic).
-
-    Returns ``(SufficientStats, rows)``: ``rows`` the chunk's updated supports (truncated
-    q) or None."""
+def _chunk_stats(reader, start, stop, weights, rows, seed, params, truncation, neighbours,
+                 label):
+    """A chunk's statistics from zero (the local backend's arithmetic) and its updated
+    supports (truncated q) or None."""
     chunk = _read(reader, start, stop)
     stats = SufficientStats.zeros(params.means, params.full)
     if truncation is None:
@@ -111,19 +115,33 @@ def chunk_stats_task(reader, start, stop, weights, params, truncation, neighbour
     return stats, rows
 
 
-def per_row_task(reader, start, stop, params, what, label):
-    """A chunk's per-row outputs (``local.per_row``), on a worker; a NaN or inf row is
-    named as the local backend names it (the source's label, the row in the source).
+def chunk_stats_task(chunks, params, truncation, neighbours, label):
+    """The statistics of a run of chunks, on a worker, each from zero on its own.
+
+    ``chunks``: ``(reader, start, stop, weights, rows, seed)`` for each.  Returns a list
+    of ``(SufficientStats, rows)``, one a chunk (``rows``: its updated supports or None):
+    the client adds the chunks' statistics in chunk order, as the local backend does."""
+    return [_chunk_stats(*chunk, params, truncation, neighbours, label) for chunk in chunks]
+
+
+def per_row_task(chunks, params, what, label):
+    """The per-row outputs (``local.per_row``) of a run of chunks, ``(reader, start,
+    stop)`` each, on a worker: a list of dicts, one a chunk.  A NaN or inf row is named
+    as the local backend names it (the source's label, the row in the source).
     ``what["sparse"]``: the responsibilities as a ``scipy.sparse.csr_matrix``."""
-    chunk = _read(reader, start, stop)
-    _check_finite(chunk, label, start)
     what = dict(what)
     sparse = what.pop("sparse", False)
-    out = local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params, **what)
-    if sparse:
-        import scipy.sparse
-        out["resp"] = scipy.sparse.csr_matrix(out["resp"])
-    return out
+    parts = []
+    for reader, start, stop in chunks:
+        chunk = _read(reader, start, stop)
+        _check_finite(chunk, label, start)
+        out = local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params,
+                            **what)
+        if sparse:
+            import scipy.sparse
+            out["resp"] = scipy.sparse.csr_matrix(out["resp"])
+        parts.append(out)
+    return parts
 
 
 def _raise_if_fastvi_missing(exc):
@@ -236,31 +254,43 @@ class DaskBackend(Backend):
             _raise_if_fastvi_missing(exc)
             raise
 
-    def _in_order(self, client, source, params, submit, count, futures):
-        """Yield the results of ``submit(i, readers, params_future)`` for ``i`` in
-        ``range(count)``, in that order; ``futures`` (a list, filled here) holds the
-        futures not yet yielded, for the caller to cancel.
+    def _groups(self, client, count):
+        """``range(count)`` cut into consecutive runs, one task each: about
+        ``TASKS_PER_THREAD`` tasks per worker thread, so a pass pays the cluster's cost
+        per task (milliseconds) a few times per thread rather than once per chunk."""
+        if count <= 1:
+            return [range(count)]
+        threads = max(1, sum(client.nthreads().values()))
+        size = -(-count // (TASKS_PER_THREAD * threads))
+        return [range(i, min(i + size, count)) for i in range(0, count, size)]
 
-        A result that comes back cancelled lost a shared input (the scattered parameters
-        or array) with a worker that held the only copy: scatter them again and resubmit
-        that task and the ones after it, at most ``retries`` times in all."""
+    def _in_order(self, client, source, params, submit, count, futures):
+        """Yield the results for ``i`` in ``range(count)``, in that order, from the tasks
+        ``submit(run, readers, params_future)`` (one per run of ``_groups``; a task
+        returns a list, one result per ``i`` of its run).  ``futures`` (a list, filled
+        here) holds the tasks not yet consumed, for the caller to cancel.
+
+        A task that comes back cancelled lost a shared input (the scattered parameters or
+        array) with a worker that held the only copy: scatter them again and resubmit it
+        and the tasks after it, at most ``retries`` times in all."""
+        runs = self._groups(client, count)
         readers, params_future = self._readers(client, source), self._scatter(client, params)
-        futures[:] = [submit(i, readers, params_future) for i in range(count)]
+        futures[:] = [submit(run, readers, params_future) for run in runs]
         first, renewals = 0, 0
-        while first < count:
+        while first < len(runs):
             try:
-                result = self._result(futures[0])
+                results = self._result(futures[0])
             except concurrent.futures.CancelledError:
                 if renewals == self.retries or client.status != "running":
                     raise               # (a scheduler gone: the caller says so)
                 renewals += 1
                 readers = self._readers(client, source, renew=True)
                 params_future = self._scatter(client, params)
-                futures[:] = [submit(i, readers, params_future) for i in range(first, count)]
+                futures[:] = [submit(run, readers, params_future) for run in runs[first:]]
                 continue
             first += 1
             del futures[0]
-            yield result
+            yield from results
 
     def open_pass(self, source, order, sample_weight=None, search=None):
         return _DaskPass(self, source, order, sample_weight, search)
@@ -269,10 +299,10 @@ class DaskBackend(Backend):
         """``per_row_task`` of every chunk of ``source``, in row order."""
         client, bounds = self.get_client(), source.chunk_bounds()
 
-        def submit(index, readers, params_future):
-            start, stop = bounds[index]
-            return client.submit(per_row_task, readers(index), start, stop, params_future,
-                                 what, source.label, pure=False, retries=self.retries)
+        def submit(run, readers, params_future):
+            chunks = [(readers(index), *bounds[index]) for index in run]
+            return client.submit(per_row_task, chunks, params_future, what, source.label,
+                                 pure=False, retries=self.retries)
 
         return list(self._in_order(client, source, params, submit, len(bounds), []))
 
@@ -308,22 +338,26 @@ class _DaskPass(ChunkPass):
         self.position = 0
         self._futures = []
 
-    def _submit(self, j, readers, params_future):
-        """The task of the chunk at position ``j`` of the pass."""
-        index, search = self.order[j], self.search
-        start, end = self.bounds[index]
-        weights = (None if self.sample_weight is None
-                   else np.ascontiguousarray(self.sample_weight[start:end], np.float64))
-        truncation = neighbours = rows = None
-        seed = 0
+    def _submit(self, positions, readers, params_future):
+        """The task of the chunks at ``positions`` of the pass."""
+        search, chunks = self.search, []
+        truncation = neighbours = None
         if search is not None:
             truncation, neighbours = search.truncation, search.neighbours
-            seed = (search.first_seed + j) % (1 << 63)
-            if search.supports is not None and not truncation.exhaustive:
-                rows = np.array(search.supports.rows(start, end))
-        return self.client.submit(chunk_stats_task, readers(index), start, end, weights,
-                                  params_future, truncation, neighbours, rows, seed,
-                                  self.source.label, pure=False, retries=self.backend.retries)
+        for j in positions:
+            index = self.order[j]
+            start, end = self.bounds[index]
+            weights = (None if self.sample_weight is None
+                       else np.ascontiguousarray(self.sample_weight[start:end], np.float64))
+            rows, seed = None, 0
+            if search is not None:
+                seed = (search.first_seed + j) % (1 << 63)
+                if search.supports is not None and not truncation.exhaustive:
+                    rows = np.array(search.supports.rows(start, end))
+            chunks.append((readers(index), start, end, weights, rows, seed))
+        return self.client.submit(chunk_stats_task, chunks, params_future, truncation,
+                                  neighbours, self.source.label, pure=False,
+                                  retries=self.backend.retries)
 
     def stats(self, params, count=None):
         first = self.position
@@ -334,7 +368,8 @@ class _DaskPass(ChunkPass):
         search = self.search
         results = self.backend._in_order(
             self.client, self.source, params,
-            lambda i, readers, params_future: self._submit(first + i, readers, params_future),
+            lambda run, readers, params_future: self._submit(
+                [first + i for i in run], readers, params_future),
             stop - first, self._futures)
         for j, (stats, rows) in zip(range(first, stop), results):
             if rows is not None:
