@@ -16,8 +16,8 @@ thread each when there are as many workers as cores), on loopback.  Both fits en
 same bits: the script checks.
 
 Bytes per iteration are counted from what the tasks carry: the pickled kernel parameters
-(scattered once per iteration), each chunk's task arguments (the file's row reader, the
-row range) and each chunk's statistics coming back.  No row of the file crosses the
+(broadcast to every worker once per iteration), each chunk's part of its task's arguments
+(the file's row reader, the row range) and each chunk's statistics coming back.  No row of the file crosses the
 network: each worker reads its own chunks by path.
 """
 import argparse
@@ -63,19 +63,25 @@ def per_iteration(path, covariance_type, backend, repeats):
     return float(np.median(times)), model
 
 
-def bytes_per_iteration(path, model):
-    """What one batch iteration sends and receives, from the pickled sizes."""
+def bytes_per_iteration(path, model, n_workers):
+    """What one batch iteration sends and receives, from the pickled sizes: the kernel
+    parameters broadcast to every worker, each task's chunk list (the file's row reader
+    and the row ranges: about ``TASKS_PER_THREAD`` tasks per worker thread) and each
+    chunk's statistics coming back."""
+    from fastvi.engine.cluster import TASKS_PER_THREAD
     from fastvi.engine.stats import SufficientStats
     params = model._kernel_params()
     with fastvi.HDF5Source(path, "/X") as source:
-        n_chunks = source.n_chunks
-        reader = source.remote_reader()
-        task = len(pickle.dumps((reader, 0, source.chunk_rows, None)))
+        n_chunks, reader = source.n_chunks, source.remote_reader()
+        per_chunk_out = len(pickle.dumps([(reader, 0, source.chunk_rows, None, None, 0)]))
+    size = -(-n_chunks // (TASKS_PER_THREAD * n_workers))
+    n_tasks = -(-n_chunks // size)
     stats = SufficientStats.zeros(params.means, params.full)
     back = len(pickle.dumps((stats, None)))
-    return {"n_chunks": n_chunks, "params": len(pickle.dumps(params)),
-            "per_chunk_out": task, "per_chunk_back": back,
-            "total": len(pickle.dumps(params)) + n_chunks * (task + back)}
+    sent = {"n_chunks": n_chunks, "n_tasks": n_tasks, "params": len(pickle.dumps(params)),
+            "per_chunk_out": per_chunk_out, "per_chunk_back": back}
+    sent["total"] = (n_workers * sent["params"] + n_chunks * (per_chunk_out + back))
+    return sent
 
 
 def main():
@@ -108,12 +114,13 @@ def main():
             dask_s, dask_model = per_iteration(path, covariance_type, backend, args.repeats)
             same = all(np.array_equal(getattr(local_model, name), getattr(dask_model, name))
                        for name in ("weights_", "means_", "covariances_"))
-            sent = bytes_per_iteration(path, local_model)
+            sent = bytes_per_iteration(path, local_model, args.workers)
             print(f"{covariance_type:6}{local_s:12.3f}{dask_s:12.3f}"
                   f"{100 * (dask_s / local_s - 1):9.1f}%{str(same):>11}"
                   f"{sent['total'] / 1024:9.1f}", flush=True)
-            print(f"      {sent['n_chunks']} chunks; parameters {sent['params']} B once, per "
-                  f"chunk {sent['per_chunk_out']} B out and {sent['per_chunk_back']} B back")
+            print(f"      {sent['n_chunks']} chunks in {sent['n_tasks']} tasks; parameters "
+                  f"{sent['params']} B to each worker, per chunk {sent['per_chunk_out']} B "
+                  f"out and {sent['per_chunk_back']} B back", flush=True)
 
 
 if __name__ == "__main__":

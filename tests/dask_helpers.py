@@ -84,3 +84,23 @@ def show_fastvi():
     sys.modules.pop("fastvi", None)
     sys.modules.update(hidden)
     return len(hidden)
+
+
+def kernel_threads_in_a_task(nthreads_env, *args):
+    """Run ``chunk_stats_task(*args)`` with ``NUMBA_NUM_THREADS`` set to ``nthreads_env``
+    in this worker's environment; return the Numba threads of the task's thread then,
+    and put both back."""
+    import os
+    import numba
+    from fastvi.engine.cluster import chunk_stats_task
+    before, threads = os.environ.get("NUMBA_NUM_THREADS"), numba.get_num_threads()
+    os.environ["NUMBA_NUM_THREADS"] = nthreads_env
+    try:
+        chunk_stats_task(*args)
+        return numba.get_num_threads()
+    finally:
+        numba.set_num_threads(threads)
+        if before is None:
+            del os.environ["NUMBA_NUM_THREADS"]
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = before

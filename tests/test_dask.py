@@ -323,6 +323,19 @@ def test_backend_dask_uses_the_current_client(data, client):
         assert_same_outputs(expected, got, X)       # four chunks a call
 
 
+def test_a_task_runs_its_kernels_on_the_workers_numba_num_threads(data, client):
+    """A LocalCluster's ``env=`` reaches a spawned worker after it imported the main
+    module, so Numba may have read its thread count before; the task applies the
+    environment's ``NUMBA_NUM_THREADS`` itself (every core for each of two workers
+    oversubscribed this machine's two cores: a pass 2.5 times slower)."""
+    X, _ = data
+    params = fit(GMM, X)._kernel_params()
+    chunk = [(fastvi.ArraySource(X).remote_reader(), 0, 150, None, None, 0)]
+    args = (chunk, params, None, None, "X")
+    assert client.submit(dask_helpers.kernel_threads_in_a_task, "1", *args,
+                         pure=False).result() == 1
+
+
 def test_clone_keeps_the_client_and_pickling_drops_it(data, client):
     """``clone`` (model selection, pipelines) copies the estimator, not the cluster: the
     clone's backend talks to the same client; a pickled backend (a saved model) has none
