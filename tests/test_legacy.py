@@ -47,6 +47,16 @@ GENERATOR = os.path.join(os.path.dirname(__file__), "data", "make_legacy_fixture
 # differ in the last bits: batch fits, and every fit of the Bayesian model (its default
 # prior comes from such a pass), read in chunks of more than 256 rows.  Measured: relative
 # differences up to ~6e-14 on these cases.
+#
+# Initialisation (issue 15): the hard methods' statistics are summed over each component's
+# own rows (labels, not an N x K one-hot array through a GEMM), and the dense ones by
+# blocked GEMMs of the rows and their outer products, so that initialising costs about one
+# pass at any K.  The sums are the same numbers added in another order: every fit of (a)
+# moves in the last bits (measured: relative differences up to 4e-14).  The fits of (a) are
+# compared to ``INIT_REORDERED`` where ``ROUNDING_ONLY`` names no case; the model files (b)
+# and the resumed checkpoints (c) do not initialise and stay bit for bit.
+INIT_REORDERED = 1e-12
+
 ROUNDING_ONLY = {
     "gmm-batch-full-multiblock": 1e-12,
     "bgmm-dp-batch-diag-multiblock": 1e-12,
@@ -104,12 +114,12 @@ def _differences(expected, got):
     return float(diff.max()), float(rel.max())
 
 
-def assert_same(expected, got, case, label=None):
+def assert_same(expected, got, case, label=None, rtol=None):
     """Every entry of ``expected`` (name -> array) is in ``got`` with the same dtype,
-    shape and values: bit for bit, or to ``ROUNDING_ONLY[case]`` for floats.  The message
-    names the case (or ``label``) and the attribute and gives the max abs and relative
-    differences."""
-    rtol = ROUNDING_ONLY.get(case)
+    shape and values: bit for bit, or to ``ROUNDING_ONLY[case]`` (else ``rtol``) for
+    floats.  The message names the case (or ``label``) and the attribute and gives the
+    max abs and relative differences."""
+    rtol = ROUNDING_ONLY.get(case, rtol)
     where = case if label is None else label
     problems = []
     for name in sorted(expected):
@@ -178,7 +188,7 @@ def test_fit_matches_legacy(name, inputs):
     estimator = gen.build(case)
     warned = gen.run_calls(estimator, case, inputs)
     got = gen.outcome(estimator, case, inputs)
-    assert_same(_group(RESULTS, name), got, name)
+    assert_same(_group(RESULTS, name), got, name, rtol=INIT_REORDERED)
     assert warned == case["warnings"], f"{name}: warnings {warned}, expected {case['warnings']}"
 
 

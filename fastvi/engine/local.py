@@ -114,8 +114,29 @@ class _LocalPass(ChunkPass):
 
 # ----------------------------------------------------------------------------- dense kernels
 
-def _kernel(params):
-    return estep_full if params.full else estep_diag
+def _readonly(array):
+    """``array``, or a read-only view of it (no copy)."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _dense(chunk, weights, params, nk, s1, s2, log_norm_out, resp_out, labels_out):
+    """One call of the fused dense kernel (``estep_full`` or ``estep_diag``).
+
+    Its inputs come in one layout each, so Numba compiles one specialisation per dtype of
+    the rows: the rows and weights as read-only views (never copies), the parameters as
+    read-only float64 (the kernel's first step copies them into padded float64 arrays, so
+    a float32 model's parameters give the same bits).  Passed as they came, the callers'
+    read-only flags and dtypes made 15 specialisations of ``estep_full`` in one run of the
+    tests, each compiled on first use (seconds each, in every fresh install)."""
+    kernel = estep_full if params.full else estep_diag
+    c, means, factor = (_readonly(np.ascontiguousarray(array, dtype=np.float64))
+                        for array in (params.c, params.means, params.factor))
+    return kernel(_readonly(chunk), _readonly(weights), c, means, factor, nk, s1, s2,
+                  log_norm_out, resp_out, labels_out)
 
 
 def _weights_arg(weights):
@@ -125,9 +146,8 @@ def _weights_arg(weights):
 def accumulate_chunk(chunk, params, weights, stats):
     """Add one chunk's statistics into ``stats`` (upper triangle); return its log-norm sum."""
     none = np.zeros((0, params.means.shape[0]))
-    return _kernel(params)(chunk, _weights_arg(weights), params.c, params.means,
-                           params.factor, stats.nk, stats.s1, stats.s2, _EMPTY1, none,
-                           _NO_LABELS)
+    return _dense(chunk, _weights_arg(weights), params, stats.nk, stats.s1, stats.s2,
+                  _EMPTY1, none, _NO_LABELS)
 
 
 def mirror_upper(stats):
@@ -168,11 +188,10 @@ def per_row(X, params, log_norm=False, resp=False, labels=False, top=0,
     for _, start, chunk in source.chunks():
         stop = start + chunk.shape[0]
         if dense:
-            _kernel(params)(chunk, _EMPTY1, params.c, params.means, params.factor,
-                            *_no_stats(params),
-                            out["log_norm"][start:stop] if log_norm else _EMPTY1,
-                            out["resp"][start:stop] if resp else np.zeros((0, n_components)),
-                            out["labels"][start:stop] if labels else _NO_LABELS)
+            _dense(chunk, _EMPTY1, params, *_no_stats(params),
+                   out["log_norm"][start:stop] if log_norm else _EMPTY1,
+                   out["resp"][start:stop] if resp else np.zeros((0, n_components)),
+                   out["labels"][start:stop] if labels else _NO_LABELS)
         if top:
             out["top_index"][start:stop], out["top_resp"][start:stop] = \
                 top_responsibilities(chunk, params, int(top))
@@ -234,7 +253,8 @@ def accumulate_truncated(chunk, params, weights, stats, search, start, seed):
         rows[:] = _top_labels(chunk, params, truncation.n_active).reshape(rows.shape)
     q = np.empty(rows.shape)
     log_norm = estep_truncated(
-        chunk, _weights_arg(weights), params.c, params.means, params.factor,
+        _readonly(chunk), _readonly(_weights_arg(weights)), params.c, params.means,
+        params.factor,
         search.neighbours, truncation.n_candidates, truncation.n_random, seed, start, rows, q,
         stats.nk, stats.s1, stats.s2, _EMPTY1, arrays=_arrays(params))
     if supports is not None and not truncation.exhaustive:
@@ -244,8 +264,8 @@ def accumulate_truncated(chunk, params, weights, stats, search, start, seed):
 
 def _top_labels(chunk, params, n_top):
     labels = np.empty((chunk.shape[0], n_top), dtype=np.int64)
-    _kernel(params)(chunk, _EMPTY1, params.c, params.means, params.factor, *_no_stats(params),
-                    _EMPTY1, np.zeros((0, params.means.shape[0])), labels)
+    _dense(chunk, _EMPTY1, params, *_no_stats(params), _EMPTY1,
+           np.zeros((0, params.means.shape[0])), labels)
     return labels
 
 
@@ -256,7 +276,8 @@ def top_responsibilities(rows, params, n_active):
     n_components = params.means.shape[0]
     support = np.full((rows.shape[0], n_active), -1, dtype=SUPPORT_DTYPE)
     q = np.empty(support.shape)
-    estep_truncated(rows, _EMPTY1, params.c, params.means, params.factor,
+    estep_truncated(_readonly(rows), _readonly(_EMPTY1), params.c, params.means,
+                    params.factor,
                     np.zeros((n_components, 0), dtype=np.int64), n_components, 0, 0, 0,
                     support, q, *_no_stats(params), _EMPTY1)
     return support, q

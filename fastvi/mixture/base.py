@@ -345,7 +345,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """
         sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight)
         resp = self._initial_resp(sample, rng, weights)
-        stats = _init.stats_from_resp(sample, resp, self._full_stats, weights)
+        stats = _init.stats_from_resp(sample, resp, self.n_components, self._full_stats,
+                                      weights)
         total = source.n_rows if sample_weight is None else float(sample_weight.sum())
         if stats.weight != total:
             stats = stats.scale(total / stats.weight)

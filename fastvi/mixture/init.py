@@ -9,7 +9,14 @@ data, in order.
 Every method takes the row weights, so an integer weight counts like that many copies of
 the row; the k-means methods also see the sample in a canonical (lexicographic) order, so
 their draws depend on the weighted rows, not on the order in which they are stored.
+
+Cost at large K.  The hard methods give labels, not an N x K one-hot array, and their
+statistics are summed per label (O(N D^2) whatever K); the nearest-centre search and the
+dense (``random``) statistics go ``BLOCK_ROWS`` rows at a time, so memory is
+``BLOCK_ROWS x K`` floats, and the blocks run on the fit's threads.  Before, K = 1024
+centres on 200,000 x 16 rows took 22 s to initialise, against 0.7 s for a dense pass.
 """
+import concurrent.futures
 import warnings
 
 import numpy as np
@@ -51,10 +58,42 @@ def draw_sample(source, n_rows, rng, sample_weight=None):
     return sample, weights
 
 
+BLOCK_ROWS = 2048       # rows of one block of the nearest-centre search and dense statistics
+
+
+def _blocks(n_rows):
+    return [(start, min(start + BLOCK_ROWS, n_rows)) for start in range(0, n_rows, BLOCK_ROWS)]
+
+
+def _map_blocks(function, n_rows):
+    """``[function(start, stop) for each block]``, in block order, on the fit's threads
+    (Numba's thread count: ``n_jobs``).  Each block is computed on its own with
+    single-threaded BLAS (the fit limits BLAS to one thread), so the results do not
+    depend on the number of threads."""
+    import numba
+    blocks = _blocks(n_rows)
+    threads = min(numba.get_num_threads(), len(blocks))
+    if threads <= 1:
+        return [function(*block) for block in blocks]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:   # numpy's GEMM drops the GIL
+        return list(pool.map(lambda block: function(*block), blocks))
+
+
 def _nearest(sample, centres):
-    """Index of the nearest centre of every row (squared Euclidean distance)."""
-    dist = (-2.0 * sample @ centres.T + (centres ** 2).sum(axis=1))
-    return np.argmin(dist, axis=1)
+    """Index of the nearest centre of every row (squared Euclidean distance), a block of
+    rows at a time: memory ``BLOCK_ROWS x K``, not N x K."""
+    squared = (centres ** 2).sum(axis=1)
+
+    def block_labels(start, stop):
+        # one BLOCK_ROWS x K array in place; scaling by -2 is exact, so these are the bits
+        # of (-2 x) . c
+        dist = np.matmul(sample[start:stop], centres.T)
+        dist *= -2.0
+        dist += squared
+        return np.argmin(dist, axis=1)
+
+    parts = _map_blocks(block_labels, sample.shape[0])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
 
 
 def _seed(rng):
@@ -92,14 +131,10 @@ def _kmeans_labels(sample, weights, n_components, rng, lloyd):
     return labels
 
 
-def _one_hot(labels, n_components):
-    resp = np.zeros((labels.shape[0], n_components))
-    resp[np.arange(labels.shape[0]), labels] = 1.0
-    return resp
-
-
 def initial_resp(sample, n_components, init_params, rng, weights=None):
-    """Responsibilities (n_sample, K) of the sample rows by the named method.
+    """Initial responsibilities of the sample rows by the named method: hard ones as
+    labels, shape (n_sample,) (a one-hot row each, never made), soft ones (``random``)
+    as an (n_sample, K) array.
 
     ``kmeans`` runs Lloyd's algorithm from greedy k-means++ seeds (weighted);
     ``k-means++`` picks the seeds and gives each sample row to its nearest one;
@@ -108,8 +143,7 @@ def initial_resp(sample, n_components, init_params, rng, weights=None):
     ``random`` draws uniform responsibilities (the weights then enter the statistics).
     """
     if init_params in ("kmeans", "k-means++"):
-        labels = _kmeans_labels(sample, weights, n_components, rng, init_params == "kmeans")
-        return _one_hot(labels, n_components)
+        return _kmeans_labels(sample, weights, n_components, rng, init_params == "kmeans")
     if init_params == "random_from_data":
         p = None if weights is None else weights / weights.sum()
         if p is not None and np.count_nonzero(p) < n_components:
@@ -117,25 +151,67 @@ def initial_resp(sample, n_components, init_params, rng, weights=None):
                              f"{n_components} rows of nonzero weight in the initialisation "
                              f"sample, got {np.count_nonzero(p)}")
         centres = sample[rng.choice(sample.shape[0], n_components, replace=False, p=p)]
-        return _one_hot(_nearest(sample, centres), n_components)
+        return _nearest(sample, centres)
     if init_params == "random":
         resp = rng.uniform(size=(sample.shape[0], n_components))
         return resp / resp.sum(axis=1, keepdims=True)
     raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
 
 
-def stats_from_resp(sample, resp, full, sample_weight=None):
-    """Statistics of the sample under given responsibilities, centred on their means."""
-    wr = resp if sample_weight is None else resp * sample_weight[:, None]
-    nk = wr.sum(axis=0)
-    ref = (wr.T @ sample) / np.maximum(nk, np.finfo(float).tiny)[:, None]
-    n_components, n_features = ref.shape
-    stats = SufficientStats.zeros(ref, full)
-    stats.nk[:] = nk
+def stats_from_resp(sample, resp, n_components, full, sample_weight=None):
+    """Statistics of the sample under its initial responsibilities (``initial_resp``:
+    labels or an (n_sample, K) array), centred on the components' weighted means."""
+    w = np.ones(sample.shape[0]) if sample_weight is None else sample_weight
+    if resp.ndim == 1:
+        stats = _stats_from_labels(sample, resp, n_components, full, w)
+    else:
+        stats = _stats_from_dense(sample, resp, full, w)
+    stats.weight = float(sample.shape[0] if sample_weight is None else sample_weight.sum())
+    return stats
+
+
+def _stats_from_labels(sample, labels, n_components, full, w):
+    """Hard responsibilities: each component's statistics from its own rows only.  Rows
+    of zero weight are left out, so their values (and so their labels) never change how
+    the other rows' terms are grouped in the sums: they do not change a bit."""
+    order = np.flatnonzero(w > 0)
+    order = order[np.argsort(labels[order], kind="stable")]
+    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
+    stats = SufficientStats.zeros(np.zeros((n_components, sample.shape[1])), full)
     for k in range(n_components):
-        diff = sample - ref[k]
-        weighted = wr[:, k:k + 1] * diff
+        rows = order[bounds[k]:bounds[k + 1]]
+        x, wk = sample[rows], w[rows]
+        nk = wk.sum()
+        stats.nk[k] = nk
+        stats.ref[k] = (wk @ x) / max(nk, np.finfo(float).tiny)
+        diff = x - stats.ref[k]
+        weighted = wk[:, None] * diff
         stats.s1[k] = weighted.sum(axis=0)
         stats.s2[k] = weighted.T @ diff if full else (weighted * diff).sum(axis=0)
-    stats.weight = float(sample.shape[0] if sample_weight is None else sample_weight.sum())
+    return stats
+
+
+def _stats_from_dense(sample, resp, full, w):
+    """Soft responsibilities, with GEMMs over blocks of rows: the weighted sums of the
+    rows and of their squares (outer products for ``full``), less n_k times the means'
+    (the data centred on their mean first, so the difference does not cancel)."""
+    centre = (w @ sample) / max(w.sum(), np.finfo(float).tiny)
+    n_features = sample.shape[1]
+
+    def block_sums(start, stop):
+        x = sample[start:stop] - centre
+        wr = resp[start:stop] * w[start:stop, None]
+        squares = (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1) if full else x * x
+        return wr.sum(axis=0), wr.T @ x, wr.T @ squares
+
+    nk, first, second = (np.sum(part, axis=0) for part in
+                         zip(*_map_blocks(block_sums, sample.shape[0])))
+    mean = first / np.maximum(nk, np.finfo(float).tiny)[:, None]
+    stats = SufficientStats.zeros(mean + centre, full)
+    stats.nk[:] = nk
+    if full:
+        second = second.reshape(-1, n_features, n_features)
+        stats.s2[:] = second - nk[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    else:
+        stats.s2[:] = second - nk[:, None] * mean ** 2
     return stats

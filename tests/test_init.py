@@ -1,0 +1,121 @@
+"""Initialisation at large K (``fastvi.mixture.init``) against a naive NumPy reference.
+
+The reference is the textbook computation: an N x K responsibility array (one-hot for
+labels) and, for each component, its weighted mean and the weighted scatter of every row
+about it.  fastvi sums each component's own rows (labels) or blocked GEMMs (soft
+responsibilities), so the two agree to rounding; the labels of the nearest-centre search
+agree exactly.  Then: the results do not depend on the thread count, and the hard methods
+never make an N x K array.
+"""
+import tracemalloc
+
+import numba
+import numpy as np
+import pytest
+
+from fastvi.mixture import init as _init
+
+
+def naive_stats(sample, resp, full, weights=None):
+    """(nk, ref, s1, s2) of ``sample`` under dense ``resp`` (N, K), the textbook way."""
+    w = np.ones(sample.shape[0]) if weights is None else weights
+    wr = resp * w[:, None]
+    nk = wr.sum(axis=0)
+    ref = np.zeros((resp.shape[1], sample.shape[1]))
+    s1 = np.zeros_like(ref)
+    s2 = np.zeros((resp.shape[1],) + ((sample.shape[1],) * (2 if full else 1)))
+    for k in range(resp.shape[1]):
+        if nk[k] > 0:
+            ref[k] = (wr[:, k] @ sample) / nk[k]
+        diff = sample - ref[k]
+        s1[k] = wr[:, k] @ diff
+        s2[k] = np.einsum("n,ni,nj->ij", wr[:, k], diff, diff) if full else wr[:, k] @ diff ** 2
+    return nk, ref, s1, s2
+
+
+def one_hot(labels, n_components):
+    resp = np.zeros((labels.shape[0], n_components))
+    resp[np.arange(labels.shape[0]), labels] = 1.0
+    return resp
+
+
+def data(n_rows=9000, n_features=5, seed=0):
+    """More rows than one block (BLOCK_ROWS), far from the origin (cancellation shows)."""
+    rng = np.random.default_rng(seed)
+    return 100.0 + rng.standard_normal((n_rows, n_features)) * rng.uniform(0.5, 3, n_features)
+
+
+def assert_stats_close(stats, expected, scale):
+    nk, ref, s1, s2 = expected
+    np.testing.assert_allclose(stats.nk, nk, rtol=1e-12)
+    np.testing.assert_allclose(stats.ref, ref, rtol=1e-12)
+    np.testing.assert_allclose(stats.s1, s1, atol=1e-9 * scale)       # zero, to rounding
+    np.testing.assert_allclose(stats.s2, s2, rtol=1e-9, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "diag"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_statistics_of_labels_are_the_naive_ones(full, weighted):
+    X = data()
+    rng = np.random.default_rng(1)
+    n_components = 7
+    labels = rng.integers(0, n_components - 1, X.shape[0])       # the last one empty
+    weights = rng.integers(0, 3, X.shape[0]).astype(float) if weighted else None
+    stats = _init.stats_from_resp(X, labels, n_components, full, weights)
+    expected = naive_stats(X, one_hot(labels, n_components), full, weights)
+    assert stats.nk[-1] == 0 and not stats.s2[-1].any()
+    assert_stats_close(stats, expected, X.shape[0])
+    assert stats.weight == (X.shape[0] if weights is None else weights.sum())
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "diag"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_statistics_of_soft_responsibilities_are_the_naive_ones(full, weighted):
+    X = data()
+    rng = np.random.default_rng(2)
+    resp = rng.uniform(size=(X.shape[0], 6))
+    resp /= resp.sum(axis=1, keepdims=True)
+    weights = rng.uniform(0, 2, X.shape[0]) if weighted else None
+    stats = _init.stats_from_resp(X, resp, 6, full, weights)
+    assert_stats_close(stats, naive_stats(X, resp, full, weights), X.shape[0])
+
+
+def test_the_nearest_centre_search_in_blocks_is_the_whole_argmin():
+    X = data(n_rows=3 * _init.BLOCK_ROWS + 17)
+    centres = X[np.random.default_rng(3).choice(X.shape[0], 40, replace=False)]
+    whole = np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    np.testing.assert_array_equal(_init._nearest(X, centres), whole)
+
+
+@pytest.mark.parametrize("method", ["random_from_data", "k-means++", "random"])
+def test_initial_statistics_do_not_depend_on_the_thread_count(method):
+    X = data()
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            resp = _init.initial_resp(X, 12, method, np.random.default_rng(4))
+            stats = _init.stats_from_resp(X, resp, 12, True)
+            results.append((resp, stats.nk, stats.ref, stats.s2))
+    finally:
+        numba.set_num_threads(previous)
+    for one, many in zip(*results):
+        assert one.tobytes() == many.tobytes()
+
+
+@pytest.mark.parametrize("method", ["random_from_data", "k-means++"])
+def test_hard_methods_make_no_n_by_k_array(method):
+    """40,000 rows, K = 512: an N x K float64 array is 164 MB; the whole initialisation
+    peaks under a quarter of that (a block is BLOCK_ROWS x K, one a thread)."""
+    X = data(n_rows=40_000, n_features=4)
+    n_components = 512
+    tracemalloc.start()
+    try:
+        labels = _init.initial_resp(X, n_components, method, np.random.default_rng(5))
+        _init.stats_from_resp(X, labels, n_components, True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert labels.shape == (X.shape[0],)
+    assert peak < X.shape[0] * n_components * 8 / 4, peak
