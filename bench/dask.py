@@ -17,8 +17,8 @@ same bits: the script checks.
 
 Bytes per iteration are counted from what the tasks carry: the pickled kernel parameters
 (broadcast to every worker once per iteration), each chunk's part of its task's arguments
-(the file's row reader, the row range) and each chunk's statistics coming back.  No row of the file crosses the
-network: each worker reads its own chunks by path.
+(the file's row reader, the row range) and each chunk's statistics coming back.  No row
+of the file crosses the network: each worker reads its own chunks by path.
 """
 import argparse
 import os

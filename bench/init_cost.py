@@ -11,9 +11,9 @@ For each K: the seconds of a fit with ``max_iter=0`` (drawing the sample, the me
 responsibilities, their statistics and the M-step: the whole initialisation) with
 ``init_sample_size`` = all rows, against one dense E-step pass over those rows under the
 initial parameters (the statistics included), and (``trunc s``) the initialisation of a
-truncated fit (``n_active=8, n_candidates=32``) where K > 32.  Medians of ``--repeats``.  ``kmeans`` (Lloyd's
-iterations to a fixed point, scikit-learn's KMeans) is left out by default: it is many
-passes by design (``--methods kmeans`` runs it).
+truncated fit (``n_active=8, n_candidates=32``) where K > 32.  Medians of ``--repeats``.
+``kmeans`` (Lloyd's iterations to a fixed point, scikit-learn's KMeans) is left out by
+default: it is many passes by design (``--methods kmeans`` runs it).
 
 ``--baseline-src DIR``: also time the initialisation of another checkout of fastvi (the
 commit before a change), in a subprocess, for a before/after ratio in the same run
@@ -105,7 +105,9 @@ def main():
     print(f"N={args.n_samples} D={args.n_features}, init sample = all rows; "
           f"{os.cpu_count()} threads; medians of {args.repeats}")
     header = f"{'cov':6}{'K':>6}{'method':>18}{'init s':>9}{'pass s':>9}{'init/pass':>10}"
-    header += f"{'trunc s':>9}"   # the initialisation of a truncated fit (n_active=8) + (f"{'before s':>10}{'speed-up':>9}" if args.baseline_src else "")
+    header += f"{'trunc s':>9}"     # the initialisation of a truncated fit (n_active=8)
+    if args.baseline_src:
+        header += f"{'before s':>10}{'speed-up':>9}"
     print(header)
     for covariance_type in args.covariance_types:
         for k in args.n_components:
@@ -117,6 +119,7 @@ def main():
                 params = model._kernel_params()
                 source = model._validate_X(X, reset=False)
                 with model._running():
+                    total_stats(LocalBackend(), source, params)             # compile
                     pass_s = median_seconds(
                         lambda: total_stats(LocalBackend(), source, params), args.repeats)
                 line = (f"{covariance_type:6}{k:6d}{method:>18}{init_s:9.3f}{pass_s:9.3f}"

@@ -3,16 +3,16 @@
 ``backend="dask"`` (the current default client) or ``backend=DaskBackend(client)``.  A
 task computes the statistics of a run of consecutive chunks, each chunk's on its own: a
 pure function of (row reader, row ranges, weights, kernel parameters).  The worker reads
-its own rows (an HDF5 file by its path, so no row
-passes through the client or the scheduler; an in-memory array is scattered to every
-worker once per fit), runs the same fused kernel as the local backend and returns the
-chunk's statistics, which the loop adds in chunk order.  A ``dask.array`` is computed
-block by block on the cluster, where its blocks stay.  A request of many chunks is cut
-into about ``TASKS_PER_THREAD`` tasks per worker thread: a task costs the cluster a few
-milliseconds (client, scheduler and worker round trips), which one task per chunk would pay
-hundreds of times a pass.  So a fit on a cluster is the local fit, bit for bit, for the same chunking, however many workers, in whatever order
-they finish, and a task recomputed on another worker after a failure (``retries``) gives
-the same bits.
+its own rows (an HDF5 file by its path, so no row passes through the client or the
+scheduler; an in-memory array is scattered to every worker once per fit), runs the same
+fused kernel as the local backend and returns each chunk's statistics, which the loop
+adds in chunk order.  A ``dask.array`` is computed block by block on the cluster, where
+its blocks stay.  A request of many chunks is cut into about ``TASKS_PER_THREAD`` tasks
+per worker thread: a task costs the cluster a few milliseconds (client, scheduler and
+worker round trips), which one task per chunk would pay hundreds of times a pass.  So a
+fit on a cluster is the local fit, bit for bit, for the same chunking, however many
+workers, in whatever order they finish, and a task recomputed on another worker after a
+failure (``retries``) gives the same bits.
 
 * batch: every chunk of a pass is submitted at once (in runs), under the pass's parameters;
 * stochastic and memoized: one chunk at a time, since the parameters change after each
