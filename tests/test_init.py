@@ -96,8 +96,9 @@ def test_initial_statistics_do_not_depend_on_the_thread_count(method):
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
             resp = _init.initial_resp(X, 12, method, np.random.default_rng(4))
+            labels = resp if isinstance(resp, np.ndarray) else np.zeros(0)
             stats = _init.stats_from_resp(X, resp, 12, True)
-            results.append((resp, stats.nk, stats.ref, stats.s2))
+            results.append((labels, stats.nk, stats.ref, stats.s2))
     finally:
         numba.set_num_threads(previous)
     for one, many in zip(*results):
@@ -118,4 +119,34 @@ def test_hard_methods_make_no_n_by_k_array(method):
     finally:
         tracemalloc.stop()
     assert labels.shape == (X.shape[0],)
+    assert peak < X.shape[0] * n_components * 8 / 4, peak
+
+
+def test_random_responsibilities_are_one_draw_made_block_by_block():
+    """``random`` draws its uniforms a block at a time: the statistics are those of the
+    whole (n, K) draw from the same generator, normalised per row, and the generator is
+    left where the whole draw leaves it."""
+    X = data()
+    resp = _init.initial_resp(X, 9, "random", np.random.default_rng(6))
+    assert isinstance(resp, _init.UniformResp) and resp.shape == (X.shape[0], 9)
+    stats = _init.stats_from_resp(X, resp, 9, False)
+    whole = np.random.default_rng(6)
+    expected = whole.uniform(size=(X.shape[0], 9))
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert_stats_close(stats, naive_stats(X, expected, False), X.shape[0])
+    assert resp.rng.uniform() == whole.uniform()
+
+
+def test_random_makes_no_n_by_k_array():
+    """80,000 rows, K = 512: the N x K draw would be 328 MB; a few blocks a thread are
+    drawn at a time."""
+    X = data(n_rows=80_000, n_features=4)
+    n_components = 512
+    tracemalloc.start()
+    try:
+        resp = _init.initial_resp(X, n_components, "random", np.random.default_rng(7))
+        _init.stats_from_resp(X, resp, n_components, False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert peak < X.shape[0] * n_components * 8 / 4, peak

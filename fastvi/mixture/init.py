@@ -70,13 +70,54 @@ def _map_blocks(function, n_rows):
     (Numba's thread count: ``n_jobs``).  Each block is computed on its own with
     single-threaded BLAS (the fit limits BLAS to one thread), so the results do not
     depend on the number of threads."""
-    import numba
     blocks = _blocks(n_rows)
-    threads = min(numba.get_num_threads(), len(blocks))
-    if threads <= 1:
-        return [function(*block) for block in blocks]
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:   # numpy's GEMM drops the GIL
-        return list(pool.map(lambda block: function(*block), blocks))
+    with concurrent.futures.ThreadPoolExecutor(_threads(len(blocks))) as pool:
+        return list(pool.map(lambda block: function(*block), blocks))   # GEMMs drop the GIL
+
+
+def _sum_blocks(function, n_rows, block_input):
+    """The sums, in block order, of the tuples ``function(start, stop, block_input(start,
+    stop))`` over the blocks.  The blocks run on the fit's threads in waves of one block
+    a thread, and ``block_input`` is called in block order in this thread (it may draw
+    from a random generator), so memory is a few blocks, not N rows."""
+    blocks = _blocks(n_rows)
+    threads = _threads(len(blocks))
+    totals = None
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for first in range(0, len(blocks), threads):
+            jobs = [(start, stop, block_input(start, stop))
+                    for start, stop in blocks[first:first + threads]]
+            for part in pool.map(lambda job: function(*job), jobs):
+                totals = list(part) if totals is None else [t + p for t, p in zip(totals, part)]
+    return totals
+
+
+def _threads(n_blocks):
+    import numba
+    return max(1, min(numba.get_num_threads(), n_blocks))
+
+
+class UniformResp:
+    """The ``random`` method's responsibilities (uniform draws, each row normalised),
+    drawn a block of rows at a time as the statistics ask for them, in row order: the
+    same numbers as one ``rng.uniform(size=(n, K))`` (a Generator fills in order), with
+    no N x K array kept (1.6 GB at 200,000 x 1024).  ``dense()`` draws them all."""
+
+    ndim = 2
+
+    def __init__(self, rng, n_rows, n_components):
+        self.rng, self.shape, self._next = rng, (n_rows, n_components), 0
+
+    def block(self, start, stop):
+        if start != self._next:
+            raise RuntimeError("UniformResp blocks are drawn once each, in row order")
+        self._next = stop
+        resp = self.rng.uniform(size=(stop - start, self.shape[1]))
+        resp /= resp.sum(axis=1, keepdims=True)
+        return resp
+
+    def dense(self):
+        return self.block(0, self.shape[0])
 
 
 def _nearest(sample, centres):
@@ -133,8 +174,8 @@ def _kmeans_labels(sample, weights, n_components, rng, lloyd):
 
 def initial_resp(sample, n_components, init_params, rng, weights=None):
     """Initial responsibilities of the sample rows by the named method: hard ones as
-    labels, shape (n_sample,) (a one-hot row each, never made), soft ones (``random``)
-    as an (n_sample, K) array.
+    labels, shape (n_sample,) (a one-hot row each, never made), ``random`` as a
+    ``UniformResp`` (drawn block by block by ``stats_from_resp``).
 
     ``kmeans`` runs Lloyd's algorithm from greedy k-means++ seeds (weighted);
     ``k-means++`` picks the seeds and gives each sample row to its nearest one;
@@ -153,14 +194,14 @@ def initial_resp(sample, n_components, init_params, rng, weights=None):
         centres = sample[rng.choice(sample.shape[0], n_components, replace=False, p=p)]
         return _nearest(sample, centres)
     if init_params == "random":
-        resp = rng.uniform(size=(sample.shape[0], n_components))
-        return resp / resp.sum(axis=1, keepdims=True)
+        return UniformResp(rng, sample.shape[0], n_components)
     raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
 
 
 def stats_from_resp(sample, resp, n_components, full, sample_weight=None):
     """Statistics of the sample under its initial responsibilities (``initial_resp``:
-    labels or an (n_sample, K) array), centred on the components' weighted means."""
+    labels, a ``UniformResp`` or an (n_sample, K) array), centred on the components'
+    weighted means."""
     w = np.ones(sample.shape[0]) if sample_weight is None else sample_weight
     if resp.ndim == 1:
         stats = _stats_from_labels(sample, resp, n_components, full, w)
@@ -198,14 +239,15 @@ def _stats_from_dense(sample, resp, full, w):
     centre = (w @ sample) / max(w.sum(), np.finfo(float).tiny)
     n_features = sample.shape[1]
 
-    def block_sums(start, stop):
+    def block_sums(start, stop, block_resp):
         x = sample[start:stop] - centre
-        wr = resp[start:stop] * w[start:stop, None]
+        wr = block_resp * w[start:stop, None]
         squares = (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1) if full else x * x
         return wr.sum(axis=0), wr.T @ x, wr.T @ squares
 
-    nk, first, second = (np.sum(part, axis=0) for part in
-                         zip(*_map_blocks(block_sums, sample.shape[0])))
+    block_input = (resp.block if isinstance(resp, UniformResp)
+                   else lambda start, stop: resp[start:stop])
+    nk, first, second = _sum_blocks(block_sums, sample.shape[0], block_input)
     mean = first / np.maximum(nk, np.finfo(float).tiny)[:, None]
     stats = SufficientStats.zeros(mean + centre, full)
     stats.nk[:] = nk
