@@ -5,12 +5,16 @@ Usage::
     python bench/compare_sklearn.py [--n-samples 1000000] [--n-features 16] [--n-components 16]
                                     [--repeats 3] [--covariance-types full diag]
                                     [--dtypes float64 float32] [--models em vb]
+    python bench/compare_sklearn.py --whole-fit 10 [--init-params random_from_data kmeans]
 
 Each model is fitted from a cheap initialisation (``random_from_data``) with ``tol=0`` for
 ``a`` and for ``b`` iterations; the time per iteration is ``(t_b - t_a) / (b - a)``, which
 removes the initialisation and start-up cost from both sides.  The median over
 ``--repeats`` runs is reported with the ratio scikit-learn / fastvi.  scikit-learn always
 gets float64 (it converts float32 to float64 itself for these models).
+
+``--whole-fit N``: whole EM fits of N iterations instead, initialisation included (see
+``whole_fits``).
 """
 import argparse
 import os
@@ -58,6 +62,34 @@ def factories(model, covariance_type, n_components):
             lambda it: sk.BayesianGaussianMixture(n_components=n_components, max_iter=it, **common))
 
 
+def whole_fits(args):
+    """``--whole-fit N``: fits of N iterations, initialisation included, from each
+    library's own ``init_params`` (fastvi initialises on at most ``init_sample_size``
+    rows, 100,000 by default; scikit-learn on all of them); one fit each, with the final
+    mean log-likelihood per row of each (a faster fit that ends worse shows it)."""
+    print(f"{'cov':5} {'init':17} {'fastvi s':>9} {'sklearn s':>10} {'ratio':>7} "
+          f"{'fastvi ll/row':>14} {'sklearn ll/row':>15}")
+    X = mixture_data(args.n_samples, args.n_features, args.n_components, "float64")
+    for covariance_type in args.covariance_types:
+        for init_params in args.init_params:
+            common = dict(covariance_type=covariance_type, tol=0.0, init_params=init_params,
+                          random_state=0, max_iter=args.whole_fit)
+            ours = fastvi.GaussianMixture(args.n_components, **common)
+            theirs = sk.GaussianMixture(args.n_components, **common)
+            fit_seconds(lambda it: fastvi.GaussianMixture(args.n_components, **{
+                **common, "max_iter": 1}), X[:5000], 1)                  # compile
+            seconds = []
+            for model in (ours, theirs):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    start = time.perf_counter()
+                    model.fit(X)
+                    seconds.append(time.perf_counter() - start)
+            print(f"{covariance_type:5} {init_params:17} {seconds[0]:9.2f} {seconds[1]:10.2f} "
+                  f"{seconds[1] / seconds[0]:6.1f}x {ours.score(X):14.5f} "
+                  f"{theirs.score(X):15.5f}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=1_000_000)
@@ -67,12 +99,18 @@ def main(argv=None):
     parser.add_argument("--covariance-types", nargs="+", default=["full", "diag"])
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--models", nargs="+", default=["em", "vb"])
+    parser.add_argument("--whole-fit", type=int, default=0, metavar="N_ITER",
+                        help="time whole EM fits of N_ITER iterations, initialisation "
+                             "included, instead of the time per iteration")
+    parser.add_argument("--init-params", nargs="+", default=["random_from_data", "kmeans"])
     args = parser.parse_args(argv)
     import numba
     import threadpoolctl
     print(f"N={args.n_samples} D={args.n_features} K={args.n_components}, "
           f"{numba.get_num_threads()} Numba threads, BLAS: "
           f"{[i['internal_api'] + ' ' + str(i['num_threads']) for i in threadpoolctl.threadpool_info()]}")
+    if args.whole_fit:
+        return whole_fits(args)
     print(f"{'model':5} {'cov':5} {'dtype':8} {'fastvi s/it':>12} {'sklearn s/it':>13} {'ratio':>7}")
     sk_cache = {}
     for model in args.models:
