@@ -71,8 +71,11 @@ _TILE = 4  # feature padding and hand-unrolling width
 # 'reassoc' lets LLVM vectorise the sums over rows; 'nnan' and 'ninf' are left out on
 # purpose, so a NaN or an underflowed -inf keeps its IEEE meaning.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
-_KERNEL = dict(parallel=True, nogil=True, cache=True, fastmath=_FASTMATH)
-_INNER = dict(nogil=True, cache=True, fastmath=_FASTMATH)
+# error_model="numpy": a float division by zero gives inf or NaN, as in NumPy, instead of
+# numba's default ZeroDivisionError check, a branch in every division that keeps LLVM from
+# vectorising the loop around it (the log below was scalar for that reason).
+_KERNEL = dict(parallel=True, nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+_INNER = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 
 # exp(x) = 2^n exp(f), n = round(x / ln 2), f = x - n ln 2 (Cody-Waite: ln 2 in two parts).
 _LOG2E = 1.4426950408889634
@@ -105,10 +108,24 @@ def _as_float64(typingctx, x):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _shift_right(typingctx, x, count):
+    """x >> count for an int64 x, logical (a zero enters the top bit).  AVX2 has a
+    vectorised logical shift of 64-bit lanes and no arithmetic one, so numba's ``>>``
+    (arithmetic on int64) kept the loops that used it scalar."""
+    if x != types.int64 or not isinstance(count, types.IntegerLiteral):
+        return None
+    shift = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        return builder.lshr(args[0], ir.Constant(ir.IntType(64), shift))
+    return types.int64(types.int64, count), codegen
+
+
 # Only 'contract' here: 'reassoc' would fold (t + MAGIC) - MAGIC into t.  Never give this
 # function numba's inline='always' (it would take the caller's flags); LLVM inlining
 # keeps the flags per instruction and is harmless.
-@njit(nogil=True, cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def _exp_rows(z, shift, out, total, n):
     """out[k, :n] = exp(z[k, :n] - shift[:n]) and total[:n] = sum_k out[k, :n].
 
@@ -154,26 +171,28 @@ _MANTISSA = (1 << 52) - 1
 _EXP_ONE = 1023 << 52  # the exponent bits of 1.0
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _log_rows(s, out, bits, n):
+_EXP_BIAS_MAGIC = 0x4330000000000000  # the bits of 2^52: or-ing in an integer < 2^52 adds it
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+def _log_rows(s, out, n):
     """out[:n] = log(s[:n]) for s >= 0 (a vectorisable log; 0 gives -inf, NaN gives NaN).
 
     s = 2^e m with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(z), z = (m - 1)/(m + 1),
     |z| <= 0.172, by its odd series to z^21 (truncation < 3e-17 relative).  Subnormal s
     are not handled (they do not occur: s is a sum of exps whose largest term is 1).
+    One loop of integer and float arithmetic, no branch and no int64 -> float64
+    conversion (AVX2 has none: it made LLVM leave this loop scalar): the biased exponent
+    becomes a float as the double 2^52 + e minus 2^52.
     """
-    s_bits = s.view(np.int64)
-    mant = bits.view(np.float64)
     for t in range(n):
-        b = s_bits[t]
-        out[t] = float((b >> 52) - 1023)  # the exponent e (s >= 0, so no sign bit)
-        bits[t] = (b & _MANTISSA) | _EXP_ONE  # m in [1, 2)
-    for t in range(n):
-        m = mant[t]
-        e = out[t]
-        if m > _SQRT2:
-            m *= 0.5
-            e += 1.0
+        st = s[t]
+        b = _as_int64(st)
+        e = _as_float64(_shift_right(b, 52) | _EXP_BIAS_MAGIC) - 4503599627370496.0 - 1023.0
+        m = _as_float64((b & _MANTISSA) | _EXP_ONE)  # m in [1, 2)
+        big = m > _SQRT2
+        m = m * 0.5 if big else m
+        e = e + 1.0 if big else e
         z = (m - 1.0) / (m + 1.0)
         w = z * z
         p = 1.0 / 21.0
@@ -188,7 +207,6 @@ def _log_rows(s, out, bits, n):
         p = p * w + 1.0 / 3.0
         log_m = 2.0 * z + (2.0 * z) * (w * p)
         v = e * _LN2_HI + (e * _LN2_LO + log_m)
-        st = s[t]
         out[t] = v if (st > 0.0 and st < np.inf) else (-np.inf if st == 0.0 else st)
 
 
@@ -202,7 +220,7 @@ def _block_start(X, sample_weight, start, n, n_pad, n_components):
     """Scratch arrays of one block (BLOCK_ROWS columns each), with the rows loaded.
 
     xT[i, t] = X[start + t, i] in float64, its padding features zero; w the row weights;
-    lr, e (K, BLOCK_ROWS) log rho and exps; ws, scale, lse, tmp, bits per-row scratch.
+    lr, e (K, BLOCK_ROWS) log rho and exps; ws, scale, lse, tmp per-row scratch.
     """
     n_features = X.shape[1]
     xT = np.empty((n_pad, BLOCK_ROWS))
@@ -221,12 +239,11 @@ def _block_start(X, sample_weight, start, n, n_pad, n_components):
     scale = np.empty(BLOCK_ROWS)
     lse = np.empty(BLOCK_ROWS)
     tmp = np.empty(BLOCK_ROWS)
-    bits = np.empty(BLOCK_ROWS, dtype=np.int64)
-    return xT, lr, e, w, ws, scale, lse, tmp, bits
+    return xT, lr, e, w, ws, scale, lse, tmp
 
 
 @njit(**_INNER)
-def _normalise(lr, n, e, bits, scale, lse, tmp):
+def _normalise(lr, n, e, scale, lse, tmp):
     """Log-sum-exp over components of the block's log rho ``lr`` (K, B).
 
     Leaves ``e[k, t] = exp(lr[k, t] - top_t)`` and ``lse[t] = log sum_k rho_tk``, and
@@ -247,7 +264,7 @@ def _normalise(lr, n, e, bits, scale, lse, tmp):
         top[t] = top[t] if top[t] > -np.inf else 0.0
     total = tmp
     _exp_rows(lr, top, e, total, n)
-    _log_rows(total, lse, bits, n)
+    _log_rows(total, lse, n)
     for t in range(n):
         lse[t] += top[t]
         scale[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
@@ -361,60 +378,56 @@ def _moments_full(xT, mean, r, n, s1, s2):
     """Centred moments of one component over the block; returns sum_t r[t].
 
     s1[i] = sum_t r_t d_it and s2[i, j] = sum_t r_t d_it d_jt (i <= j), d = xT - mean,
-    as 4 x 4 tiles of dot products over the rows; d is formed on the fly (never stored),
-    and each tile's 16 running sums stay in registers.
+    as tiles of dot products over the rows: two features i, i+1 against four j..j+3,
+    eight running sums, so that they and the loaded rows fit AVX2's sixteen vector
+    registers (a 4 x 4 tile's sixteen sums spilled to the stack, and each spilled sum
+    made a loop-carried chain through memory).  d is formed on the fly (never stored).
     """
     n_features = s2.shape[0]
+    n_pad = xT.shape[0]
     total = 0.0
     for t in range(n):
         total += r[t]
-    for i in range(0, xT.shape[0], _TILE):
-        xa0, xa1, xa2, xa3 = xT[i], xT[i + 1], xT[i + 2], xT[i + 3]
-        ma0, ma1, ma2, ma3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
-        # diagonal tile: the upper triangle of the 4 x 4 block, and the first moments
-        f0 = f1 = f2 = f3 = 0.0
-        c00 = c01 = c02 = c03 = c11 = c12 = c13 = c22 = c23 = c33 = 0.0
+    for i in range(0, n_pad, 2):
+        xa0, xa1 = xT[i], xT[i + 1]
+        ma0, ma1 = mean[i], mean[i + 1]
+        j0 = i - i % _TILE  # the tile of four that holds i
+        # the first tile: columns j0..j0+3 (those below i are thrown away), and s1
+        xb0, xb1, xb2, xb3 = xT[j0], xT[j0 + 1], xT[j0 + 2], xT[j0 + 3]
+        mb0, mb1, mb2, mb3 = mean[j0], mean[j0 + 1], mean[j0 + 2], mean[j0 + 3]
+        f0 = f1 = 0.0
+        c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = 0.0
         for t in range(n):
-            u0, u1, u2, u3 = xa0[t] - ma0, xa1[t] - ma1, xa2[t] - ma2, xa3[t] - ma3
             rt = r[t]
-            p0, p1, p2, p3 = rt * u0, rt * u1, rt * u2, rt * u3
+            p0 = rt * (xa0[t] - ma0)
+            p1 = rt * (xa1[t] - ma1)
+            v0, v1, v2, v3 = xb0[t] - mb0, xb1[t] - mb1, xb2[t] - mb2, xb3[t] - mb3
             f0 += p0
             f1 += p1
-            f2 += p2
-            f3 += p3
-            c00 += p0 * u0
-            c01 += p0 * u1
-            c02 += p0 * u2
-            c03 += p0 * u3
-            c11 += p1 * u1
-            c12 += p1 * u2
-            c13 += p1 * u3
-            c22 += p2 * u2
-            c23 += p2 * u3
-            c33 += p3 * u3
-        first = (f0, f1, f2, f3)
-        tile = ((c00, c01, c02, c03), (0.0, c11, c12, c13),
-                (0.0, 0.0, c22, c23), (0.0, 0.0, 0.0, c33))
-        for a in range(_TILE):
+            c00 += p0 * v0
+            c01 += p0 * v1
+            c02 += p0 * v2
+            c03 += p0 * v3
+            c10 += p1 * v0
+            c11 += p1 * v1
+            c12 += p1 * v2
+            c13 += p1 * v3
+        first = (f0, f1)
+        tile = ((c00, c01, c02, c03), (c10, c11, c12, c13))
+        for a in range(2):
             if i + a < n_features:
                 s1[i + a] = first[a]
-                for b in range(a, _TILE):
-                    if i + b < n_features:
-                        s2[i + a, i + b] = tile[a][b]
-        # off-diagonal tiles, full 4 x 4
-        for j in range(i + _TILE, xT.shape[0], _TILE):
+                for b in range(_TILE):
+                    if j0 + b >= i + a and j0 + b < n_features:
+                        s2[i + a, j0 + b] = tile[a][b]
+        for j in range(j0 + _TILE, n_pad, _TILE):
             xb0, xb1, xb2, xb3 = xT[j], xT[j + 1], xT[j + 2], xT[j + 3]
             mb0, mb1, mb2, mb3 = mean[j], mean[j + 1], mean[j + 2], mean[j + 3]
-            c00 = c01 = c02 = c03 = 0.0
-            c10 = c11 = c12 = c13 = 0.0
-            c20 = c21 = c22 = c23 = 0.0
-            c30 = c31 = c32 = c33 = 0.0
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = 0.0
             for t in range(n):
                 rt = r[t]
                 p0 = rt * (xa0[t] - ma0)
                 p1 = rt * (xa1[t] - ma1)
-                p2 = rt * (xa2[t] - ma2)
-                p3 = rt * (xa3[t] - ma3)
                 v0, v1, v2, v3 = xb0[t] - mb0, xb1[t] - mb1, xb2[t] - mb2, xb3[t] - mb3
                 c00 += p0 * v0
                 c01 += p0 * v1
@@ -424,17 +437,8 @@ def _moments_full(xT, mean, r, n, s1, s2):
                 c11 += p1 * v1
                 c12 += p1 * v2
                 c13 += p1 * v3
-                c20 += p2 * v0
-                c21 += p2 * v1
-                c22 += p2 * v2
-                c23 += p2 * v3
-                c30 += p3 * v0
-                c31 += p3 * v1
-                c32 += p3 * v2
-                c33 += p3 * v3
-            tile = ((c00, c01, c02, c03), (c10, c11, c12, c13),
-                    (c20, c21, c22, c23), (c30, c31, c32, c33))
-            for a in range(_TILE):
+            tile = ((c00, c01, c02, c03), (c10, c11, c12, c13))
+            for a in range(2):
                 for b in range(_TILE):
                     if i + a < n_features and j + b < n_features:
                         s2[i + a, j + b] = tile[a][b]
@@ -512,13 +516,13 @@ def estep_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
         for b in prange(n_slots):
             start = (first + b) * BLOCK_ROWS
             n = min(BLOCK_ROWS, n_rows - start)
-            xT, lr, e, w, ws, scale, lse, tmp, bits = _block_start(
+            xT, lr, e, w, ws, scale, lse, tmp = _block_start(
                 X, sample_weight, start, n, n_pad, n_components)
             y = np.empty((_TILE, BLOCK_ROWS))
             r = np.empty(BLOCK_ROWS)
             for k in range(n_components):
                 _quad_full(xT, mp[k], up[k], n, y, c[k], lr[k])
-            _normalise(lr, n, e, bits, scale, lse, tmp)
+            _normalise(lr, n, e, scale, lse, tmp)
             _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
             slot_lse[b] = _weighted_lse(w, lse, n)
             if want_stats:
@@ -557,10 +561,10 @@ def estep_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
         for b in prange(n_slots):
             start = (first + b) * BLOCK_ROWS
             n = min(BLOCK_ROWS, n_rows - start)
-            xT, lr, e, w, ws, scale, lse, tmp, bits = _block_start(
+            xT, lr, e, w, ws, scale, lse, tmp = _block_start(
                 X, sample_weight, start, n, n_pad, n_components)
             _quad_diag(xT, mp, pp, c, n, lr)
-            _normalise(lr, n, e, bits, scale, lse, tmp)
+            _normalise(lr, n, e, scale, lse, tmp)
             _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
             slot_lse[b] = _weighted_lse(w, lse, n)
             if want_stats:
