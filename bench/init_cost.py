@@ -24,13 +24,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmarks.common import mixture_data  # noqa: E402
+from benchmarks.common import median_seconds, mixture_data  # noqa: E402
 
 _INIT_SECONDS = """
 import json, sys, time, warnings
@@ -53,15 +50,6 @@ for _ in range({repeats}):
         times.append(time.perf_counter() - start)
 print(json.dumps(float(np.median(times))))
 """
-
-
-def median_seconds(call, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def init_model(X, k, covariance_type, method, **kwargs):

@@ -25,25 +25,14 @@ against the exp rate.  Medians of ``--repeats``.
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 from numba import get_num_threads, njit, prange
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmarks.common import mixture_data  # noqa: E402
+from benchmarks.common import median_seconds, mixture_data  # noqa: E402
 
 from fastvi.kernels import estep  # noqa: E402
-
-
-def median_seconds(call, repeats):
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 @njit(parallel=True, nogil=True, fastmath=True)  # fastmath: a vectorised sum
@@ -74,17 +63,17 @@ def machine_rates(n_values, n_components, repeats):
     rng = np.random.default_rng(0)
     with threadpoolctl.threadpool_limits(get_num_threads(), user_api="blas"):
         a, b = rng.standard_normal((3000, 3000)), rng.standard_normal((3000, 3000))
-        gemm = 2 * 3000 ** 3 / median_seconds(lambda: a @ b, repeats)
+        gemm = 2 * 3000 ** 3 / median_seconds(lambda: a @ b, repeats, True)
     big = np.ones(1 << 27)  # 1 GiB
     out = np.empty_like(big)
-    read = big.nbytes / median_seconds(lambda: _parallel_sum(big), repeats)
-    copy = 2 * big.nbytes / median_seconds(lambda: _parallel_copy(big, out), repeats)
-    del big, out
+    read = big.nbytes / median_seconds(lambda: _parallel_sum(big), repeats, True)
+    copy = 2 * big.nbytes / median_seconds(lambda: _parallel_copy(big, out), repeats, True)
+    big = out = None  # 2 GiB back before the exp test
     block = estep.BLOCK_ROWS
     n_blocks = max(1, n_values // (n_components * block))
     z = -rng.random((n_blocks, n_components, block)) * 30.0
     e = np.empty_like(z)
-    exps = z.size / median_seconds(lambda: _exp_blocks(z, e), repeats)
+    exps = z.size / median_seconds(lambda: _exp_blocks(z, e), repeats, True)
     return gemm, read, copy, exps
 
 
@@ -105,7 +94,7 @@ def kernel_seconds(X, covariance_type, n_components, repeats):
     def one_pass():
         nk, s1, s2 = np.zeros(n_components), np.zeros((n_components, d)), np.zeros(s2_shape)
         kernel(X, empty, c, means, factor, nk, s1, s2, empty, resp, labels)
-    return median_seconds(one_pass, repeats)
+    return median_seconds(one_pass, repeats, True)
 
 
 def main(argv=None):

@@ -27,7 +27,7 @@ import numpy as np
 import fastvi
 from fastvi.engine import local
 from fastvi import HDF5Source
-from benchmarks.common import mixture_file
+from benchmarks.common import elbo_curve, mixture_file
 
 N_FEATURES, N_COMPONENTS = 16, 16
 
@@ -70,7 +70,7 @@ _RSS_CHILD = """
 import resource, sys, time, warnings
 import fastvi
 from fastvi import HDF5Source
-from benchmarks.common import mixture_file
+from benchmarks.common import elbo_curve, mixture_file
 warnings.simplefilter("ignore")
 with HDF5Source(sys.argv[1], "/X") as source:
     start = time.perf_counter()
@@ -100,21 +100,7 @@ def bench_svb(args):
                              ("stochastic", dict(algorithm="stochastic", max_iter=args.passes,
                                                  tol=0, batch_size=args.batch_size))):
             model = fastvi.BayesianGaussianMixture(N_COMPONENTS, random_state=0, **kwargs)
-            curve, clock = [], {"excluded": 0.0, "start": None}
-
-            def on_event(record, model=model, curve=curve, clock=clock):
-                if record["event"] != "pass":
-                    return
-                pause = time.perf_counter()
-                elapsed = pause - clock["start"] - clock["excluded"]
-                stats = local.accumulate(source, model._kernel_params())
-                curve.append((elapsed, (stats.log_norm - model._kl()) / stats.weight))
-                clock["excluded"] += time.perf_counter() - pause
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clock["start"] = time.perf_counter()
-                model.fit(source, callback=on_event)
+            curve = elbo_curve(model, source)
             curves[name] = curve
             print(f"{name}: {len(curve)} passes, final ELBO/row {curve[-1][1]:.5f}, "
                   f"{curve[-1][0]:.1f} s", flush=True)

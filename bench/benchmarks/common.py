@@ -41,3 +41,41 @@ def mixture_file(folder, n_samples, n_features=16, n_components=16, warm=True):
             while handle.read(1 << 24):
                 pass
     return path
+
+
+def median_seconds(call, repeats, warm_up=False):
+    """The median wall time of ``repeats`` calls of ``call()`` (one untimed call first
+    when ``warm_up``)."""
+    if warm_up:
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def elbo_curve(model, source):
+    """Fit ``model`` (a BayesianGaussianMixture) on ``source``; return its exact ELBO per
+    row after every pass against wall time, [(seconds, elbo), ...].  Each ELBO is one more
+    pass over ``source`` (the statistics under the pass's parameters, less the KL terms),
+    left out of the clock."""
+    import warnings
+    from fastvi.engine import local
+    curve, clock = [], {"excluded": 0.0, "start": None}
+
+    def on_pass(record):
+        if record["event"] != "pass":
+            return
+        pause = time.perf_counter()
+        stats = local.accumulate(source, model._kernel_params())
+        curve.append((pause - clock["start"] - clock["excluded"],
+                      (stats.log_norm - model._kl()) / stats.weight))
+        clock["excluded"] += time.perf_counter() - pause
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clock["start"] = time.perf_counter()
+        model.fit(source, callback=on_pass)
+    return curve
