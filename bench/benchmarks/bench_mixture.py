@@ -1,8 +1,13 @@
-"""asv benchmarks: one E-step + M-step iteration of fastvi and of scikit-learn, same data.
+"""asv benchmarks: the fused E-step over grids of covariance type, dtype, D and K, and
+whole iterations of fastvi and scikit-learn on the same data.
 
-Run from ``bench/``: ``asv run --quick`` (or ``asv dev``).  ``compare_sklearn.py`` beside
-this folder prints the same comparison as a table of ratios without asv.
+Run from ``bench/`` (README, "Benchmarks"): ``asv run --quick --python=same`` measures the
+checkout installed in the current environment; ``asv continuous main HEAD`` compares two
+commits.  ``FASTVI_BENCH_LARGE=1`` runs the large sizes: N = 2,000,000 rows instead of
+200,000, and the grids reach D = 128 and K = 1024.  ``compare.py`` beside this folder
+prints the peers side by side without asv.
 """
+import os
 import warnings
 
 import fastvi
@@ -10,24 +15,29 @@ from fastvi.engine import local
 
 from .common import mixture_data
 
-N_SAMPLES, N_FEATURES, N_COMPONENTS = 200_000, 16, 16
+LARGE = os.environ.get("FASTVI_BENCH_LARGE", "") not in ("", "0")
+N_SAMPLES = 2_000_000 if LARGE else 200_000
+N_FEATURES, N_COMPONENTS = 16, 16
+FEATURES_GRID = [2, 16, 128] if LARGE else [4, 16, 64]
+COMPONENTS_GRID = [4, 16, 256, 1024] if LARGE else [4, 16, 64]
 
 
 class EStepPass:
     """The fused kernel alone: one pass over the rows, statistics included."""
 
-    params = (["full", "diag"], ["float64", "float32"])
-    param_names = ["covariance_type", "dtype"]
+    params = (["full", "diag"], ["float64", "float32"], FEATURES_GRID, COMPONENTS_GRID)
+    param_names = ["covariance_type", "dtype", "n_features", "n_components"]
+    timeout = 600
 
-    def setup(self, covariance_type, dtype):
-        self.X = mixture_data(N_SAMPLES, N_FEATURES, N_COMPONENTS, dtype)
-        model = fastvi.GaussianMixture(N_COMPONENTS, covariance_type=covariance_type,
+    def setup(self, covariance_type, dtype, n_features, n_components):
+        self.X = mixture_data(N_SAMPLES, n_features, n_components, dtype)
+        model = fastvi.GaussianMixture(n_components, covariance_type=covariance_type,
                                        init_params="random_from_data", max_iter=0,
                                        random_state=0).fit(self.X)
         self.kernel_params = model._kernel_params()
         local.accumulate(self.X[:1000], self.kernel_params)
 
-    def time_accumulate(self, covariance_type, dtype):
+    def time_accumulate(self, covariance_type, dtype, n_features, n_components):
         local.accumulate(self.X, self.kernel_params)
 
 
