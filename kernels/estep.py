@@ -122,15 +122,44 @@ def _shift_right(typingctx, x, count):
     return types.int64(types.int64, count), codegen
 
 
-# Only 'contract' here: 'reassoc' would fold (t + MAGIC) - MAGIC into t.  Never give this
-# function numba's inline='always' (it would take the caller's flags); LLVM inlining
-# keeps the flags per instruction and is harmless.
+# Only 'contract' here: 'reassoc' would fold (t + MAGIC) - MAGIC into t.  Never give
+# these functions numba's inline='always' (they would take the caller's flags); LLVM
+# inlining keeps the flags per instruction and is harmless.
+@njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+def exp_nonpositive(z):
+    """exp(z) for z <= ~0 in vectorisable arithmetic (relative error ~2e-16): below -708
+    it gives 0 (-inf too), NaN gives NaN.  Inlined into the loops that call it."""
+    x = _EXP_MIN if z < _EXP_MIN else z
+    r = x * _LOG2E + _ROUND_MAGIC
+    nf = r - _ROUND_MAGIC
+    f = x - nf * _LN2_HI - nf * _LN2_LO
+    # Taylor series of exp(f), |f| <= ln2 / 2, to degree 13 (Horner)
+    p = 1.0 / 6227020800.0
+    p = p * f + 1.0 / 479001600.0
+    p = p * f + 1.0 / 39916800.0
+    p = p * f + 1.0 / 3628800.0
+    p = p * f + 1.0 / 362880.0
+    p = p * f + 1.0 / 40320.0
+    p = p * f + 1.0 / 5040.0
+    p = p * f + 1.0 / 720.0
+    p = p * f + 1.0 / 120.0
+    p = p * f + 1.0 / 24.0
+    p = p * f + 1.0 / 6.0
+    p = p * f + 0.5
+    p = p * f + 1.0
+    p = p * f + 1.0
+    # the integer n is in the low bits of r; (n + 1023) << 52 is the double 2^n
+    # (the high bits of the magic number shift out of the 64-bit word)
+    scale = _as_float64((_as_int64(r) + 1023) << 52)
+    return 0.0 if z < _EXP_MIN else p * scale
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def _exp_rows(z, shift, out, total, n):
     """out[k, :n] = exp(z[k, :n] - shift[:n]) and total[:n] = sum_k out[k, :n].
 
-    A vectorisable exp for arguments <= ~0: below -708 it gives 0 (-inf too), NaN gives
-    NaN.  The order of the sum over k is fixed (k ascending).
+    :func:`exp_nonpositive` of arguments <= ~0.  The order of the sum over k is fixed
+    (k ascending).
     """
     for t in range(n):
         total[t] = 0.0
@@ -138,30 +167,7 @@ def _exp_rows(z, shift, out, total, n):
         zk = z[k]
         ok = out[k]
         for t in range(n):
-            z_t = zk[t] - shift[t]
-            x = _EXP_MIN if z_t < _EXP_MIN else z_t
-            r = x * _LOG2E + _ROUND_MAGIC
-            nf = r - _ROUND_MAGIC
-            f = x - nf * _LN2_HI - nf * _LN2_LO
-            # Taylor series of exp(f), |f| <= ln2 / 2, to degree 13 (Horner)
-            p = 1.0 / 6227020800.0
-            p = p * f + 1.0 / 479001600.0
-            p = p * f + 1.0 / 39916800.0
-            p = p * f + 1.0 / 3628800.0
-            p = p * f + 1.0 / 362880.0
-            p = p * f + 1.0 / 40320.0
-            p = p * f + 1.0 / 5040.0
-            p = p * f + 1.0 / 720.0
-            p = p * f + 1.0 / 120.0
-            p = p * f + 1.0 / 24.0
-            p = p * f + 1.0 / 6.0
-            p = p * f + 0.5
-            p = p * f + 1.0
-            p = p * f + 1.0
-            # the integer n is in the low bits of r; (n + 1023) << 52 is the double 2^n
-            # (the high bits of the magic number shift out of the 64-bit word)
-            scale = _as_float64((_as_int64(r) + 1023) << 52)
-            v = 0.0 if z_t < _EXP_MIN else p * scale
+            v = exp_nonpositive(zk[t] - shift[t])
             ok[t] = v
             total[t] += v
 
