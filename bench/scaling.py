@@ -37,6 +37,8 @@ from benchmarks.common import elbo_curve, mixture_data, mixture_file  # noqa: E4
 import fastvi  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
+# one colour per library, one line style per covariance type
+COLOURS = {"fastvi": "C0", "dense": "C0", "truncated": "C2", "sklearn": "C1"}
 PASSES = 4
 
 
@@ -169,8 +171,8 @@ def curve_elbo(args):
             curve = elbo_curve(model, source)
             curves[name] = curve
             print(name, curve[-1], flush=True)
-    save("elbo", dict(title=f"exact ELBO per row against wall time, N={args.n_samples:,} "
-                            "x 16 float32 from HDF5, K=16 full", curves=curves))
+    save("elbo", dict(title=f"exact ELBO per row against time, {args.n_samples:,} x 16 "
+                            "float32 from HDF5, K=16 full", curves=curves))
 
 
 def plot(name):
@@ -184,8 +186,11 @@ def plot(name):
         for label, curve in data["curves"].items():
             t, elbo = zip(*curve)
             ax.plot(t, elbo, marker="o", markersize=3, label=label)
-        best = max(e for curve in data["curves"].values() for _, e in curve)
-        ax.set_ylim(best - 0.5, best + 0.05)
+        values = [e for curve in data["curves"].values() for _, e in curve]
+        best, worst = max(values), min(values)
+        margin = 0.05 * (best - worst) or 1e-6
+        ax.set_ylim(worst - margin, best + margin)   # every pass's point, nothing else
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("wall time (s), evaluation passes excluded")
         ax.set_ylabel("ELBO per row")
     else:
@@ -197,7 +202,7 @@ def plot(name):
                 if pts:
                     label = {"dense": "fastvi", "truncated": "fastvi truncated"}.get(key, key)
                     ax.plot(*zip(*pts), style, marker="o", markersize=4,
-                            label=f"{label} {cov}")
+                            color=COLOURS[key], label=f"{label} {cov}")
         ax.set_xscale("log", base=2 if name in ("k", "d") else 10)
         ax.set_yscale("log")
         ax.set_xlabel({"n": "N (rows)", "k": "K (components)", "d": "D (features)"}[name])
