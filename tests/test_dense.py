@@ -153,3 +153,25 @@ def test_adam_minimises_a_quadratic():
 def test_unknown_activation_is_named():
     with pytest.raises(ValueError, match="activation must be one of"):
         MLP([2, 2], "sigmoid", np.random.default_rng(0))
+
+
+def test_float32_tanh_is_within_half_an_ulp_of_the_exact_tanh():
+    # the reference: float64 tanh (exact to ~1 ulp of float64, far below float32's)
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.standard_normal(50_000) * 4, 10.0 ** rng.uniform(-40, 1.3, 20_000),
+                        -(10.0 ** rng.uniform(-40, 1.3, 20_000)),
+                        [2.0 ** -12, -(2.0 ** -12), 2.0 ** -12 * (1 - 2 ** -20), 9.0, 30.0]])
+    x = x.astype(np.float32)
+    out = np.empty_like(x)
+    dense.activate(x.reshape(-1, 5), dense.ACTIVATIONS["tanh"], out.reshape(-1, 5))
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) <= 0.5 + 1e-6
+
+
+def test_float32_tanh_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 50.0], dtype=np.float32)
+    out = np.empty_like(x)
+    dense.activate(x, dense.ACTIVATIONS["tanh"], out)
+    np.testing.assert_array_equal(out, np.tanh(x))           # NaN == NaN here
+    assert np.signbit(out[1]) and np.signbit(out[6])
