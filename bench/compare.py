@@ -42,6 +42,7 @@ import time
 import warnings
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -49,6 +50,7 @@ from benchmarks.common import mixture_data  # noqa: E402
 
 ITERS_A, ITERS_B = 1, 4
 PEERS = ("fastvi", "sklearn", "pomegranate", "torchgmm", "pycave")
+TORCH_PEERS = ("pomegranate", "torchgmm", "pycave")
 
 
 # -- each peer: make(n_iter, cheap_init) -> fit(X) -> (weights, means, covariances) -------
@@ -126,7 +128,6 @@ def log_likelihood_per_row(X, weights, means, covariances, covariance_type, bloc
     """Mean over rows of log sum_k w_k N(x | m_k, C_k), in float64, blocked; one function
     for every peer.  ``covariances`` as scikit-learn gives them (full: (K, D, D); diag:
     (K, D))."""
-    X = np.asarray(X, dtype=np.float64)
     n_features = X.shape[1]
     log_w = np.log(np.asarray(weights, dtype=np.float64))
     if covariance_type == "full":
@@ -136,12 +137,11 @@ def log_likelihood_per_row(X, weights, means, covariances, covariance_type, bloc
         log_det = np.log(covariances).sum(axis=1)
     total = 0.0
     for start in range(0, X.shape[0], block):
-        rows = X[start:start + block]
+        rows = X[start:start + block].astype(np.float64)   # a block at a time, not N rows
         quad = np.empty((rows.shape[0], len(log_w)))
         for k in range(len(log_w)):
             diff = rows - means[k]
             if covariance_type == "full":
-                from scipy.linalg import solve_triangular
                 z = solve_triangular(chol[k], diff.T, lower=True)
                 quad[:, k] = (z * z).sum(axis=0)
             else:
@@ -169,12 +169,9 @@ def _reset_peak():
 
 def worker(spec):
     """Run one (peer, model, covariance, dtype) in this process; print a JSON line."""
-    threads = spec["threads"]
-    try:
+    if spec["peer"] in TORCH_PEERS:     # only they load PyTorch (and its OpenMP runtime)
         import torch
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+        torch.set_num_threads(spec["threads"])
     fit = MAKERS[spec["peer"]](spec["model"], spec["covariance_type"], spec["n_components"], 0)
     X = np.load(spec["data"])
     warnings.simplefilter("ignore")
@@ -190,14 +187,14 @@ def worker(spec):
             fit(X, n_iter, True)
             seconds.append(time.perf_counter() - start)
         times.append((seconds[1] - seconds[0]) / (ITERS_B - ITERS_A))
-    result = {"per_iteration": float(np.median(times)),
-              "spread": [float(min(times)), float(max(times))]}
+    result = {"per_iteration": float(np.median(times))}
     if spec["whole_fit"]:
         start = time.perf_counter()
         params = fit(X, spec["whole_fit"], False)
         result["whole_fit"] = time.perf_counter() - start
+    result["peak_mb"] = max(0.0, _status_mb("VmHWM") - before)  # the fits', not the scoring's
+    if spec["whole_fit"]:
         result["ll_per_row"] = log_likelihood_per_row(X, *params, spec["covariance_type"])
-    result["peak_mb"] = max(0.0, _status_mb("VmHWM") - before)
     print(json.dumps(result))
 
 
@@ -255,7 +252,7 @@ def main(argv=None):
           f"{args.threads} threads for every peer; {os.uname().machine}, {time.strftime('%Y-%m-%d')}")
     print(f"{'model':5} {'cov':5} {'dtype':8} {'peer':12} {'s/iter':>8} {'vs fastvi':>9} "
           f"{'fit s':>7} {'ll/row':>9} {'peak MB':>8}", flush=True)
-    float64_only = {}  # scikit-learn computes in float64: measured once, shown on each dtype
+    sklearn_runs = {}  # scikit-learn computes in float64: measured once, shown on each dtype
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in args.dtypes:
             path = os.path.join(tmp, f"X_{dtype}.npy")
@@ -273,15 +270,16 @@ def main(argv=None):
                                     n_components=args.n_components, repeats=args.repeats,
                                     whole_fit=args.whole_fit, threads=args.threads,
                                     data=os.path.join(tmp, f"X_{data_dtype}.npy"))
-                        if data_dtype not in args.dtypes:
+                        if not os.path.exists(spec["data"]):
                             np.save(spec["data"], mixture_data(
                                 args.n_samples, args.n_features, args.n_components,
                                 data_dtype))
-                        key = (peer, model, covariance_type)
-                        if peer == "sklearn" and key in float64_only:
-                            result = float64_only[key]
+                        if peer != "sklearn":
+                            result = run_one(spec)
+                        elif (model, covariance_type) in sklearn_runs:
+                            result = sklearn_runs[model, covariance_type]
                         else:
-                            result = float64_only[key] = run_one(spec)
+                            result = sklearn_runs[model, covariance_type] = run_one(spec)
                         head = f"{model:5} {covariance_type:5} {dtype:8} {peer:12}"
                         if "error" in result:
                             print(f"{head} failed: {result['error']}", flush=True)

@@ -56,9 +56,10 @@ def _tanh_float32(pre, out):
     tanh |x| = (1 - t) / (1 + t), t = exp(-2 |x|), by the E-step kernels' vectorised
     exp; its absolute error is ~1e-16, so relative to tanh it is below 5e-13 wherever
     |x| >= 2^-12, and below that the series x - x^3/3 is used: far inside float32's own
-    rounding (6e-8) everywhere.  NumPy's float32 tanh has no SIMD loop on AVX2 machines
-    (4.5 ns an element here against ~0.5 for this), and Numba's ``math.tanh`` is a
-    scalar libm call.  NaN gives NaN, +-inf gives +-1.
+    rounding (6e-8) everywhere: correctly rounded in the tests, where NumPy's float32
+    tanh is off by up to 1.3 ulp.  Speed: 3.7 ns an element here against NumPy's 4.5 (the
+    exp's dependency chain bounds it); Numba's ``math.tanh`` is a scalar libm call.  NaN
+    gives NaN, +-inf gives +-1.
     """
     a = pre.reshape(-1)
     o = out.reshape(-1)

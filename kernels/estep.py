@@ -187,9 +187,10 @@ def _log_rows(s, out, n):
     s = 2^e m with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(z), z = (m - 1)/(m + 1),
     |z| <= 0.172, by its odd series to z^21 (truncation < 3e-17 relative).  Subnormal s
     are not handled (they do not occur: s is a sum of exps whose largest term is 1).
-    One loop of integer and float arithmetic, no branch and no int64 -> float64
-    conversion (AVX2 has none: it made LLVM leave this loop scalar): the biased exponent
-    becomes a float as the double 2^52 + e minus 2^52.
+    One loop that LLVM vectorises: no division check (``error_model="numpy"``), a
+    logical shift for the exponent (numba's ``>>`` on int64 is arithmetic, which AVX2
+    lacks; either kept this loop scalar), and no int64 -> float64 conversion (AVX2 has no
+    vector one): the biased exponent becomes a float as the double 2^52 + e minus 2^52.
     """
     for t in range(n):
         st = s[t]
@@ -426,6 +427,8 @@ def _moments_full(xT, mean, r, n, s1, s2):
                 for b in range(_TILE):
                     if j0 + b >= i + a and j0 + b < n_features:
                         s2[i + a, j0 + b] = tile[a][b]
+        # the later tiles: the same products without the first moments (two more
+        # running sums in this loop would spill again)
         for j in range(j0 + _TILE, n_pad, _TILE):
             xb0, xb1, xb2, xb3 = xT[j], xT[j + 1], xT[j + 2], xT[j + 3]
             mb0, mb1, mb2, mb3 = mean[j], mean[j + 1], mean[j + 2], mean[j + 3]
