@@ -155,18 +155,21 @@ def test_unknown_activation_is_named():
         MLP([2, 2], "sigmoid", np.random.default_rng(0))
 
 
-def test_float32_tanh_is_within_half_an_ulp_of_the_exact_tanh():
+def test_float32_tanh_is_correctly_rounded_but_near_ties():
+    # the rational approximation's relative error, 4.1e-11, may move a result across a
+    # rounding tie only within 4.1e-11 / 6e-8 = 0.0007 ulp of it (tests/data/fit_tanh.py)
     # the reference: float64 tanh (exact to ~1 ulp of float64, far below float32's)
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.standard_normal(50_000) * 4, 10.0 ** rng.uniform(-40, 1.3, 20_000),
                         -(10.0 ** rng.uniform(-40, 1.3, 20_000)),
-                        [2.0 ** -12, -(2.0 ** -12), 2.0 ** -12 * (1 - 2 ** -20), 9.0, 30.0]])
+                        [2.0 ** -12, -(2.0 ** -12), 2.0 ** -12 * (1 - 2 ** -20), 9.0, 9.09,
+                         9.1, 9.11, 30.0]])
     x = x.astype(np.float32)
     out = np.empty_like(x)
     dense.activate(x.reshape(-1, 5), dense.ACTIVATIONS["tanh"], out.reshape(-1, 5))
     exact = np.tanh(x.astype(np.float64))
     ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
-    assert np.max(np.abs(out - exact) / ulp) <= 0.5 + 1e-6
+    assert np.max(np.abs(out - exact) / ulp) <= 0.5007
 
 
 def test_float32_tanh_special_values():
