@@ -1,0 +1,108 @@
+"""Merge moves (issue 16): the merged statistics and the ELBO predicted from statistics and
+cached entropy terms, against a naive NumPy evaluation of the merged q(z) over every row.
+
+Any q(z) has an ELBO; the tests use random soft responsibilities, so that nothing about
+the merge relies on q(z) being optimal, with row weights, a reference point per component
+that is not its mean, and every covariance type under both weight priors.
+"""
+import numpy as np
+import pytest
+
+import naive
+from fastvi.engine.stats import SufficientStats
+from fastvi.mixture import moves
+from fastvi.mixture.vb import Prior
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+WEIGHT_PRIORS = ["dirichlet_process", "dirichlet_distribution"]
+
+
+def _problem(covariance_type, weight_prior, n_components=5, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 7.0, -2.0]])
+    X = np.concatenate([c + rng.standard_normal((120, 3)) * (0.5 + i) for i, c in
+                        enumerate(centres)])
+    weight = rng.uniform(0.2, 2.0, X.shape[0])
+    resp = rng.dirichlet(np.full(n_components, 0.7), X.shape[0])
+    prior = naive.sklearn_like_prior(X, covariance_type, n_components, weight)
+    prior["weight_concentration_prior_type"] = weight_prior
+    ref = rng.standard_normal((n_components, 3)) * 3.0
+    return X, weight, resp, prior, ref
+
+
+def _naive_elbo(X, resp, covariance_type, prior, weight):
+    """H[q(z)] + sum_n w_n sum_k r_nk E[log rho_nk] - KL, q(theta) the M-step of ``resp``."""
+    state = naive.vb_m_step(X, resp, covariance_type, prior, weight)
+    log_rho = naive.vb_log_rho(X, state, covariance_type, prior)
+    safe = np.where(resp > 0, resp, 1.0)
+    entropy = -np.sum(weight[:, None] * resp * np.log(safe))
+    return (entropy + np.sum(weight[:, None] * resp * log_rho)
+            - naive.vb_kl(state, covariance_type, prior))
+
+
+def _stats(X, resp, ref, covariance_type, weight):
+    s = naive.sufficient_stats(X, resp, ref, covariance_type, weight)
+    return SufficientStats(s["N"], s["s1"], s["s2"], ref.copy(), 0.0, float(weight.sum()))
+
+
+def _merged_resp(resp, j, k):
+    out = resp.copy()
+    out[:, j] += out[:, k]
+    return np.delete(out, k, axis=1)
+
+
+def _entropy(resp, weight):
+    safe = np.where(resp > 0, resp, 1.0)
+    return -np.sum(weight[:, None] * resp * np.log(safe))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_merged_statistics_are_those_of_the_merged_responsibilities(covariance_type):
+    X, weight, resp, prior, ref = _problem(covariance_type, "dirichlet_process")
+    merged = moves.merge_stats(_stats(X, resp, ref, covariance_type, weight), 3, 1)
+    expected = naive.sufficient_stats(X, _merged_resp(resp, 1, 3), np.delete(ref, 3, axis=0),
+                                      covariance_type, weight)
+    np.testing.assert_allclose(merged.nk, expected["N"], rtol=1e-12)
+    np.testing.assert_allclose(merged.s1, expected["s1"], rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(merged.s2, expected["s2"], rtol=1e-10, atol=1e-9)
+    np.testing.assert_array_equal(merged.ref, np.delete(ref, 3, axis=0))
+
+
+@pytest.mark.parametrize("weight_prior", WEIGHT_PRIORS)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_predicted_bound_after_a_merge_is_the_merged_elbo(covariance_type, weight_prior):
+    X, weight, resp, prior, ref = _problem(covariance_type, weight_prior)
+    fastvi_prior = Prior(**prior)
+    stats = _stats(X, resp, ref, covariance_type, weight)
+    entropy = _entropy(resp, weight)
+    # before: the bound from statistics is the naive ELBO of the same q(z)
+    before = moves.bound(stats, entropy, covariance_type, fastvi_prior)
+    naive_before = _naive_elbo(X, resp, covariance_type, prior, weight)
+    assert before == pytest.approx(naive_before, rel=1e-10)
+    for j, k in [(0, 1), (1, 4), (2, 3)]:
+        # the loss summed chunk by chunk, as a memoized fit would cache it
+        loss = sum(moves.merge_entropy_loss(resp[rows], [(j, k)], weight[rows])[0]
+                   for rows in np.array_split(np.arange(X.shape[0]), 4))
+        assert loss >= 0.0
+        gain = moves.merge_gain(stats, entropy, j, k, loss, covariance_type, fastvi_prior)
+        naive_after = _naive_elbo(X, _merged_resp(resp, j, k), covariance_type, prior, weight)
+        assert before + gain == pytest.approx(naive_after, rel=1e-10)
+
+
+def test_entropy_loss_is_zero_when_one_of_the_pair_is_empty_and_bounded_by_log2():
+    rng = np.random.default_rng(1)
+    resp = rng.dirichlet(np.ones(4), 50)
+    resp[:, 2] = 0.0
+    resp /= resp.sum(axis=1, keepdims=True)
+    loss = moves.merge_entropy_loss(resp, [(0, 2), (0, 1)])
+    assert loss[0] == pytest.approx(0.0, abs=1e-15)
+    # (a + b) log(a + b) - a log a - b log b <= (a + b) log 2, equality at a = b
+    assert 0.0 < loss[1] <= np.log(2.0) * (resp[:, 0] + resp[:, 1]).sum()
+
+
+def test_merge_names_bad_components():
+    stats = SufficientStats.zeros(np.zeros((3, 2)), full=False)
+    with pytest.raises(ValueError, match="two distinct components of 3"):
+        moves.merge_stats(stats, 1, 1)
+    with pytest.raises(ValueError, match="two distinct components of 3, got 0 and 3"):
+        moves.merge_stats(stats, 0, 3)
