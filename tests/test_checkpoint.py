@@ -88,6 +88,9 @@ MIXTURES = {
     "memoized": (fastvi.BayesianGaussianMixture,
                  dict(algorithm="memoized", batch_size=1000,
                       weight_concentration_prior_type="dirichlet_process")),
+    "memoized-merge": (fastvi.BayesianGaussianMixture,
+                       dict(algorithm="memoized", batch_size=1000, moves=("merge",),
+                            n_components=8, weight_concentration_prior=1e-3)),
     "truncated": (fastvi.BayesianGaussianMixture,
                   dict(algorithm="memoized", batch_size=1000, n_active=2, n_candidates=3)),
 }
@@ -98,22 +101,27 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
                                                                                  tmp_path):
     cls, extra = MIXTURES[kind]
     X, _ = mixture_rows(6000, seed=2)
-    kwargs = dict(n_components=4, random_state=0, chunk_size=1000, max_iter=3, tol=0,
-                  **extra)
+    kwargs = {**dict(n_components=4, random_state=0, chunk_size=1000, max_iter=3, tol=0),
+              **extra}
     whole = quiet(cls(**kwargs).fit, X)
     crash = SaveThrough(9, tmp_path / "fit.ckpt")         # in the second pass
     with pytest.raises(RuntimeError, match="simulated crash"):
         quiet(cls(**kwargs).fit, X, checkpoint=crash)
     assert isinstance(crash.loaded, FitState) and crash.meta == {"n": 9}
-    if kind == "memoized":
+    if kind.startswith("memoized"):
         assert len(crash.loaded.memo) == 6
         assert all(type(s) is SufficientStats for s in crash.loaded.memo.values())
     if kind == "truncated":
         assert type(crash.loaded.supports).__name__ == "MemorySupports"
+    if kind == "memoized-merge":     # crashed mid-pass with the pass's pair losses cached
+        assert crash.loaded.merge_pairs is not None and len(crash.loaded.memo_pair_loss) > 0
     resumed = quiet(cls(**kwargs).fit, X, resume=crash.loaded)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
     assert resumed.lower_bound_ == whole.lower_bound_
+    if kind == "memoized-merge":     # merges at the end of passes 2 and 3: 8 -> 4 live
+        assert resumed.history_ == whole.history_
+        assert whole.means_.shape[0] < 8
 
 
 def test_file_supports_round_trip_and_reopen_their_file(tmp_path):

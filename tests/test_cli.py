@@ -77,6 +77,27 @@ def test_fit_verbose_and_weight_prior(workdir, capsys):
     assert load_model(out).weight_concentration_prior_type == "dirichlet_distribution"
 
 
+def test_fit_with_merge_moves_logs_them(workdir, tmp_path, capsys):
+    out, log = tmp_path / "merged.h5", tmp_path / "fit.jsonl"
+    assert main(["fit", str(workdir / "data.h5"), "--k", "12", "--model", "bgmm",
+                 "--algorithm", "memoized", "--moves", "merge", "--chunk-size", "1000",
+                 "--max-iter", "20", "-o", str(out), "--log", str(log)]) == 0
+    text = capsys.readouterr().out
+    live = load_model(out).means_.shape[0]
+    assert 1 <= live < 12 and f"{live} of the cap 12 components live" in text
+    passes = [json.loads(line) for line in log.read_text().splitlines()]
+    moves = [move for record in passes if record.get("event") == "pass"
+             for move in record.get("moves", ())]
+    assert sum(move["accepted"] for move in moves) == 12 - live
+    assert all(move["move"] == "merge" and "gain" in move for move in moves)
+
+
+def test_moves_need_the_bayesian_model(workdir, tmp_path, capsys):
+    err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "3", "--moves", "merge",
+                          "-o", str(tmp_path / "m.h5")])
+    assert "--moves applies only to --model bgmm" in err
+
+
 def test_fit_from_npy(workdir, tmp_path):
     X, _ = _data(workdir)
     np.save(tmp_path / "rows.npy", X)

@@ -163,7 +163,7 @@ def test_float32_tanh_is_correctly_rounded_but_near_ties():
     x = np.concatenate([rng.standard_normal(50_000) * 4, 10.0 ** rng.uniform(-40, 1.3, 20_000),
                         -(10.0 ** rng.uniform(-40, 1.3, 20_000)),
                         [2.0 ** -12, -(2.0 ** -12), 2.0 ** -12 * (1 - 2 ** -20), 9.0, 9.09,
-                         9.1, 9.11, 30.0]])
+                         9.1, 9.11, -9.1, 20.0, 30.0]])
     x = x.astype(np.float32)
     out = np.empty_like(x)
     dense.activate(x.reshape(-1, 5), dense.ACTIVATIONS["tanh"], out.reshape(-1, 5))

@@ -5,8 +5,11 @@ Any q(z) has an ELBO; the tests use random soft responsibilities, so that nothin
 the merge relies on q(z) being optimal, with row weights, a reference point per component
 that is not its mean, and every covariance type under both weight priors.
 """
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import naive
 from fastvi.engine.stats import SufficientStats
@@ -106,3 +109,71 @@ def test_merge_names_bad_components():
         moves.merge_stats(stats, 1, 1)
     with pytest.raises(ValueError, match="two distinct components of 3, got 0 and 3"):
         moves.merge_stats(stats, 0, 3)
+
+
+# ----------------------------------------------------------------------------- in a fit
+
+def _clusters(seed=0):
+    """16 well-separated clusters of 500 rows in 4 dimensions, rows shuffled (so that
+    every chunk of a memoized fit sees every cluster)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-40, 40, (16, 4))
+    X = np.concatenate([c + rng.standard_normal((500, 4)) for c in centres])
+    labels = np.repeat(np.arange(16), 500)
+    order = rng.permutation(X.shape[0])
+    return X[order], labels[order]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_merges_bring_a_32_component_fit_to_the_16_clusters(covariance_type):
+    from sklearn.metrics import adjusted_rand_score
+
+    import fastvi
+    X, labels = _clusters()
+    kwargs = dict(n_components=32, covariance_type=covariance_type, algorithm="memoized",
+                  chunk_size=2000, max_iter=60, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = fastvi.BayesianGaussianMixture(**kwargs).fit(X)
+        merged = fastvi.BayesianGaussianMixture(moves=("merge",), **kwargs).fit(X)
+    assert plain.means_.shape[0] == 32
+    assert merged.means_.shape == (16, 4) and merged.weights_.shape == (16,)
+    assert merged.predict_proba(X[:10]).shape == (10, 16)
+    assert adjusted_rand_score(labels, merged.predict(X)) > 0.999
+    assert merged.lower_bound_ >= plain.lower_bound_
+    # the ELBO never decreases from pass to pass after the first (up to rounding)
+    bounds = np.array(merged.lower_bounds_)
+    assert np.all(np.diff(bounds[1:]) >= -1e-12 * np.abs(bounds[1:-1]))
+    accepted = [move for move in merged.history_ if move["accepted"]]
+    assert len(accepted) == 16 and all(move["gain"] > 0 for move in accepted)
+    assert all(move["pass"] >= 2 for move in merged.history_)
+    assert all(move["gain"] <= 0 for move in merged.history_ if not move["accepted"]
+               and move["pass"] == merged.n_iter_)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(moves=("merge",)), "moves need algorithm='memoized'"),
+    (dict(moves=("birth",), algorithm="memoized"), "'birth' is not implemented yet"),
+    (dict(moves=("split",), algorithm="memoized"), "moves must be a sequence of 'merge'"),
+    (dict(moves=("merge",), algorithm="memoized", n_active=2), "truncated q"),
+])
+def test_moves_parameters_are_checked(kwargs, message):
+    import fastvi
+    from fastvi.data.checks import InvalidParameterError
+    with pytest.raises(InvalidParameterError, match=message):
+        fastvi.BayesianGaussianMixture(4, **kwargs).fit(np.random.default_rng(0).random((50, 2)))
+
+
+def test_a_merged_model_file_loads_with_its_live_components(tmp_path):
+    import fastvi
+    X, _ = _clusters(seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastvi.BayesianGaussianMixture(
+            24, covariance_type="diag", algorithm="memoized", chunk_size=2000, max_iter=10,
+            random_state=0, moves=["merge"]).fit(X)
+    assert model.means_.shape[0] < 24
+    model.save(tmp_path / "merged.h5")
+    loaded = fastvi.load(tmp_path / "merged.h5")
+    assert loaded.moves == ["merge"] and loaded.means_.shape == model.means_.shape
+    np.testing.assert_array_equal(loaded.predict_proba(X[:500]), model.predict_proba(X[:500]))

@@ -116,9 +116,13 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
                      "validation rows after the last pass)")
     lines += [
         f"time         {elapsed:.2f} s  ({rate:.3g} rows/s, {rows} rows streamed)",
-        f"weights      {used} of {model.n_components} components above 0.001; largest: "
+        f"weights      {used} of {len(weights)} components above 0.001; largest: "
         f"{_format_weights(weights)}",
     ]
+    merges = [move for move in getattr(model, "history_", ()) if move["accepted"]]
+    if getattr(model, "moves", None):
+        lines.append(f"moves        {len(merges)} merges accepted: {len(weights)} of the cap "
+                     f"{model.n_components} components live")
     return lines
 
 
@@ -168,6 +172,7 @@ _MODEL_OPTIONS = {
     "n_active": ("n_active", "--n-active"),
     "n_candidates": ("n_candidates", "--n-candidates"),
     "support_file": ("support_file", "--support-file"),
+    "moves": ("moves", "--moves"),
 }
 _MODEL_CLASSES = {"gmm": "GaussianMixture", "bgmm": "BayesianGaussianMixture"}
 _META_KEYS = ("class", "params", "data", "n_rows", "n_features")
@@ -191,8 +196,9 @@ def _build_model(args):
     from ..mixture import BayesianGaussianMixture, GaussianMixture
     kwargs = {"random_state": 0, **_given_params(args), **_runtime_params(args)}
     if (args.model or "gmm") == "gmm":
-        if args.weight_prior is not None:
-            raise ValueError("--weight-prior applies only to --model bgmm")
+        for option, dest in (("--weight-prior", "weight_prior"), ("--moves", "moves")):
+            if getattr(args, dest, None) is not None:
+                raise ValueError(f"{option} applies only to --model bgmm")
         return GaussianMixture(**kwargs)
     return BayesianGaussianMixture(**kwargs)
 

@@ -110,9 +110,12 @@ class Backend:
 
     name = None
 
-    def open_pass(self, source, order, sample_weight=None, search=None):
+    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None):
         """A ``ChunkPass`` over the chunks ``order`` of ``source`` (a ChunkSource);
-        ``sample_weight`` is the (n_rows,) weights of the whole source or None."""
+        ``sample_weight`` is the (n_rows,) weights of the whole source or None.  ``pairs``
+        (P, 2), for merge moves: each chunk's statistics then carry ``pair_loss``, the
+        pairs' ``stats.pair_entropy_loss`` over its rows (a backend that cannot compute
+        it is not given pairs: the estimators allow moves on the local backend only)."""
         raise NotImplementedError
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):

@@ -16,7 +16,7 @@ from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
 from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
 from .backend import Backend, ChunkPass, check_result, total_stats
-from .stats import SufficientStats
+from .stats import SufficientStats, pair_entropy_loss
 from .truncation import SUPPORT_DTYPE
 
 _EMPTY1 = np.zeros(0)
@@ -53,8 +53,8 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def open_pass(self, source, order, sample_weight=None, search=None):
-        return _LocalPass(source, order, sample_weight, search)
+    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None):
+        return _LocalPass(source, order, sample_weight, search, pairs)
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
         return per_row(source, params, log_norm, resp, labels, top)
@@ -70,10 +70,11 @@ class LocalBackend(Backend):
 
 
 class _LocalPass(ChunkPass):
-    def __init__(self, source, order, sample_weight, search):
+    def __init__(self, source, order, sample_weight, search, pairs=None):
         self.source = source
         self.sample_weight = sample_weight
         self.search = search
+        self.pairs = pairs
         self.bounds = source.chunk_bounds()
         self.position = 0
         # the reader runs one chunk ahead in this order; check=False: a non-finite result
@@ -96,7 +97,13 @@ class _LocalPass(ChunkPass):
         stop = start + chunk.shape[0]
         weights = None if self.sample_weight is None else self.sample_weight[start:stop]
         stats = SufficientStats.zeros(params.means, params.full)
-        if self.search is None:
+        if self.pairs is not None:
+            # merge moves: the responsibilities too, for the pairs' entropy losses
+            resp = np.empty((chunk.shape[0], params.means.shape[0]))
+            log_norm = _dense(chunk, _weights_arg(weights), params, stats.nk, stats.s1,
+                              stats.s2, _EMPTY1, resp, _NO_LABELS)
+            stats.pair_loss = pair_entropy_loss(resp, self.pairs, weights)
+        elif self.search is None:
             log_norm = accumulate_chunk(chunk, params, weights, stats)
         else:
             seed = (self.search.first_seed + self.position) % (1 << 63)

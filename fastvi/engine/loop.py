@@ -80,6 +80,8 @@ class FitState:
     stats: object = None              # batch: this pass so far; stochastic: S; memoized: sum
     memo: dict = field(default_factory=dict)          # memoized: chunk index -> stats
     memo_entropy: dict = field(default_factory=dict)  # memoized: chunk -> sum of H(q(z_n))
+    merge_pairs: object = None        # merge moves: the pass's candidate pairs (P, 2)
+    memo_pair_loss: dict = field(default_factory=dict)  # merge moves: chunk -> (P,) losses
     n_pass: int = 0                   # completed passes
     step: int = 0                     # chunks processed in all (t of the step size)
     position: int = 0                 # next index into ``order``
@@ -190,12 +192,19 @@ class ChunkLoop:
     total_weight : the N of the stochastic step (default: the weight of ``source``;
         ``partial_fit`` passes the expected size of the whole stream)
     backend : Backend or name (default "local"): computes the chunk statistics
+    moves : tuple of str, the moves of a memoized fit (``("merge",)``): from the second
+        pass on, every pass also caches each chunk's entropy losses for the candidate
+        pairs the model names (``_merge_candidates``), and at its end the model picks the
+        merges that raise the exact ELBO (``_greedy_merges``); the loop applies them to
+        the running statistics and to every chunk's cache, so the memoized bound stays
+        exact.  The pass's record lists them under ``"moves"``.
     """
 
     def __init__(self, model, source, sample_weight, max_passes, tol, learning_offset=10.0,
                  learning_decay=0.7, shuffle=True, validation=None, callback=None,
-                 checkpoint=None, total_weight=None, backend="local"):
+                 checkpoint=None, total_weight=None, backend="local", moves=()):
         self.model = model
+        self.merging = "merge" in tuple(moves or ())
         self.backend = get_backend(backend)
         self.source = source
         self.sample_weight = sample_weight
@@ -252,9 +261,14 @@ class ChunkLoop:
                 # Fixed for the pass (a search heuristic: stale lists cost speed, not
                 # correctness) and kept in the state, so a resumed pass searches alike.
                 state.neighbours = self.backend.neighbour_lists(pass_params, self.truncation)
+            if self.merging and state.algorithm == "memoized" and state.position == 0:
+                # the first pass only fills the caches; merges start from the second
+                state.merge_pairs = model._merge_candidates() if state.n_pass >= 1 else None
+                state.memo_pair_loss = {}
+            pairs = {} if state.merge_pairs is None else {"pairs": state.merge_pairs}
             indices = state.order[state.position:]
             with self.backend.open_pass(self.source, indices, self.sample_weight,
-                                        self._search(state)) as chunk_pass:
+                                        self._search(state), **pairs) as chunk_pass:
                 for index, new, params in self._pass_stats(state, chunk_pass, pass_params):
                     self._step(state, index, new, params)
                     state.position += 1
@@ -316,6 +330,9 @@ class ChunkLoop:
             state.pass_bound_count += 1
             return
         # memoized
+        if new.pair_loss is not None:
+            state.memo_pair_loss[index] = new.pair_loss
+            new.pair_loss = None
         entropy = new.log_norm - expected_log_rho_sum(new, params)
         old = state.memo.get(index)
         if old is None:
@@ -332,8 +349,31 @@ class ChunkLoop:
         else:
             model._m_step(state.stats)
 
+    def _merge(self, state):
+        """The merge moves at the end of a memoized pass (none after the first, or when
+        the pass did not cache every chunk's pair losses); returns their records."""
+        pairs = state.merge_pairs
+        losses = state.memo_pair_loss
+        state.merge_pairs, state.memo_pair_loss = None, {}
+        if pairs is None or len(losses) < self.n_chunks:
+            return []
+        entropy = sum(state.memo_entropy.values())
+        loss = sum(losses[index] for index in sorted(losses))
+        moves, _ = self.model._greedy_merges(state.stats, entropy, pairs, loss)
+        accepted = [move for move in moves if move["accepted"]]
+        for move in accepted:
+            (j, k), p = move["components"], move["pair"]
+            state.stats = state.stats.merged(j, k)
+            for index in state.memo:
+                state.memo[index] = state.memo[index].merged(j, k)
+                state.memo_entropy[index] -= losses[index][p]
+        if accepted:
+            self.model._m_step(state.stats)
+        return moves
+
     def _end_pass(self, state):
         model = self.model
+        moves = None
         if state.algorithm == "batch":
             # A no-op on sums of the backends' mirrored chunk statistics; a batch state
             # checkpointed mid-pass by fastvi before the backend seam (tests/data/legacy)
@@ -348,6 +388,7 @@ class ChunkLoop:
             state.pass_bound_sum = 0.0
             state.pass_bound_count = 0
         else:
+            moves = self._merge(state) if self.merging else None
             # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
             params = model._kernel_params()
             entropy = sum(state.memo_entropy.values())
@@ -355,13 +396,18 @@ class ChunkLoop:
                      - model._kl()) / self.total_weight
         record = {"event": "pass", "pass": state.n_pass + 1, "step": state.step,
                   "bound": bound}
+        merged = False
+        if moves is not None:
+            record["moves"] = moves
+            merged = any(move["accepted"] for move in moves)
         decider = bound
         if self.validation is not None:
             record["validation"] = model._mean_log_norm(self.validation)
             if state.algorithm == "stochastic":
                 decider = record["validation"]
         # Memoized: the first pass only fills the cache; its bound is not comparable.
-        comparable = not (state.algorithm == "memoized" and state.n_pass == 0)
+        # A pass that merged components changed the model: not a sign of convergence.
+        comparable = not (state.algorithm == "memoized" and state.n_pass == 0) and not merged
         if comparable and abs(decider - state.decider) < self.tol:
             state.converged = True
         state.params = model._get_parameters()

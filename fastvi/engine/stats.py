@@ -29,6 +29,10 @@ class SufficientStats:
         ``sum_n w_n log sum_k rho_nk`` of the rows that produced these statistics.
     weight : float
         ``sum_n w_n``, the (weighted) number of rows.
+    pair_loss : (P,) ndarray or None
+        Only on a chunk's statistics fresh from a backend asked for it (merge moves):
+        :func:`pair_entropy_loss` of the pass's candidate pairs over the chunk's rows.
+        The chunk loop takes it off at once; arithmetic never carries it.
     """
 
     nk: np.ndarray
@@ -37,6 +41,7 @@ class SufficientStats:
     ref: np.ndarray
     log_norm: float = 0.0
     weight: float = 0.0
+    pair_loss: object = None
 
     @classmethod
     def zeros(cls, ref, full):
@@ -84,6 +89,30 @@ class SufficientStats:
                                self.ref.copy(), self.log_norm - other.log_norm,
                                self.weight - other.weight)
 
+    def merged(self, j, k):
+        """These statistics with components ``j`` and ``k`` (j != k) merged into
+        ``min(j, k)``: a merge move's q(z) gives each row r_nj + r_nk there (Hughes &
+        Sudderth 2013, section 4.2), and the moments of a sum of responsibilities add.
+
+        The merged component keeps ``min(j, k)``'s reference point (the other's moments
+        are shifted to it, exactly up to rounding); the other is removed and the rest keep
+        their order.
+        """
+        j, k = sorted((int(j), int(k)))
+        n_components = self.nk.shape[0]
+        if j == k or not 0 <= j < k < n_components:
+            raise ValueError(f"merge needs two distinct components of {n_components}, "
+                             f"got {j} and {k}")
+        ref = self.ref.copy()
+        ref[k] = ref[j]
+        moved = self.shift(ref)           # k about j's reference: its moments add to j's
+        moved.nk[j] += moved.nk[k]
+        moved.s1[j] += moved.s1[k]
+        moved.s2[j] += moved.s2[k]
+        keep = np.delete(np.arange(n_components), k)
+        return SufficientStats(moved.nk[keep], moved.s1[keep], moved.s2[keep],
+                               ref[keep].copy(), self.log_norm, self.weight)
+
     def mirror_upper(self):
         """Copy the upper triangle of full second moments into the lower one, in place
         (kernels accumulate the upper triangle only); returns ``self``."""
@@ -120,3 +149,36 @@ class SufficientStats:
             # Gamma rate non-positive.
             cov = np.maximum(self.s2 / nk[:, None] - delta * delta, 0.0)
         return nk, means, cov
+
+
+def pair_entropy_loss(resp, pairs, sample_weight=None):
+    """The entropy of q(z) that merging each pair (j, k) of ``pairs`` would lose:
+
+        L_jk = sum_n w_n [(r_nj + r_nk) log(r_nj + r_nk) - r_nj log r_nj - r_nk log r_nk],
+
+    each >= 0 (and <= (N_j + N_k) log 2), 0 log 0 = 0; additive over chunks of rows, like
+    the statistics (Hughes & Sudderth 2013, section 4.2: the merge's entropy term).
+
+    Parameters
+    ----------
+    resp : (n, K) ndarray, the rows' responsibilities
+    pairs : (P, 2) array-like of int
+    sample_weight : (n,) ndarray, optional
+
+    Returns
+    -------
+    (P,) ndarray
+    """
+    resp = np.asarray(resp, dtype=np.float64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    w = (np.ones(resp.shape[0]) if sample_weight is None
+         else np.asarray(sample_weight, dtype=np.float64))
+    first, second = resp[:, pairs[:, 0]], resp[:, pairs[:, 1]]
+    return w @ (_xlogx(first + second) - _xlogx(first) - _xlogx(second))
+
+
+def _xlogx(values):
+    out = np.zeros_like(values)
+    positive = values > 0.0
+    out[positive] = values[positive] * np.log(values[positive])
+    return out

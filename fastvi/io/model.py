@@ -106,6 +106,10 @@ def get_params(estimator):
         value = getattr(estimator, name, parameter.default)
         if value is None and name.endswith("_init"):
             continue            # unset initial arrays: the constructor's default restores them
+        if name == "moves" and value is not None:
+            params[name] = [str(move) for move in ((value,) if isinstance(value, str)
+                                                   else value)]
+            continue
         if isinstance(value, (np.ndarray, list, tuple)):
             arrays[name] = np.asarray(value)
             continue
@@ -225,10 +229,11 @@ class _ModelChecker:
     corrupt or hand-edited file is refused when it is loaded, naming the file and the
     dataset, rather than predicting NaN or another width's labels."""
 
-    def __init__(self, path, n_components, n_features, covariance_type):
+    def __init__(self, path, n_components, n_features, covariance_type, live_at_most=False):
         self.path = path
         self.K, self.D = n_components, n_features
         self.covariance_type = covariance_type
+        self.live_at_most = live_at_most
 
     def _fail(self, message):
         raise ValueError(f"model file {self.path!r}: {message}")
@@ -254,6 +259,11 @@ class _ModelChecker:
         return value
 
     def common(self, fitted):
+        if self.live_at_most:
+            # merge moves: the live components, between 1 and n_components of them
+            live = np.shape(fitted["weights_"])
+            if len(live) == 1 and 1 <= live[0] <= self.K:
+                self.K = live[0]
         weights = self.array("weights_", fitted["weights_"], (self.K,))
         # float32 models store float32 weights: their sum is 1 to about 1e-7 per term.
         if (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-4:
@@ -280,7 +290,8 @@ def _model_checker(path, params, n_features):
     if n_features < 1:
         raise ValueError(f"model file {path!r}: n_features_in_ is {n_features}, expected "
                          "an integer >= 1")
-    return _ModelChecker(path, n_components, n_features, covariance_type)
+    return _ModelChecker(path, n_components, n_features, covariance_type,
+                         live_at_most=bool(params.get("moves")))
 
 
 def load_model(path):

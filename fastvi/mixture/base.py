@@ -219,7 +219,11 @@ class BaseMixture(DensityMixin, BaseEstimator):
             learning_offset=self.learning_offset, learning_decay=self.learning_decay,
             shuffle=self.shuffle if shuffle is None else shuffle, validation=validation,
             callback=callback, checkpoint=checkpoint, total_weight=total_weight,
-            backend=self._backend())
+            backend=self._backend(), moves=self._moves())
+
+    def _moves(self):
+        """The moves of a memoized fit (BayesianGaussianMixture's ``moves``); none here."""
+        return ()
 
     def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):
         self._prepare(source, sample_weight)
@@ -258,6 +262,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.converged_ = best.converged
         self.lower_bound_ = best.bound
         self.lower_bounds_ = [record["bound"] for record in best.history]
+        if self._moves():
+            self.history_ = [dict(move, **{"pass": record["pass"]})
+                             for record in best.history for move in record.get("moves", ())]
         if validation is not None:
             self.validation_history_ = [record["validation"] for record in best.history]
 
@@ -451,7 +458,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             return self._per_row(X, resp=True)["resp"]
         self._check_is_fitted()
         source = self._validate_X(X, reset=False)
-        n_active = self.n_active if self.n_active is not None else self.n_components
+        n_active = self.n_active if self.n_active is not None else self.means_.shape[0]
         with self._running():
             return self._backend().sparse_resp(source, self._kernel_params(), n_active)
 
@@ -465,7 +472,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         index : ndarray of shape (n_samples, n_top), int32
         resp : ndarray of shape (n_samples, n_top)
         """
-        out = self._per_row(X, top=check_integer("n_top", n_top, 1, self.n_components))
+        self._check_is_fitted()
+        # the live components: fewer than n_components after merge moves
+        out = self._per_row(X, top=check_integer("n_top", n_top, 1, self.means_.shape[0]))
         return out["top_index"], out["top_resp"]
 
     def fit_predict(self, X, y=None, sample_weight=None):

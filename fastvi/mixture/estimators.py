@@ -1,9 +1,9 @@
 """scikit-learn-style Gaussian mixture estimators on the fused kernels."""
 import numpy as np
 
-from . import em as _em, vb as _vb
+from . import em as _em, moves as _moves, vb as _vb
 from .base import BaseMixture
-from ..data.checks import check_sample_weight
+from ..data.checks import InvalidParameterError, check_sample_weight
 from .gaussian import (covariances_from_precisions, n_parameters, precision_cholesky,
                         precisions_from_cholesky)
 
@@ -234,6 +234,16 @@ class BayesianGaussianMixture(BaseMixture):
     degrees_of_freedom_prior : float, default D
     covariance_prior : (D, D), (D,) or float by covariance_type, default from the data's
         covariance (ddof=1), as in scikit-learn
+    moves : sequence of {'merge'} or None, default None
+        Moves that let a memoized fit (``algorithm='memoized'``, local backend, dense q)
+        escape optima where clusters are split between components (Hughes & Sudderth
+        2013).  ``'merge'``: from the second pass on, each pass also caches the entropy
+        each candidate pair of components (each one's two nearest) would lose, and at its
+        end merges the pairs that raise the exact ELBO, best first, one merge per
+        component per pass; ``n_components`` is then a cap, and the fitted attributes have
+        one row per live component, in their order (a merged component takes the place
+        of the first of its pair).  The ELBO still never decreases from pass to pass
+        after the first.  ('birth' and 'delete' are not implemented yet.)
 
     Attributes
     ----------
@@ -258,6 +268,11 @@ class BayesianGaussianMixture(BaseMixture):
         estimate and may fall.
     lower_bounds_ : list of float
         The bound of every iteration of the best initialisation (``lower_bound_`` last).
+    history_ : list of dict
+        With ``moves``: every merge tried, in order: ``pass``, ``move`` ('merge'),
+        ``components`` (the positions merged, when applied in order; a rejected pair's
+        positions at its pass's start), ``gain`` (the ELBO's change in nats, not per
+        row; for a rejected pair the change it would have made), ``accepted``.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-5, reg_covar=1e-6,
@@ -269,12 +284,13 @@ class BayesianGaussianMixture(BaseMixture):
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
                  total_samples=1e6, n_active=None, n_candidates=None, support_file=None,
-                 backend="local"):
+                 backend="local", moves=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
                          n_candidates, support_file, backend)
+        self.moves = moves
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
@@ -283,6 +299,41 @@ class BayesianGaussianMixture(BaseMixture):
         self.covariance_prior = covariance_prior
 
     # hooks ------------------------------------------------------------------
+    def _check_parameters(self):
+        super()._check_parameters()
+        self._moves()
+
+    def _moves(self):
+        """``moves`` as a tuple of names, checked (InvalidParameterError)."""
+        if self.moves is None:
+            return ()
+        names = (self.moves,) if isinstance(self.moves, str) else tuple(self.moves)
+        for name in names:
+            if name in ("birth", "delete"):
+                raise InvalidParameterError(
+                    f"moves: {name!r} is not implemented yet; only 'merge' is (got "
+                    f"moves={self.moves!r})")
+            if name != "merge":
+                raise InvalidParameterError(f"moves must be a sequence of 'merge', got "
+                                            f"{self.moves!r}")
+        if names and self.algorithm != "memoized":
+            raise InvalidParameterError(f"moves need algorithm='memoized' (its cached "
+                                        f"statistics make a merge exact), got algorithm="
+                                        f"{self.algorithm!r}")
+        if names and self.n_active is not None:
+            raise InvalidParameterError("moves do not work with a truncated q (n_active) yet")
+        if names and self._backend().name != "local":
+            raise InvalidParameterError(f"moves run on backend='local' only so far, got "
+                                        f"backend={self.backend!r}")
+        return names
+
+    def _merge_candidates(self):
+        return _moves.candidate_pairs(self._kernel_params())
+
+    def _greedy_merges(self, stats, entropy, pairs, loss):
+        return _moves.greedy_merges(stats, entropy, pairs, loss, self.covariance_type,
+                                    self._prior)
+
     def _prepare(self, X, sample_weight):
         prior = _vb.default_prior(
             self._data_stats(X, sample_weight), self.covariance_type, self.n_components,

@@ -1,5 +1,6 @@
 """Merge moves for variational Bayes mixtures: what a merge does to the statistics and to
-the ELBO, computed without a pass over the data (issue 16, first part).
+the ELBO, computed without a pass over the data, and which merges a memoized fit makes
+(``BayesianGaussianMixture(moves=("merge",))``; the chunk loop applies them to its caches).
 
 Hughes & Sudderth (2013), "Memoized online variational inference for Dirichlet process
 mixture models", section 4.2: merging components j < k gives the rows the responsibility
@@ -24,63 +25,16 @@ prior the ELBO depends on the order, and this is the order the next pass sees.
 import numpy as np
 
 from ..engine.loop import expected_log_rho_sum
-from ..engine.stats import SufficientStats
+from ..engine.stats import pair_entropy_loss
 from . import vb as _vb
 
 
 def merge_stats(stats, j, k):
-    """The statistics with components ``j`` and ``k`` (j != k) merged into ``min(j, k)``.
-
-    The merged component keeps ``min(j, k)``'s reference point (the other's statistics
-    are shifted to it, exactly up to rounding); the other component is removed, the rest
-    keep their order.
-    """
-    j, k = sorted((int(j), int(k)))
-    if j == k or not 0 <= j < k < stats.nk.shape[0]:
-        raise ValueError(f"merge needs two distinct components of {stats.nk.shape[0]}, "
-                         f"got {j} and {k}")
-    ref = stats.ref.copy()
-    ref[k] = ref[j]
-    moved = stats.shift(ref)            # k now about j's reference: its moments add to j's
-    keep = np.delete(np.arange(stats.nk.shape[0]), k)
-    nk, s1, s2 = moved.nk.copy(), moved.s1.copy(), moved.s2.copy()
-    nk[j] += nk[k]
-    s1[j] += s1[k]
-    s2[j] += s2[k]
-    return SufficientStats(nk[keep], s1[keep], s2[keep], ref[keep].copy(),
-                           stats.log_norm, stats.weight)
+    """``stats`` with ``j`` and ``k`` merged (``SufficientStats.merged``)."""
+    return stats.merged(j, k)
 
 
-def merge_entropy_loss(resp, pairs, sample_weight=None):
-    """L_jk for each pair (j, k) of ``pairs``: the entropy of q(z) that merging them loses.
-
-    Parameters
-    ----------
-    resp : (n, K) ndarray
-        The responsibilities of a chunk of rows.
-    pairs : (P, 2) array-like of int
-    sample_weight : (n,) ndarray, optional
-
-    Returns
-    -------
-    (P,) ndarray, each >= 0 (0 log 0 is 0).
-    """
-    resp = np.asarray(resp, dtype=np.float64)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    w = np.ones(resp.shape[0]) if sample_weight is None else np.asarray(sample_weight, float)
-    r_log_r = _xlogx(resp)
-    loss = np.empty(pairs.shape[0])
-    for p, (j, k) in enumerate(pairs):
-        merged = resp[:, j] + resp[:, k]
-        loss[p] = w @ (_xlogx(merged) - r_log_r[:, j] - r_log_r[:, k])
-    return loss
-
-
-def _xlogx(values):
-    out = np.zeros_like(values)
-    positive = values > 0.0
-    out[positive] = values[positive] * np.log(values[positive])
-    return out
+merge_entropy_loss = pair_entropy_loss    # the L_jk above (``fastvi.engine.stats``)
 
 
 def bound(stats, entropy, covariance_type, prior):
@@ -98,3 +52,78 @@ def merge_gain(stats, entropy, j, k, loss, covariance_type, prior):
     before = bound(stats, entropy, covariance_type, prior)
     after = bound(merge_stats(stats, j, k), entropy - loss, covariance_type, prior)
     return after - before
+
+
+def candidate_pairs(params, n_nearest=2):
+    """The pairs worth trying to merge: each component with its ``n_nearest`` nearest
+    others, by the Mahalanobis distance of their means under its own expected precision
+    (Hughes & Sudderth 2013 also propose merges between components that share rows; the
+    two agree for split clusters, whose halves sit next to each other).
+
+    Parameters
+    ----------
+    params : KernelParams, the current components (means, precision factors)
+
+    Returns
+    -------
+    (P, 2) int64 array of pairs (j < k), sorted, or None for a single component
+    """
+    means, factor = params.means, params.factor
+    n_components = means.shape[0]
+    if n_components < 2:
+        return None
+    diff = means[None, :, :] - means[:, None, :]               # [j, k] = m_k - m_j
+    if factor.ndim == 3:                                       # ||U_j^T (m_k - m_j)||^2
+        distance = (np.einsum("jkd,jde->jke", diff, factor) ** 2).sum(axis=2)
+    else:
+        distance = ((diff * factor[:, None, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.argsort(distance, axis=1, kind="stable")[:, :min(n_nearest, n_components - 1)]
+    pairs = {tuple(sorted((j, int(k)))) for j in range(n_components) for k in nearest[j]}
+    return np.array(sorted(pairs), dtype=np.int64)
+
+
+def greedy_merges(stats, entropy, pairs, loss, covariance_type, prior):
+    """Merges to accept, best first, each raising the ELBO of the statistics as merged so far.
+
+    Every pair's gain is computed first; then, in descending order of gain, a pair whose
+    components have not been merged yet this round is merged if it still raises the bound
+    of the current (already merged) statistics.  A component takes part in one merge per
+    round: the pairs' entropy losses were computed for the unmerged columns.
+
+    Parameters
+    ----------
+    stats : SufficientStats, all rows; entropy : float, H[q(z)] of the same q(z)
+    pairs : (P, 2) candidate pairs; loss : (P,) their entropy losses over all rows
+
+    Returns
+    -------
+    moves : list of dicts, in the order to apply them: ``pair`` (index into ``pairs``),
+        ``components`` (j, k: the positions to merge when applied in this order),
+        ``gain`` (the bound's change, nats), ``accepted``; then the rejected pairs with
+        their first gain, ``accepted`` False.
+    bound : float, the bound after the accepted merges
+    """
+    current = bound(stats, entropy, covariance_type, prior)
+    gains = np.array([bound(stats.merged(j, k), entropy - loss[p], covariance_type, prior)
+                      - current for p, (j, k) in enumerate(pairs)])
+    ids = list(range(stats.nk.shape[0]))       # the original component at each position
+    used, moves = set(), []
+    for p in np.argsort(-gains, kind="stable"):
+        a, b = (int(v) for v in pairs[p])
+        if not gains[p] > 0.0 or a in used or b in used:
+            continue
+        j, k = sorted((ids.index(a), ids.index(b)))
+        merged = stats.merged(j, k)
+        after = bound(merged, entropy - loss[p], covariance_type, prior)
+        if after > current:
+            moves.append({"move": "merge", "pair": int(p), "components": [j, k],
+                          "gain": float(after - current), "accepted": True})
+            stats, entropy, current = merged, entropy - loss[p], after
+            ids.pop(k)
+            used.update((a, b))
+    accepted = {move["pair"] for move in moves}
+    moves += [{"move": "merge", "pair": int(p), "components": [int(v) for v in pairs[p]],
+               "gain": float(gains[p]), "accepted": False}
+              for p in range(len(pairs)) if p not in accepted]
+    return moves, current
