@@ -429,3 +429,16 @@ def sklearn_like_prior(X, covariance_type, n_components, sample_weight=None, reg
             "mean_prior": mean,
             "degrees_of_freedom_prior": float(D),
             "covariance_prior": covariance_prior}
+
+
+def pair_entropy_loss(resp, pairs, sample_weight=None):
+    """sum_n w_n [(r_j + r_k) log(r_j + r_k) - r_j log r_j - r_k log r_k] per pair (j, k),
+    0 log 0 = 0: the entropy a merge of j and k takes from q(z)."""
+    w = np.ones(resp.shape[0]) if sample_weight is None else np.asarray(sample_weight)
+    out = []
+    for j, k in np.asarray(pairs).reshape(-1, 2):
+        merged = resp[:, j] + resp[:, k]
+        terms = [np.where(v > 0, v * np.log(np.where(v > 0, v, 1.0)), 0.0)
+                 for v in (merged, resp[:, j], resp[:, k])]
+        out.append(float(w @ (terms[0] - terms[1] - terms[2])))
+    return np.array(out)

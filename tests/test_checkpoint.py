@@ -91,6 +91,9 @@ MIXTURES = {
     "memoized-merge": (fastvi.BayesianGaussianMixture,
                        dict(algorithm="memoized", batch_size=1000, moves=("merge",),
                             n_components=8, weight_concentration_prior=1e-3)),
+    "batch-merge": (fastvi.BayesianGaussianMixture,
+                    dict(algorithm="batch", moves=("merge",), n_components=8,
+                         weight_concentration_prior=1e-3, covariance_type="diag")),
     "truncated": (fastvi.BayesianGaussianMixture,
                   dict(algorithm="memoized", batch_size=1000, n_active=2, n_candidates=3)),
 }
@@ -113,13 +116,13 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
         assert all(type(s) is SufficientStats for s in crash.loaded.memo.values())
     if kind == "truncated":
         assert type(crash.loaded.supports).__name__ == "MemorySupports"
-    if kind == "memoized-merge":     # crashed mid-pass with the pass's pair losses cached
+    if kind.endswith("-merge"):      # crashed mid-pass with the pass's pair losses so far
         assert crash.loaded.merge_pairs is not None and len(crash.loaded.memo_pair_loss) > 0
     resumed = quiet(cls(**kwargs).fit, X, resume=crash.loaded)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
     assert resumed.lower_bound_ == whole.lower_bound_
-    if kind == "memoized-merge":     # merges at the end of passes 2 and 3: 8 -> 4 live
+    if kind.endswith("-merge"):      # merges at the ends of passes: 8 -> fewer live
         assert resumed.history_ == whole.history_
         assert whole.means_.shape[0] < 8
 

@@ -192,12 +192,13 @@ class ChunkLoop:
     total_weight : the N of the stochastic step (default: the weight of ``source``;
         ``partial_fit`` passes the expected size of the whole stream)
     backend : Backend or name (default "local"): computes the chunk statistics
-    moves : tuple of str, the moves of a memoized fit (``("merge",)``): from the second
-        pass on, every pass also caches each chunk's entropy losses for the candidate
-        pairs the model names (``_merge_candidates``), and at its end the model picks the
-        merges that raise the exact ELBO (``_greedy_merges``); the loop applies them to
-        the running statistics and to every chunk's cache, so the memoized bound stays
-        exact.  The pass's record lists them under ``"moves"``.
+    moves : tuple of str, the moves of a batch or memoized fit (``("merge",)``): every
+        pass (a memoized fit's from the second on) also collects each chunk's entropy
+        losses for the candidate pairs the model names (``_merge_candidates``), and at
+        its end the model picks the merges that raise the exact ELBO
+        (``_greedy_merges``); the loop applies them to the pass's statistics (and a
+        memoized fit's chunk caches, so its bound stays exact).  The pass's record lists
+        them under ``"moves"``.
     """
 
     def __init__(self, model, source, sample_weight, max_passes, tol, learning_offset=10.0,
@@ -261,9 +262,10 @@ class ChunkLoop:
                 # Fixed for the pass (a search heuristic: stale lists cost speed, not
                 # correctness) and kept in the state, so a resumed pass searches alike.
                 state.neighbours = self.backend.neighbour_lists(pass_params, self.truncation)
-            if self.merging and state.algorithm == "memoized" and state.position == 0:
-                # the first pass only fills the caches; merges start from the second
-                state.merge_pairs = model._merge_candidates() if state.n_pass >= 1 else None
+            if self.merging and state.algorithm != "stochastic" and state.position == 0:
+                # a memoized fit's first pass only fills its caches: merges from the second
+                first = state.algorithm == "memoized" and state.n_pass == 0
+                state.merge_pairs = None if first else model._merge_candidates()
                 state.memo_pair_loss = {}
             pairs = {} if state.merge_pairs is None else {"pairs": state.merge_pairs}
             indices = state.order[state.position:]
@@ -313,6 +315,9 @@ class ChunkLoop:
             # in chunk order (the backend contract's sum).
             if state.position == 0:
                 state.stats = SufficientStats.zeros(params.means, params.full)
+            if new.pair_loss is not None:
+                state.memo_pair_loss[index] = new.pair_loss
+                new.pair_loss = None
             state.stats = state.stats + new
             return
         if state.algorithm == "stochastic":
@@ -350,24 +355,36 @@ class ChunkLoop:
             model._m_step(state.stats)
 
     def _merge(self, state):
-        """The merge moves at the end of a memoized pass (none after the first, or when
-        the pass did not cache every chunk's pair losses); returns their records."""
+        """The merge moves at the end of a pass (none after a memoized fit's first, or
+        when the pass did not see every chunk's pair losses); returns their records.
+
+        Batch: the pass's q(z) is the optimum under the pass's parameters (still the
+        model's), so its entropy is the log-normaliser minus the expected log rho; the
+        merges change the pass's statistics, which the M-step then takes.  Memoized: the
+        cached q(z)'s entropy, and every chunk's cache is merged too.
+        """
         pairs = state.merge_pairs
         losses = state.memo_pair_loss
         state.merge_pairs, state.memo_pair_loss = None, {}
         if pairs is None or len(losses) < self.n_chunks:
             return []
-        entropy = sum(state.memo_entropy.values())
+        memoized = state.algorithm == "memoized"
+        if memoized:
+            entropy = sum(state.memo_entropy.values())
+        else:
+            entropy = (state.stats.log_norm
+                       - expected_log_rho_sum(state.stats, self.model._kernel_params()))
         loss = sum(losses[index] for index in sorted(losses))
         moves, _ = self.model._greedy_merges(state.stats, entropy, pairs, loss)
         accepted = [move for move in moves if move["accepted"]]
         for move in accepted:
             (j, k), p = move["components"], move["pair"]
             state.stats = state.stats.merged(j, k)
-            for index in state.memo:
-                state.memo[index] = state.memo[index].merged(j, k)
-                state.memo_entropy[index] -= losses[index][p]
-        if accepted:
+            if memoized:
+                for index in state.memo:
+                    state.memo[index] = state.memo[index].merged(j, k)
+                    state.memo_entropy[index] -= losses[index][p]
+        if accepted and memoized:
             self.model._m_step(state.stats)
         return moves
 
@@ -380,6 +397,8 @@ class ChunkLoop:
             # holds the upper triangle of its chunks so far, and is completed here.
             state.stats.mirror_upper()
             bound = (state.stats.log_norm - model._kl()) / state.stats.weight
+            if self.merging:
+                moves = self._merge(state)
             model._m_step(state.stats)
             state.stats = None
         elif state.algorithm == "stochastic":

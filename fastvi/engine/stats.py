@@ -151,13 +151,15 @@ class SufficientStats:
         return nk, means, cov
 
 
+
 def pair_entropy_loss(resp, pairs, sample_weight=None):
     """The entropy of q(z) that merging each pair (j, k) of ``pairs`` would lose:
 
         L_jk = sum_n w_n [(r_nj + r_nk) log(r_nj + r_nk) - r_nj log r_nj - r_nk log r_nk],
 
     each >= 0 (and <= (N_j + N_k) log 2), 0 log 0 = 0; additive over chunks of rows, like
-    the statistics (Hughes & Sudderth 2013, section 4.2: the merge's entropy term).
+    the statistics (Hughes & Sudderth 2013, section 4.2: the merge's entropy term).  By
+    the kernel ``fastvi.kernels.entropy``.
 
     Parameters
     ----------
@@ -169,16 +171,9 @@ def pair_entropy_loss(resp, pairs, sample_weight=None):
     -------
     (P,) ndarray
     """
-    resp = np.asarray(resp, dtype=np.float64)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    w = (np.ones(resp.shape[0]) if sample_weight is None
-         else np.asarray(sample_weight, dtype=np.float64))
-    first, second = resp[:, pairs[:, 0]], resp[:, pairs[:, 1]]
-    return w @ (_xlogx(first + second) - _xlogx(first) - _xlogx(second))
-
-
-def _xlogx(values):
-    out = np.zeros_like(values)
-    positive = values > 0.0
-    out[positive] = values[positive] * np.log(values[positive])
-    return out
+    from ..kernels.entropy import pair_entropy_loss as kernel
+    resp_t = np.ascontiguousarray(np.asarray(resp, dtype=np.float64).T)
+    pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+    weights = (np.zeros(0) if sample_weight is None
+               else np.ascontiguousarray(sample_weight, dtype=np.float64))
+    return kernel(resp_t, pairs, weights)

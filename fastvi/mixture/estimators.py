@@ -235,12 +235,12 @@ class BayesianGaussianMixture(BaseMixture):
     covariance_prior : (D, D), (D,) or float by covariance_type, default from the data's
         covariance (ddof=1), as in scikit-learn
     moves : sequence of {'merge'} or None, default None
-        Moves that let a memoized fit (``algorithm='memoized'``, local backend, dense q)
-        escape optima where clusters are split between components (Hughes & Sudderth
-        2013).  ``'merge'``: from the second pass on, each pass also caches the entropy
-        each candidate pair of components (each one's two nearest) would lose, and at its
-        end merges the pairs that raise the exact ELBO, best first, one merge per
-        component per pass; ``n_components`` is then a cap, and the fitted attributes have
+        Moves that let a batch or memoized fit (local backend, dense q) escape optima
+        where clusters are split between components or components are left empty (Hughes
+        & Sudderth 2013).  ``'merge'``: each pass (a memoized fit's from the second on)
+        also sums the entropy each candidate pair of components (each one's two nearest)
+        would lose, and at its end merges the pairs that raise the exact ELBO, best first,
+        one merge per component per pass; ``n_components`` is then a cap, and the fitted attributes have
         one row per live component, in their order (a merged component takes the place
         of the first of its pair).  The ELBO still never decreases from pass to pass
         after the first.  ('birth' and 'delete' are not implemented yet.)
@@ -316,9 +316,9 @@ class BayesianGaussianMixture(BaseMixture):
             if name != "merge":
                 raise InvalidParameterError(f"moves must be a sequence of 'merge', got "
                                             f"{self.moves!r}")
-        if names and self.algorithm != "memoized":
-            raise InvalidParameterError(f"moves need algorithm='memoized' (its cached "
-                                        f"statistics make a merge exact), got algorithm="
+        if names and self.algorithm not in ("batch", "memoized"):
+            raise InvalidParameterError(f"moves need algorithm='batch' or 'memoized' (the "
+                                        f"exact statistics of a whole pass), got algorithm="
                                         f"{self.algorithm!r}")
         if names and self.n_active is not None:
             raise InvalidParameterError("moves do not work with a truncated q (n_active) yet")
