@@ -204,6 +204,16 @@ def test_a_fit_on_the_cluster_is_the_local_fit(case, weighted, data, client):
         assert_same_outputs(expected, got, X, sparse=algorithm == "batch")
 
 
+@pytest.mark.parametrize("algorithm", ["batch", "memoized"])
+def test_merge_moves_on_the_cluster_are_the_local_ones(algorithm, data, client):
+    X, weights = data
+    expected, got = fit_both(BGMM, X, backend(client), weights, algorithm=algorithm,
+                             n_components=8, max_iter=5, moves=("merge",),
+                             weight_concentration_prior=1e-3)
+    assert got.means_.shape[0] < 8 and any(move["accepted"] for move in got.history_)
+    assert_same_fit(expected, got)
+
+
 @pytest.mark.parametrize("cls, algorithm, extra", [
     (BGMM, "batch", {}),
     (BGMM, "memoized", {}),

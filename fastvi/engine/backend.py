@@ -114,8 +114,8 @@ class Backend:
         """A ``ChunkPass`` over the chunks ``order`` of ``source`` (a ChunkSource);
         ``sample_weight`` is the (n_rows,) weights of the whole source or None.  ``pairs``
         (P, 2), for merge moves: each chunk's statistics then carry ``pair_loss``, the
-        pairs' ``stats.pair_entropy_loss`` over its rows (a backend that cannot compute
-        it is not given pairs: the estimators allow moves on the local backend only)."""
+        pairs' ``stats.pair_entropy_loss`` over its rows (the local and Dask backends;
+        the loop passes ``pairs`` only when a fit has moves)."""
         raise NotImplementedError
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):

@@ -124,12 +124,16 @@ def _read_ahead(chunks):
             yield chunk
 
 
-def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbours, label):
+def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbours, label,
+                 pairs=None):
     """A chunk's statistics from zero (the local backend's arithmetic) and its updated
-    supports (truncated q) or None."""
+    supports (truncated q) or None; with merge candidates ``pairs``, their entropy losses
+    in ``pair_loss``."""
     stop = start + chunk.shape[0]
     stats = SufficientStats.zeros(params.means, params.full)
-    if truncation is None:
+    if pairs is not None:
+        log_norm = local.accumulate_chunk_with_pairs(chunk, params, weights, stats, pairs)
+    elif truncation is None:
         log_norm = local.accumulate_chunk(chunk, params, weights, stats)
     else:
         supports = None if rows is None else _ChunkSupports(rows, start)
@@ -143,15 +147,16 @@ def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbou
     return stats, rows
 
 
-def chunk_stats_task(chunks, params, truncation, neighbours, label):
+def chunk_stats_task(chunks, params, truncation, neighbours, label, pairs=None):
     """The statistics of a run of chunks, on a worker, each from zero on its own.
 
     ``chunks``: ``(reader, start, stop, weights, rows, seed)`` for each.  Returns a list
     of ``(SufficientStats, rows)``, one a chunk (``rows``: its updated supports or None):
-    the client adds the chunks' statistics in chunk order, as the local backend does."""
+    the client adds the chunks' statistics in chunk order, as the local backend does.
+    ``pairs``: merge candidates, whose entropy losses each chunk's statistics then carry."""
     _use_worker_threads()
     return [_chunk_stats(rows_read, start, weights, rows, seed, params, truncation,
-                         neighbours, label)
+                         neighbours, label, pairs)
             for rows_read, (_, start, _, weights, rows, seed)
             in zip(_read_ahead(chunks), chunks)]
 
@@ -324,8 +329,8 @@ class DaskBackend(Backend):
             del futures[0]
             yield from results
 
-    def open_pass(self, source, order, sample_weight=None, search=None):
-        return _DaskPass(self, source, order, sample_weight, search)
+    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None):
+        return _DaskPass(self, source, order, sample_weight, search, pairs)
 
     def _per_chunk(self, source, params, what):
         """``per_row_task`` of every chunk of ``source``, in row order."""
@@ -359,8 +364,9 @@ class DaskBackend(Backend):
 
 
 class _DaskPass(ChunkPass):
-    def __init__(self, backend, source, order, sample_weight, search):
+    def __init__(self, backend, source, order, sample_weight, search, pairs=None):
         self.backend = backend
+        self.pairs = pairs
         self.client = backend.get_client()
         self.source = source
         self.order = list(order)
@@ -388,7 +394,7 @@ class _DaskPass(ChunkPass):
                     rows = np.array(search.supports.rows(start, end))
             chunks.append((readers(index), start, end, weights, rows, seed))
         return self.client.submit(chunk_stats_task, chunks, params_future, truncation,
-                                  neighbours, self.source.label, pure=False,
+                                  neighbours, self.source.label, self.pairs, pure=False,
                                   retries=self.backend.retries)
 
     def stats(self, params, count=None):

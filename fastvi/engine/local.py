@@ -98,11 +98,7 @@ class _LocalPass(ChunkPass):
         weights = None if self.sample_weight is None else self.sample_weight[start:stop]
         stats = SufficientStats.zeros(params.means, params.full)
         if self.pairs is not None:
-            # merge moves: the responsibilities too, for the pairs' entropy losses
-            resp = np.empty((chunk.shape[0], params.means.shape[0]))
-            log_norm = _dense(chunk, _weights_arg(weights), params, stats.nk, stats.s1,
-                              stats.s2, _EMPTY1, resp, _NO_LABELS)
-            stats.pair_loss = pair_entropy_loss(resp, self.pairs, weights)
+            log_norm = accumulate_chunk_with_pairs(chunk, params, weights, stats, self.pairs)
         elif self.search is None:
             log_norm = accumulate_chunk(chunk, params, weights, stats)
         else:
@@ -155,6 +151,17 @@ def accumulate_chunk(chunk, params, weights, stats):
     none = np.zeros((0, params.means.shape[0]))
     return _dense(chunk, _weights_arg(weights), params, stats.nk, stats.s1, stats.s2,
                   _EMPTY1, none, _NO_LABELS)
+
+
+def accumulate_chunk_with_pairs(chunk, params, weights, stats, pairs):
+    """``accumulate_chunk``, and ``stats.pair_loss``: the entropy losses of the merge
+    candidates ``pairs`` over the chunk's rows (from its responsibilities, which the same
+    kernel call gives)."""
+    resp = np.empty((chunk.shape[0], params.means.shape[0]))
+    log_norm = _dense(chunk, _weights_arg(weights), params, stats.nk, stats.s1, stats.s2,
+                      _EMPTY1, resp, _NO_LABELS)
+    stats.pair_loss = pair_entropy_loss(resp, pairs, weights)
+    return log_norm
 
 
 def mirror_upper(stats):

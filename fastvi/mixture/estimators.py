@@ -235,9 +235,9 @@ class BayesianGaussianMixture(BaseMixture):
     covariance_prior : (D, D), (D,) or float by covariance_type, default from the data's
         covariance (ddof=1), as in scikit-learn
     moves : sequence of {'merge'} or None, default None
-        Moves that let a batch or memoized fit (local backend, dense q) escape optima
-        where clusters are split between components or components are left empty (Hughes
-        & Sudderth 2013).  ``'merge'``: each pass (a memoized fit's from the second on)
+        Moves that let a batch or memoized fit (local or Dask backend, dense q) escape
+        optima where clusters are split between components or components are left empty
+        (Hughes & Sudderth 2013).  ``'merge'``: each pass (a memoized fit's from the second on)
         also sums the entropy each candidate pair of components (each one's two nearest)
         would lose, and at its end merges the pairs that raise the exact ELBO, best first,
         one merge per component per pass; ``n_components`` is then a cap, and the fitted attributes have
@@ -322,8 +322,8 @@ class BayesianGaussianMixture(BaseMixture):
                                         f"{self.algorithm!r}")
         if names and self.n_active is not None:
             raise InvalidParameterError("moves do not work with a truncated q (n_active) yet")
-        if names and self._backend().name != "local":
-            raise InvalidParameterError(f"moves run on backend='local' only so far, got "
+        if names and self._backend().name not in ("local", "dask"):
+            raise InvalidParameterError(f"moves run on the 'local' and 'dask' backends, got "
                                         f"backend={self.backend!r}")
         return names
 
