@@ -78,9 +78,10 @@ def _tanh_float32(pre, out):
     correctly rounded but for inputs within 4e-11 of a rounding tie; NumPy's float32
     tanh is off by up to 1.3 ulp.  One division and two short Horner chains, where the
     exp form it replaced, (1 - e^-2|x|) / (1 + e^-2|x|), had the E-step exp's chain of
-    13: 1.7 against 4.4 ns an element in one run here (NumPy's: 5.8).  The array is walked as four quarters in one loop, four
-    independent chains per iteration (one chain per iteration left the core waiting on
-    its latency, as in ``estep._exp_rows``).  NaN gives NaN, +-inf gives +-1, -0 gives -0.
+    13: 1.7 against 4.4 ns an element in one run here (NumPy's: 5.8).  The array is
+    walked as four quarters in one loop, four independent chains per iteration (one chain
+    per iteration left the core waiting on its latency, as in ``estep._exp_rows``).  NaN
+    gives NaN, +-inf gives +-1, -0 gives -0.
     """
     a = pre.reshape(-1)
     o = out.reshape(-1)

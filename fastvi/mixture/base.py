@@ -222,7 +222,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
             backend=self._backend(), moves=self._moves())
 
     def _moves(self):
-        """The moves of a memoized fit (BayesianGaussianMixture's ``moves``); none here."""
+        """The moves of a batch or memoized fit (BayesianGaussianMixture's ``moves``); none
+        here."""
         return ()
 
     def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):

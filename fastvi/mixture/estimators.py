@@ -237,13 +237,14 @@ class BayesianGaussianMixture(BaseMixture):
     moves : sequence of {'merge'} or None, default None
         Moves that let a batch or memoized fit (local or Dask backend, dense q) escape
         optima where clusters are split between components or components are left empty
-        (Hughes & Sudderth 2013).  ``'merge'``: each pass (a memoized fit's from the second on)
-        also sums the entropy each candidate pair of components (each one's two nearest)
-        would lose, and at its end merges the pairs that raise the exact ELBO, best first,
-        one merge per component per pass; ``n_components`` is then a cap, and the fitted attributes have
-        one row per live component, in their order (a merged component takes the place
-        of the first of its pair).  The ELBO still never decreases from pass to pass
-        after the first.  ('birth' and 'delete' are not implemented yet.)
+        (Hughes & Sudderth 2013).  ``'merge'``: each pass (a memoized fit's from the
+        second on) also sums the entropy that each candidate pair of components (each
+        one with its two nearest) would lose, and at its end merges the pairs that raise
+        the exact ELBO, best first, one merge per component per pass.  ``n_components``
+        is then a cap: the fitted attributes have one row per live component, in their
+        order (a merged component takes the place of the first of its pair).  The ELBO
+        still never decreases from pass to pass (a memoized fit's after its first).
+        ('birth' and 'delete' are not implemented yet.)
 
     Attributes
     ----------
