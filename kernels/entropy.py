@@ -7,9 +7,12 @@ For each pair (j, k) of ``pairs``:
 0 log 0 = 0 (Hughes & Sudderth 2013, section 4.2; ``fastvi.mixture.moves``).  The
 responsibilities come transposed, one contiguous row per component, so that every loop
 runs over the rows and vectorises; the logs are the E-step's vectorised ``_log_rows``
-(NumPy's ``log`` took ~14 ns a value here on responsibilities, many of them tiny).  The
-components, then the pairs, are shared out among the threads; each sum runs over the rows
-in order inside one thread, so the bits do not depend on the thread count.
+(NumPy's ``log`` took ~14 ns a value here on responsibilities, many of them tiny).
+``_log_rows`` does not handle subnormal inputs (its log of one is off by up to ~35 nats),
+which responsibilities can be; but such an x has |x log x| < 2e-305, so the loss moves
+by less than that per row.  The components, then the pairs, are shared out among the
+threads; each sum runs over the rows in order inside one thread, so the bits do not
+depend on the thread count.
 """
 import numpy as np
 from numba import njit, prange

@@ -12,6 +12,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import naive
+from fastvi.engine.local import pair_entropy_loss
 from fastvi.engine.stats import SufficientStats
 from fastvi.mixture import moves
 from fastvi.mixture.vb import Prior
@@ -37,9 +38,7 @@ def _naive_elbo(X, resp, covariance_type, prior, weight):
     """H[q(z)] + sum_n w_n sum_k r_nk E[log rho_nk] - KL, q(theta) the M-step of ``resp``."""
     state = naive.vb_m_step(X, resp, covariance_type, prior, weight)
     log_rho = naive.vb_log_rho(X, state, covariance_type, prior)
-    safe = np.where(resp > 0, resp, 1.0)
-    entropy = -np.sum(weight[:, None] * resp * np.log(safe))
-    return (entropy + np.sum(weight[:, None] * resp * log_rho)
+    return (_entropy(resp, weight) + np.sum(weight[:, None] * resp * log_rho)
             - naive.vb_kl(state, covariance_type, prior))
 
 
@@ -62,7 +61,7 @@ def _entropy(resp, weight):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_merged_statistics_are_those_of_the_merged_responsibilities(covariance_type):
     X, weight, resp, prior, ref = _problem(covariance_type, "dirichlet_process")
-    merged = moves.merge_stats(_stats(X, resp, ref, covariance_type, weight), 3, 1)
+    merged = _stats(X, resp, ref, covariance_type, weight).merged(3, 1)
     expected = naive.sufficient_stats(X, _merged_resp(resp, 1, 3), np.delete(ref, 3, axis=0),
                                       covariance_type, weight)
     np.testing.assert_allclose(merged.nk, expected["N"], rtol=1e-12)
@@ -84,7 +83,7 @@ def test_predicted_bound_after_a_merge_is_the_merged_elbo(covariance_type, weigh
     assert before == pytest.approx(naive_before, rel=1e-10)
     for j, k in [(0, 1), (1, 4), (2, 3)]:
         # the loss summed chunk by chunk, as a memoized fit would cache it
-        loss = sum(moves.merge_entropy_loss(resp[rows], [(j, k)], weight[rows])[0]
+        loss = sum(pair_entropy_loss(resp[rows], [(j, k)], weight[rows])[0]
                    for rows in np.array_split(np.arange(X.shape[0]), 4))
         assert loss >= 0.0
         gain = moves.merge_gain(stats, entropy, j, k, loss, covariance_type, fastvi_prior)
@@ -100,7 +99,7 @@ def test_the_entropy_loss_kernel_matches_numpy(weighted):
     resp /= np.maximum(resp.sum(axis=1, keepdims=True), 1e-300)
     pairs = [(0, 1), (0, 5), (2, 3), (4, 5), (1, 4)]
     weight = rng.uniform(0.0, 3.0, 1000) if weighted else None
-    np.testing.assert_allclose(moves.merge_entropy_loss(resp, pairs, weight),
+    np.testing.assert_allclose(pair_entropy_loss(resp, pairs, weight),
                                naive.pair_entropy_loss(resp, pairs, weight), rtol=1e-12)
 
 
@@ -109,7 +108,7 @@ def test_entropy_loss_is_zero_when_one_of_the_pair_is_empty_and_bounded_by_log2(
     resp = rng.dirichlet(np.ones(4), 50)
     resp[:, 2] = 0.0
     resp /= resp.sum(axis=1, keepdims=True)
-    loss = moves.merge_entropy_loss(resp, [(0, 2), (0, 1)])
+    loss = pair_entropy_loss(resp, [(0, 2), (0, 1)])
     assert loss[0] == pytest.approx(0.0, abs=1e-15)
     # (a + b) log(a + b) - a log a - b log b <= (a + b) log 2, equality at a = b
     assert 0.0 < loss[1] <= np.log(2.0) * (resp[:, 0] + resp[:, 1]).sum()
@@ -118,9 +117,9 @@ def test_entropy_loss_is_zero_when_one_of_the_pair_is_empty_and_bounded_by_log2(
 def test_merge_names_bad_components():
     stats = SufficientStats.zeros(np.zeros((3, 2)), full=False)
     with pytest.raises(ValueError, match="two distinct components of 3"):
-        moves.merge_stats(stats, 1, 1)
+        stats.merged(1, 1)
     with pytest.raises(ValueError, match="two distinct components of 3, got 0 and 3"):
-        moves.merge_stats(stats, 0, 3)
+        stats.merged(0, 3)
 
 
 # ----------------------------------------------------------------------------- in a fit

@@ -114,7 +114,7 @@ class Backend:
         """A ``ChunkPass`` over the chunks ``order`` of ``source`` (a ChunkSource);
         ``sample_weight`` is the (n_rows,) weights of the whole source or None.  ``pairs``
         (P, 2), for merge moves: each chunk's statistics then carry ``pair_loss``, the
-        pairs' ``stats.pair_entropy_loss`` over its rows (the local and Dask backends;
+        pairs' ``local.pair_entropy_loss`` over its rows (the local and Dask backends;
         the loop passes ``pairs`` only when a fit has moves)."""
         raise NotImplementedError
 

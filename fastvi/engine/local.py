@@ -14,9 +14,10 @@ from threadpoolctl import threadpool_limits
 
 from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
+from ..kernels.entropy import pair_entropy_loss as entropy_kernel
 from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
 from .backend import Backend, ChunkPass, check_result, total_stats
-from .stats import SufficientStats, pair_entropy_loss
+from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
 
 _EMPTY1 = np.zeros(0)
@@ -162,6 +163,32 @@ def accumulate_chunk_with_pairs(chunk, params, weights, stats, pairs):
                       _EMPTY1, resp, _NO_LABELS)
     stats.pair_loss = pair_entropy_loss(resp, pairs, weights)
     return log_norm
+
+
+def pair_entropy_loss(resp, pairs, sample_weight=None):
+    """The entropy of q(z) that merging each pair (j, k) of ``pairs`` would lose:
+
+        L_jk = sum_n w_n [(r_nj + r_nk) log(r_nj + r_nk) - r_nj log r_nj - r_nk log r_nk],
+
+    each >= 0 (and <= (N_j + N_k) log 2), 0 log 0 = 0; additive over chunks of rows, like
+    the statistics (Hughes & Sudderth 2013, section 4.2: the merge's entropy term).  By
+    the kernel ``fastvi.kernels.entropy``, which takes the responsibilities transposed.
+
+    Parameters
+    ----------
+    resp : (n, K) ndarray, the rows' responsibilities
+    pairs : (P, 2) array-like of int
+    sample_weight : (n,) ndarray, optional
+
+    Returns
+    -------
+    (P,) ndarray
+    """
+    resp_t = np.ascontiguousarray(np.asarray(resp, dtype=np.float64).T)
+    pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+    weights = (np.zeros(0) if sample_weight is None
+               else np.ascontiguousarray(sample_weight, dtype=np.float64))
+    return entropy_kernel(resp_t, pairs, weights)
 
 
 def mirror_upper(stats):

@@ -310,14 +310,14 @@ class ChunkLoop:
     def _step(self, state, index, new, params):
         """Take in the statistics ``new`` of chunk ``index``, computed under ``params``."""
         model = self.model
+        if new.pair_loss is not None:       # merge moves (batch and memoized passes)
+            state.memo_pair_loss[index] = new.pair_loss
+            new.pair_loss = None
         if state.algorithm == "batch":
             # Parameters stay fixed for the whole pass: its chunks' statistics are added
             # in chunk order (the backend contract's sum).
             if state.position == 0:
                 state.stats = SufficientStats.zeros(params.means, params.full)
-            if new.pair_loss is not None:
-                state.memo_pair_loss[index] = new.pair_loss
-                new.pair_loss = None
             state.stats = state.stats + new
             return
         if state.algorithm == "stochastic":
@@ -335,9 +335,6 @@ class ChunkLoop:
             state.pass_bound_count += 1
             return
         # memoized
-        if new.pair_loss is not None:
-            state.memo_pair_loss[index] = new.pair_loss
-            new.pair_loss = None
         entropy = new.log_norm - expected_log_rho_sum(new, params)
         old = state.memo.get(index)
         if old is None:

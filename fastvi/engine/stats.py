@@ -31,7 +31,7 @@ class SufficientStats:
         ``sum_n w_n``, the (weighted) number of rows.
     pair_loss : (P,) ndarray or None
         Only on a chunk's statistics fresh from a backend asked for it (merge moves):
-        :func:`pair_entropy_loss` of the pass's candidate pairs over the chunk's rows.
+        ``local.pair_entropy_loss`` of the pass's candidate pairs over the chunk's rows.
         The chunk loop takes it off at once; arithmetic never carries it.
     """
 
@@ -149,31 +149,3 @@ class SufficientStats:
             # Gamma rate non-positive.
             cov = np.maximum(self.s2 / nk[:, None] - delta * delta, 0.0)
         return nk, means, cov
-
-
-
-def pair_entropy_loss(resp, pairs, sample_weight=None):
-    """The entropy of q(z) that merging each pair (j, k) of ``pairs`` would lose:
-
-        L_jk = sum_n w_n [(r_nj + r_nk) log(r_nj + r_nk) - r_nj log r_nj - r_nk log r_nk],
-
-    each >= 0 (and <= (N_j + N_k) log 2), 0 log 0 = 0; additive over chunks of rows, like
-    the statistics (Hughes & Sudderth 2013, section 4.2: the merge's entropy term).  By
-    the kernel ``fastvi.kernels.entropy``.
-
-    Parameters
-    ----------
-    resp : (n, K) ndarray, the rows' responsibilities
-    pairs : (P, 2) array-like of int
-    sample_weight : (n,) ndarray, optional
-
-    Returns
-    -------
-    (P,) ndarray
-    """
-    from ..kernels.entropy import pair_entropy_loss as kernel
-    resp_t = np.ascontiguousarray(np.asarray(resp, dtype=np.float64).T)
-    pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
-    weights = (np.zeros(0) if sample_weight is None
-               else np.ascontiguousarray(sample_weight, dtype=np.float64))
-    return kernel(resp_t, pairs, weights)

@@ -16,7 +16,8 @@ entropy changes by minus
     L_jk = sum_n w_n [ (r_nj + r_nk) log(r_nj + r_nk) - r_nj log r_nj - r_nk log r_nk ]  >= 0,
 
 a sum over rows that is additive over chunks like the statistics (so a memoized fit can
-cache it per chunk for the candidate pairs of a pass).  So the ELBO after a merge is known
+cache it per chunk for the candidate pairs of a pass; ``engine.local.pair_entropy_loss``).
+The merged statistics are ``SufficientStats.merged``.  So the ELBO after a merge is known
 exactly from (statistics, entropy, L_jk): a merge is accepted only when it raises it.
 
 The components keep their order, the merged one in j's place: under the stick-breaking
@@ -25,16 +26,7 @@ prior the ELBO depends on the order, and this is the order the next pass sees.
 import numpy as np
 
 from ..engine.loop import expected_log_rho_sum
-from ..engine.stats import pair_entropy_loss
 from . import vb as _vb
-
-
-def merge_stats(stats, j, k):
-    """``stats`` with ``j`` and ``k`` merged (``SufficientStats.merged``)."""
-    return stats.merged(j, k)
-
-
-merge_entropy_loss = pair_entropy_loss    # the L_jk above (``fastvi.engine.stats``)
 
 
 def bound(stats, entropy, covariance_type, prior):
@@ -48,9 +40,9 @@ def bound(stats, entropy, covariance_type, prior):
 
 def merge_gain(stats, entropy, j, k, loss, covariance_type, prior):
     """The ELBO change of merging ``j`` and ``k``: bound after minus bound before, with
-    ``loss`` the pair's :func:`merge_entropy_loss` summed over all rows."""
+    ``loss`` the pair's L_jk summed over all rows (``engine.local.pair_entropy_loss``)."""
     before = bound(stats, entropy, covariance_type, prior)
-    after = bound(merge_stats(stats, j, k), entropy - loss, covariance_type, prior)
+    after = bound(stats.merged(j, k), entropy - loss, covariance_type, prior)
     return after - before
 
 
