@@ -110,12 +110,15 @@ class Backend:
 
     name = None
 
-    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None):
+    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None,
+                  proposal=None):
         """A ``ChunkPass`` over the chunks ``order`` of ``source`` (a ChunkSource);
         ``sample_weight`` is the (n_rows,) weights of the whole source or None.  ``pairs``
         (P, 2), for merge moves: each chunk's statistics then carry ``pair_loss``, the
-        pairs' ``local.pair_entropy_loss`` over its rows (the local and Dask backends;
-        the loop passes ``pairs`` only when a fit has moves)."""
+        pairs' ``local.pair_entropy_loss`` over its rows.  ``proposal`` (KernelParams),
+        for birth and delete moves: each chunk's statistics then carry ``proposal``, the
+        chunk's statistics under those parameters (the local and Dask backends; the loop
+        passes either only when a fit has moves)."""
         raise NotImplementedError
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):

@@ -46,7 +46,7 @@ from ..data.checks import InvalidParameterError, check_integer
 from ..data.sources import (ArraySource, ConcatSource, DaskArraySource, HDF5Source,
                             _check_finite)
 from . import local
-from .backend import Backend, ChunkPass, Search, check_result
+from .backend import Backend, ChunkPass, Search
 from .stats import SufficientStats
 
 
@@ -125,38 +125,34 @@ def _read_ahead(chunks):
 
 
 def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbours, label,
-                 pairs=None):
+                 pairs=None, proposal=None):
     """A chunk's statistics from zero (the local backend's arithmetic) and its updated
     supports (truncated q) or None; with merge candidates ``pairs``, their entropy losses
-    in ``pair_loss``."""
-    stop = start + chunk.shape[0]
+    in ``pair_loss``; with a birth or delete ``proposal``, the chunk's statistics under it
+    in ``proposal``."""
+    if truncation is None:
+        return local.dense_chunk_stats(_Rows(label), start, chunk, weights, params, pairs,
+                                       proposal), rows
     stats = SufficientStats.zeros(params.means, params.full)
-    if pairs is not None:
-        log_norm = local.accumulate_chunk_with_pairs(chunk, params, weights, stats, pairs)
-    elif truncation is None:
-        log_norm = local.accumulate_chunk(chunk, params, weights, stats)
-    else:
-        supports = None if rows is None else _ChunkSupports(rows, start)
-        search = Search(truncation, supports, neighbours, 0)
-        log_norm = local.accumulate_truncated(chunk, params, weights, stats, search, start,
-                                              seed)
-    check_result(_Rows(label), start, chunk, log_norm)
-    stats.mirror_upper()
-    stats.log_norm = log_norm
-    stats.weight = float(stop - start) if weights is None else float(weights.sum())
-    return stats, rows
+    supports = None if rows is None else _ChunkSupports(rows, start)
+    search = Search(truncation, supports, neighbours, 0)
+    log_norm = local.accumulate_truncated(chunk, params, weights, stats, search, start, seed)
+    return local.finish_stats(stats, _Rows(label), start, chunk, weights, log_norm), rows
 
 
-def chunk_stats_task(chunks, params, truncation, neighbours, label, pairs=None):
+def chunk_stats_task(chunks, params, truncation, neighbours, label, pairs=None,
+                     proposal=None):
     """The statistics of a run of chunks, on a worker, each from zero on its own.
 
     ``chunks``: ``(reader, start, stop, weights, rows, seed)`` for each.  Returns a list
     of ``(SufficientStats, rows)``, one a chunk (``rows``: its updated supports or None):
     the client adds the chunks' statistics in chunk order, as the local backend does.
-    ``pairs``: merge candidates, whose entropy losses each chunk's statistics then carry."""
+    ``pairs``: merge candidates, whose entropy losses each chunk's statistics then carry;
+    ``proposal``: a move's kernel parameters, under which each chunk's statistics are
+    computed too (``proposal`` of the chunk's)."""
     _use_worker_threads()
     return [_chunk_stats(rows_read, start, weights, rows, seed, params, truncation,
-                         neighbours, label, pairs)
+                         neighbours, label, pairs, proposal)
             for rows_read, (_, start, _, weights, rows, seed)
             in zip(_read_ahead(chunks), chunks)]
 
@@ -329,8 +325,9 @@ class DaskBackend(Backend):
             del futures[0]
             yield from results
 
-    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None):
-        return _DaskPass(self, source, order, sample_weight, search, pairs)
+    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None,
+                  proposal=None):
+        return _DaskPass(self, source, order, sample_weight, search, pairs, proposal)
 
     def _per_chunk(self, source, params, what):
         """``per_row_task`` of every chunk of ``source``, in row order."""
@@ -364,9 +361,11 @@ class DaskBackend(Backend):
 
 
 class _DaskPass(ChunkPass):
-    def __init__(self, backend, source, order, sample_weight, search, pairs=None):
+    def __init__(self, backend, source, order, sample_weight, search, pairs=None,
+                 proposal=None):
         self.backend = backend
         self.pairs = pairs
+        self.proposal = proposal
         self.client = backend.get_client()
         self.source = source
         self.order = list(order)
@@ -394,7 +393,8 @@ class _DaskPass(ChunkPass):
                     rows = np.array(search.supports.rows(start, end))
             chunks.append((readers(index), start, end, weights, rows, seed))
         return self.client.submit(chunk_stats_task, chunks, params_future, truncation,
-                                  neighbours, self.source.label, self.pairs, pure=False,
+                                  neighbours, self.source.label, self.pairs, self.proposal,
+                                  pure=False,
                                   retries=self.backend.retries)
 
     def stats(self, params, count=None):

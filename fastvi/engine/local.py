@@ -54,8 +54,9 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None):
-        return _LocalPass(source, order, sample_weight, search, pairs)
+    def open_pass(self, source, order, sample_weight=None, search=None, pairs=None,
+                  proposal=None):
+        return _LocalPass(source, order, sample_weight, search, pairs, proposal)
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
         return per_row(source, params, log_norm, resp, labels, top)
@@ -71,11 +72,12 @@ class LocalBackend(Backend):
 
 
 class _LocalPass(ChunkPass):
-    def __init__(self, source, order, sample_weight, search, pairs=None):
+    def __init__(self, source, order, sample_weight, search, pairs=None, proposal=None):
         self.source = source
         self.sample_weight = sample_weight
         self.search = search
         self.pairs = pairs
+        self.proposal = proposal
         self.bounds = source.chunk_bounds()
         self.position = 0
         # the reader runs one chunk ahead in this order; check=False: a non-finite result
@@ -97,20 +99,14 @@ class _LocalPass(ChunkPass):
     def _chunk_stats(self, start, chunk, params):
         stop = start + chunk.shape[0]
         weights = None if self.sample_weight is None else self.sample_weight[start:stop]
+        if self.search is None:
+            return dense_chunk_stats(self.source, start, chunk, weights, params, self.pairs,
+                                     self.proposal)
         stats = SufficientStats.zeros(params.means, params.full)
-        if self.pairs is not None:
-            log_norm = accumulate_chunk_with_pairs(chunk, params, weights, stats, self.pairs)
-        elif self.search is None:
-            log_norm = accumulate_chunk(chunk, params, weights, stats)
-        else:
-            seed = (self.search.first_seed + self.position) % (1 << 63)
-            log_norm = accumulate_truncated(chunk, params, weights, stats, self.search, start,
-                                            seed)
-        check_result(self.source, start, chunk, log_norm)
-        mirror_upper(stats)
-        stats.log_norm = log_norm
-        stats.weight = float(stop - start) if weights is None else float(weights.sum())
-        return stats
+        seed = (self.search.first_seed + self.position) % (1 << 63)
+        log_norm = accumulate_truncated(chunk, params, weights, stats, self.search, start,
+                                        seed)
+        return finish_stats(stats, self.source, start, chunk, weights, log_norm)
 
     def close(self):
         self._chunks.close()        # stops the reader thread
@@ -163,6 +159,32 @@ def accumulate_chunk_with_pairs(chunk, params, weights, stats, pairs):
                       _EMPTY1, resp, _NO_LABELS)
     stats.pair_loss = pair_entropy_loss(resp, pairs, weights)
     return log_norm
+
+
+def dense_chunk_stats(source, start, chunk, weights, params, pairs=None, proposal=None):
+    """A chunk's statistics from zero under ``params`` (a backend's contract), with the
+    merge candidates' ``pair_loss`` when ``pairs`` is given and, when ``proposal``
+    (KernelParams) is, the chunk's statistics under it in ``proposal``: what the local
+    and the Dask backends compute for each chunk of a dense pass."""
+    stats = SufficientStats.zeros(params.means, params.full)
+    if pairs is not None:
+        log_norm = accumulate_chunk_with_pairs(chunk, params, weights, stats, pairs)
+    else:
+        log_norm = accumulate_chunk(chunk, params, weights, stats)
+    finish_stats(stats, source, start, chunk, weights, log_norm)
+    if proposal is not None:
+        stats.proposal = dense_chunk_stats(source, start, chunk, weights, proposal)
+    return stats
+
+
+def finish_stats(stats, source, start, chunk, weights, log_norm):
+    """``stats`` completed: the log-normaliser checked (``check_result``) and set, the
+    second moments mirrored, the weight of the rows."""
+    check_result(source, start, chunk, log_norm)
+    stats.mirror_upper()
+    stats.log_norm = log_norm
+    stats.weight = float(chunk.shape[0]) if weights is None else float(weights.sum())
+    return stats
 
 
 def pair_entropy_loss(resp, pairs, sample_weight=None):

@@ -82,6 +82,14 @@ class FitState:
     memo_entropy: dict = field(default_factory=dict)  # memoized: chunk -> sum of H(q(z_n))
     merge_pairs: object = None        # merge moves: the pass's candidate pairs (P, 2)
     memo_pair_loss: dict = field(default_factory=dict)  # merge moves: chunk -> (P,) losses
+    proposal: dict = None             # birth/delete: the pass's proposal ("params": KernelParams)
+    memo_proposal: dict = field(default_factory=dict)   # chunk -> its stats under the proposal
+    memo_proposal_entropy: dict = field(default_factory=dict)   # chunk -> H under the proposal
+    proposal_wait: int = 0            # birth/delete: passes before the next round
+    moves_settled: list = field(default_factory=list)   # kinds whose last round, since the
+                                      # components last changed, proposed nothing or lost
+    rejected_deletes: list = field(default_factory=list)  # positions, since the last change
+    next_move: int = 0                # the kind a round tries first (they take turns)
     n_pass: int = 0                   # completed passes
     step: int = 0                     # chunks processed in all (t of the step size)
     position: int = 0                 # next index into ``order``
@@ -192,20 +200,28 @@ class ChunkLoop:
     total_weight : the N of the stochastic step (default: the weight of ``source``;
         ``partial_fit`` passes the expected size of the whole stream)
     backend : Backend or name (default "local"): computes the chunk statistics
-    moves : tuple of str, the moves of a batch or memoized fit (``("merge",)``): every
-        pass (a memoized fit's from the second on) also collects each chunk's entropy
-        losses for the candidate pairs the model names (``_merge_candidates``), and at
-        its end the model picks the merges that raise the exact ELBO
-        (``_greedy_merges``); the loop applies them to the pass's statistics (and a
-        memoized fit's chunk caches, so its bound stays exact).  The pass's record lists
-        them under ``"moves"``.
+    moves : tuple of str, the moves of a batch or memoized fit (of 'merge', 'birth',
+        'delete'; from a memoized fit's second pass on).  'merge': every pass also
+        collects each chunk's entropy losses for the candidate pairs the model names
+        (``_merge_candidates``), and at its end the model picks the merges that raise the
+        exact ELBO (``_greedy_merges``); the loop applies them to the pass's statistics
+        (and a memoized fit's chunk caches, so its bound stays exact).  'birth' and
+        'delete': every other pass, the model may make a proposal (``_propose``: kernel
+        parameters with components split or one removed) under which the pass computes
+        every chunk's statistics too; at its end the proposal replaces the fit's
+        statistics and caches if its exact ELBO is higher (then the pass makes no
+        merges).  The pass's record lists the moves tried under ``"moves"``; a fit with
+        births or deletes converges only on a pass after each kind's last round (since
+        the components last changed) proposed nothing or was rejected.
     """
 
     def __init__(self, model, source, sample_weight, max_passes, tol, learning_offset=10.0,
                  learning_decay=0.7, shuffle=True, validation=None, callback=None,
                  checkpoint=None, total_weight=None, backend="local", moves=()):
         self.model = model
-        self.merging = "merge" in tuple(moves or ())
+        moves = tuple(moves or ())
+        self.merging = "merge" in moves
+        self.proposing = tuple(kind for kind in ("birth", "delete") if kind in moves)
         self.backend = get_backend(backend)
         self.source = source
         self.sample_weight = sample_weight
@@ -267,10 +283,17 @@ class ChunkLoop:
                 first = state.algorithm == "memoized" and state.n_pass == 0
                 state.merge_pairs = None if first else model._merge_candidates()
                 state.memo_pair_loss = {}
-            pairs = {} if state.merge_pairs is None else {"pairs": state.merge_pairs}
+            if self.proposing and state.position == 0:
+                state.proposal = self._new_proposal(state)
+                state.memo_proposal, state.memo_proposal_entropy = {}, {}
+            extra = {}       # only a fit with moves asks the backend for more than stats
+            if state.merge_pairs is not None:
+                extra["pairs"] = state.merge_pairs
+            if state.proposal is not None:
+                extra["proposal"] = state.proposal["params"]
             indices = state.order[state.position:]
             with self.backend.open_pass(self.source, indices, self.sample_weight,
-                                        self._search(state), **pairs) as chunk_pass:
+                                        self._search(state), **extra) as chunk_pass:
                 for index, new, params in self._pass_stats(state, chunk_pass, pass_params):
                     self._step(state, index, new, params)
                     state.position += 1
@@ -313,6 +336,11 @@ class ChunkLoop:
         if new.pair_loss is not None:       # merge moves (batch and memoized passes)
             state.memo_pair_loss[index] = new.pair_loss
             new.pair_loss = None
+        if new.proposal is not None:        # birth or delete (batch and memoized passes)
+            proposed, new.proposal = new.proposal, None
+            state.memo_proposal[index] = proposed
+            state.memo_proposal_entropy[index] = (
+                proposed.log_norm - expected_log_rho_sum(proposed, state.proposal["params"]))
         if state.algorithm == "batch":
             # Parameters stay fixed for the whole pass: its chunks' statistics are added
             # in chunk order (the backend contract's sum).
@@ -351,14 +379,85 @@ class ChunkLoop:
         else:
             model._m_step(state.stats)
 
+    def _entropy(self, state):
+        """H[q(z)] of the pass's q(z): a memoized fit's cached terms; a batch pass's q(z) is
+        the optimum under the pass's parameters (still the model's), whose entropy is the
+        log-normaliser minus the expected log rho."""
+        if state.algorithm == "memoized":
+            return sum(state.memo_entropy[index] for index in sorted(state.memo_entropy))
+        return (state.stats.log_norm
+                - expected_log_rho_sum(state.stats, self.model._kernel_params()))
+
+    def _new_proposal(self, state):
+        """The pass's birth or delete proposal, or None (a memoized fit's first pass, the
+        pass after a round, or nothing to propose)."""
+        if state.algorithm == "memoized" and state.n_pass == 0:
+            return None
+        if state.proposal_wait > 0:
+            state.proposal_wait -= 1
+            return None
+        state.proposal_wait = 1
+        kinds = self.proposing[state.next_move:] + self.proposing[:state.next_move]
+        state.next_move = (state.next_move + 1) % len(self.proposing)
+        for kind in kinds:
+            proposal = self.model._propose(kind, self.source, self.sample_weight,
+                                           self.total_weight, state.rng,
+                                           state.rejected_deletes)
+            if proposal is not None:
+                return proposal
+            if kind not in state.moves_settled:
+                state.moves_settled.append(kind)
+        return None
+
+    def _settle(self, state):
+        """The pass's birth or delete proposal, judged: accepted (its statistics, entropy and
+        a memoized fit's caches replace the fit's) if its exact ELBO is the higher.
+        Returns its record, in a list (empty without a proposal)."""
+        proposal, caches = state.proposal, state.memo_proposal
+        entropies = state.memo_proposal_entropy
+        state.proposal, state.memo_proposal, state.memo_proposal_entropy = None, {}, {}
+        if proposal is None or len(caches) < self.n_chunks:
+            return []
+        indices = sorted(caches) if state.algorithm == "memoized" else state.order
+        proposed = caches[indices[0]]
+        for index in indices[1:]:
+            proposed = proposed + caches[index]
+        proposed_entropy = sum(entropies[index] for index in sorted(entropies))
+        before = self.model._bound(state.stats, self._entropy(state))
+        gain = self.model._bound(proposed, proposed_entropy) - before
+        record = {key: value for key, value in proposal.items() if key != "params"}
+        record.update(gain=float(gain), accepted=bool(gain > 0.0))
+        if record["accepted"]:
+            state.stats = proposed
+            if state.algorithm == "memoized":
+                state.memo, state.memo_entropy = caches, entropies
+                self.model._m_step(state.stats)
+        else:
+            if proposal["move"] == "delete":
+                state.rejected_deletes.append(proposal["components"][0])
+            if proposal["move"] not in state.moves_settled:
+                state.moves_settled.append(proposal["move"])
+        return [record]
+
+    def _moves(self, state):
+        """Every move of the pass's end, in order (the proposal's, then merges unless the
+        proposal was accepted: the pairs' losses were of the old q(z)); their records."""
+        records = self._settle(state) if self.proposing else []
+        if self.merging:
+            if any(record["accepted"] for record in records):
+                state.merge_pairs, state.memo_pair_loss = None, {}
+            else:
+                records += self._merge(state)
+        if any(record["accepted"] for record in records):
+            state.moves_settled, state.rejected_deletes = [], []
+        return records
+
     def _merge(self, state):
         """The merge moves at the end of a pass (none after a memoized fit's first, or
         when the pass did not see every chunk's pair losses); returns their records.
 
-        Batch: the pass's q(z) is the optimum under the pass's parameters (still the
-        model's), so its entropy is the log-normaliser minus the expected log rho; the
-        merges change the pass's statistics, which the M-step then takes.  Memoized: the
-        cached q(z)'s entropy, and every chunk's cache is merged too.
+        Batch: the merges change the pass's statistics, which the M-step then takes.
+        Memoized: every chunk's cache is merged too.
         """
         pairs = state.merge_pairs
         losses = state.memo_pair_loss
@@ -366,11 +465,7 @@ class ChunkLoop:
         if pairs is None or len(losses) < self.n_chunks:
             return []
         memoized = state.algorithm == "memoized"
-        if memoized:
-            entropy = sum(state.memo_entropy.values())
-        else:
-            entropy = (state.stats.log_norm
-                       - expected_log_rho_sum(state.stats, self.model._kernel_params()))
+        entropy = self._entropy(state)
         loss = sum(losses[index] for index in sorted(losses))
         moves, _ = self.model._greedy_merges(state.stats, entropy, pairs, loss)
         accepted = [move for move in moves if move["accepted"]]
@@ -394,8 +489,8 @@ class ChunkLoop:
             # holds the upper triangle of its chunks so far, and is completed here.
             state.stats.mirror_upper()
             bound = (state.stats.log_norm - model._kl()) / state.stats.weight
-            if self.merging:
-                moves = self._merge(state)
+            if self.merging or self.proposing:
+                moves = self._moves(state)
             model._m_step(state.stats)
             state.stats = None
         elif state.algorithm == "stochastic":
@@ -404,7 +499,7 @@ class ChunkLoop:
             state.pass_bound_sum = 0.0
             state.pass_bound_count = 0
         else:
-            moves = self._merge(state) if self.merging else None
+            moves = self._moves(state) if self.merging or self.proposing else None
             # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
             params = model._kernel_params()
             entropy = sum(state.memo_entropy.values())
@@ -422,8 +517,10 @@ class ChunkLoop:
             if state.algorithm == "stochastic":
                 decider = record["validation"]
         # Memoized: the first pass only fills the cache; its bound is not comparable.
-        # A pass that merged components changed the model: not a sign of convergence.
-        comparable = not (state.algorithm == "memoized" and state.n_pass == 0) and not merged
+        # A pass that moved components changed the model: not a sign of convergence.
+        # Births and deletes: not before each kind has had its say on these components.
+        comparable = (not (state.algorithm == "memoized" and state.n_pass == 0) and not merged
+                      and all(kind in state.moves_settled for kind in self.proposing))
         if comparable and abs(decider - state.decider) < self.tol:
             state.converged = True
         state.params = model._get_parameters()

@@ -33,6 +33,9 @@ class SufficientStats:
         Only on a chunk's statistics fresh from a backend asked for it (merge moves):
         ``local.pair_entropy_loss`` of the pass's candidate pairs over the chunk's rows.
         The chunk loop takes it off at once; arithmetic never carries it.
+    proposal : SufficientStats or None
+        Likewise, only from a backend asked for a birth or delete proposal: the same
+        chunk's statistics under the proposal's kernel parameters.
     """
 
     nk: np.ndarray
@@ -42,6 +45,7 @@ class SufficientStats:
     log_norm: float = 0.0
     weight: float = 0.0
     pair_loss: object = None
+    proposal: object = None
 
     @classmethod
     def zeros(cls, ref, full):

@@ -353,8 +353,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """
         sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight)
         resp = self._initial_resp(sample, rng, weights)
-        stats = _init.stats_from_resp(sample, resp, self.n_components, self._full_stats,
-                                      weights)
+        stats = _init.stats_from_resp(sample, resp, self._initial_components(),
+                                      self._full_stats, weights)
         total = source.n_rows if sample_weight is None else float(sample_weight.sum())
         if stats.weight != total:
             stats = stats.scale(total / stats.weight)
@@ -362,7 +362,13 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return stats
 
     def _initial_resp(self, sample, rng, weights=None):
-        return _init.initial_resp(sample, self.n_components, self.init_params, rng, weights)
+        return _init.initial_resp(sample, self._initial_components(), self.init_params, rng,
+                                  weights)
+
+    def _initial_components(self):
+        """How many components a fit starts from (BayesianGaussianMixture's
+        ``n_components_init``, with moves)."""
+        return self.n_components
 
     def _data_stats(self, X, sample_weight):
         """One-component statistics of all rows (weighted mean and scatter), one pass."""

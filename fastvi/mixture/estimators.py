@@ -1,9 +1,10 @@
 """scikit-learn-style Gaussian mixture estimators on the fused kernels."""
 import numpy as np
 
-from . import em as _em, moves as _moves, vb as _vb
+from . import em as _em, init as _init, moves as _moves, vb as _vb
 from .base import BaseMixture
-from ..data.checks import InvalidParameterError, check_sample_weight
+from ..data.checks import InvalidParameterError, check_integer, check_sample_weight
+from ..data.sources import ArraySource
 from .gaussian import (covariances_from_precisions, n_parameters, precision_cholesky,
                         precisions_from_cholesky)
 
@@ -285,13 +286,14 @@ class BayesianGaussianMixture(BaseMixture):
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
                  total_samples=1e6, n_active=None, n_candidates=None, support_file=None,
-                 backend="local", moves=None):
+                 backend="local", moves=None, n_components_init=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
                          n_candidates, support_file, backend)
         self.moves = moves
+        self.n_components_init = n_components_init
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
@@ -303,6 +305,7 @@ class BayesianGaussianMixture(BaseMixture):
     def _check_parameters(self):
         super()._check_parameters()
         self._moves()
+        self._initial_components()
 
     def _moves(self):
         """``moves`` as a tuple of names, checked (InvalidParameterError)."""
@@ -310,13 +313,11 @@ class BayesianGaussianMixture(BaseMixture):
             return ()
         names = (self.moves,) if isinstance(self.moves, str) else tuple(self.moves)
         for name in names:
-            if name in ("birth", "delete"):
-                raise InvalidParameterError(
-                    f"moves: {name!r} is not implemented yet; only 'merge' is (got "
-                    f"moves={self.moves!r})")
-            if name != "merge":
-                raise InvalidParameterError(f"moves must be a sequence of 'merge', got "
-                                            f"{self.moves!r}")
+            if name not in _moves.MOVES:
+                raise InvalidParameterError(f"moves must be a sequence of {_moves.MOVES}, "
+                                            f"got {self.moves!r}")
+        if len(set(names)) != len(names):
+            raise InvalidParameterError(f"moves names a move twice: {self.moves!r}")
         if names and self.algorithm not in ("batch", "memoized"):
             raise InvalidParameterError(f"moves need algorithm='batch' or 'memoized' (the "
                                         f"exact statistics of a whole pass), got algorithm="
@@ -327,6 +328,46 @@ class BayesianGaussianMixture(BaseMixture):
             raise InvalidParameterError(f"moves run on the 'local' and 'dask' backends, got "
                                         f"backend={self.backend!r}")
         return names
+
+    def _initial_components(self):
+        if self.n_components_init is None:
+            return self.n_components
+        check_integer("n_components_init", self.n_components_init, 1)
+        if self.n_components_init > self.n_components:
+            raise InvalidParameterError(
+                f"n_components_init={self.n_components_init} is more than n_components="
+                f"{self.n_components} (the cap that moves may grow the components to)")
+        if not self._moves():
+            raise InvalidParameterError("n_components_init needs moves (a fit without "
+                                        "them keeps n_components components)")
+        return self.n_components_init
+
+    def _bound(self, stats, entropy):
+        return _moves.bound(stats, entropy, self.covariance_type, self._prior)
+
+    def _propose(self, kind, source, sample_weight, total_weight, rng, rejected=()):
+        """A birth or delete proposal (``ChunkLoop``): a dict with ``move``,
+        ``components`` (the targets' positions), for births ``into`` (how many
+        components each target becomes), and ``params`` (KernelParams); or None."""
+        params = self._kernel_params()
+        if kind == "delete":
+            mass = self._posterior.mean_precision - self._prior.mean_precision_prior
+            k = _moves.delete_target(mass, rejected)
+            if k is None:
+                return None
+            return {"move": "delete", "components": [k], "params": _moves.without(params, k)}
+        sample, weights = _init.draw_sample(source, _moves.BIRTH_SAMPLE_ROWS, rng,
+                                            sample_weight)
+        resp = self._backend().per_row(ArraySource(sample, self._chunk_rows()), params,
+                                       resp=True)["resp"]
+        split, born = _moves.split_components(sample, resp, weights, self.n_components,
+                                              self.covariance_type, self._prior, rng)
+        if split is None:
+            return None
+        return {"move": "birth", "components": [b["component"] for b in born],
+                "into": [b["into"] for b in born],
+                "params": _moves.proposal_from_resp(sample, split, weights, total_weight,
+                                                    self.covariance_type, self._prior)}
 
     def _merge_candidates(self):
         return _moves.candidate_pairs(self._kernel_params())

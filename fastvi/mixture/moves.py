@@ -23,7 +23,10 @@ exactly from (statistics, entropy, L_jk): a merge is accepted only when it raise
 The components keep their order, the merged one in j's place: under the stick-breaking
 prior the ELBO depends on the order, and this is the order the next pass sees.
 """
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from ..engine.loop import expected_log_rho_sum
 from . import vb as _vb
@@ -119,3 +122,131 @@ def greedy_merges(stats, entropy, pairs, loss, covariance_type, prior):
                "gain": float(gains[p]), "accepted": False}
               for p in range(len(pairs)) if p not in accepted]
     return moves, current
+
+
+# ----------------------------------------------------------------------------- birth, delete
+#
+# A birth or a delete changes which q(z) the rows have, not just how cached terms combine,
+# so its ELBO is known only after a pass: the move is a *proposal*, kernel parameters with
+# other components, under which the next pass computes every chunk's statistics beside
+# the fit's own (``Backend.open_pass(proposal=...)``).  At the pass's end the proposal's
+# exact ELBO (its statistics, and the entropy of its q(z): log-normaliser minus expected
+# log rho, chunk by chunk) is compared with the fit's; the proposal is accepted only if it
+# is higher, and then its statistics (and a memoized fit's chunk caches) replace the fit's,
+# which keeps the memoized bound exact (Hughes & Sudderth 2013, section 4.1 and 4.3: bnpy
+# evaluates births after a pass in the same way).
+
+MOVES = ("merge", "birth", "delete")
+BIRTH_SAMPLE_ROWS = 50_000      # rows drawn to find and fit the births
+BIRTH_TARGETS = 8               # components a birth round tries to split, at most
+BIRTH_COMPONENTS = 10           # components of each small fit (before its own pruning)
+DELETE_FRACTION = 0.1           # a delete target has < this share of the median mass
+
+
+def without(params, k):
+    """Kernel parameters with component ``k`` removed: the proposal of deleting it.  Under
+    them a row's responsibility for j != k is r_nj / (1 - r_nk): k's rows go to the other
+    components in proportion to how well each explains them (Hughes, Kim & Sudderth 2015,
+    section 5's delete move)."""
+    keep = np.delete(np.arange(params.means.shape[0]), k)
+    return type(params)(params.c[keep].copy(), np.ascontiguousarray(params.means[keep]),
+                        np.ascontiguousarray(params.factor[keep]))
+
+
+def delete_target(nk, exclude=()):
+    """The component to try deleting: the one of least mass ``nk``, if it has less than
+    ``DELETE_FRACTION`` of the median component's and is not in ``exclude`` (positions
+    whose delete was rejected since the components last changed); None otherwise."""
+    if nk.shape[0] < 2:
+        return None
+    threshold = DELETE_FRACTION * np.median(nk)
+    for k in np.argsort(nk, kind="stable"):
+        if nk[k] >= threshold:
+            return None
+        if int(k) not in exclude:
+            return int(k)
+    return None
+
+
+def split_components(sample, resp, weights, cap, covariance_type, prior, rng,
+                     n_targets=BIRTH_TARGETS, n_local=BIRTH_COMPONENTS):
+    """Births: a q(z) on ``sample`` in which some components are split in several.
+
+    Up to ``n_targets`` components (drawn in proportion to their rows in the sample, as
+    bnpy picks birth targets) are each given a small variational fit of ``n_local``
+    components (same covariance type and prior; its own stick-breaking or Dirichlet prior
+    prunes what it does not need) to the rows they own (their most probable component).
+    A target is split only if that fit has at least two components of >= 2 D rows and a
+    higher ELBO per row than one component on the same rows: a model selection on the
+    rows the target explains, so a component that is one Gaussian is left alone.  A split
+    target's responsibility r_nk is shared among its new components by the small fit's
+    responsibilities (for every row of the sample): the first takes k's place, the others
+    are appended, while the total stays within ``cap``.
+
+    Returns
+    -------
+    resp : (n, K') responsibilities, or None when no target splits
+    born : list of dicts ``{"component": k, "into": m}``, one per split target
+    """
+    from .estimators import BayesianGaussianMixture
+    n_rows, n_features = sample.shape
+    n_components = resp.shape[1]
+    labels = np.argmax(resp, axis=1)
+    owned = np.bincount(labels, minlength=n_components).astype(np.float64)
+    min_rows = 2 * n_features
+    eligible = np.flatnonzero(owned >= 4 * min_rows)
+    free = cap - n_components
+    if free < 1 or eligible.size == 0:
+        return None, []
+    chance = owned[eligible] / owned[eligible].sum()
+    targets = rng.choice(eligible, min(n_targets, eligible.size), replace=False, p=chance)
+    settings = dict(covariance_type=covariance_type, reg_covar=0.0,
+                    weight_concentration_prior_type=prior.weight_concentration_prior_type,
+                    weight_concentration_prior=prior.weight_concentration_prior,
+                    mean_precision_prior=prior.mean_precision_prior,
+                    mean_prior=prior.mean_prior,
+                    degrees_of_freedom_prior=prior.degrees_of_freedom_prior,
+                    covariance_prior=prior.covariance_prior)
+    base, extra, born = resp.copy(), [], []
+    for k in (int(t) for t in targets):
+        if free < 1:
+            break
+        rows = sample[labels == k]
+        row_weights = None if weights is None else weights[labels == k]
+        seed = int(rng.integers(1 << 31))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            local = BayesianGaussianMixture(
+                min(n_local, free + 1), max_iter=100, tol=1e-6, random_state=seed,
+                **settings).fit(rows, sample_weight=row_weights)
+            one = BayesianGaussianMixture(1, max_iter=10, **settings).fit(
+                rows, sample_weight=row_weights)
+        mass = local.weights_ * rows.shape[0]
+        live = np.flatnonzero(mass >= min_rows)
+        if live.size < 2 or not local.lower_bound_ > one.lower_bound_:
+            continue
+        live = live[:free + 1]
+        share = local.predict_proba(sample)[:, live]
+        total = share.sum(axis=1, keepdims=True)
+        share = np.where(total > 0, share / np.where(total > 0, total, 1.0), 1.0 / live.size)
+        split = resp[:, k:k + 1] * share
+        base[:, k] = split[:, 0]
+        extra.append(split[:, 1:])
+        born.append({"component": k, "into": int(live.size)})
+        free -= live.size - 1
+    if not born:
+        return None, []
+    return np.hstack([base] + extra), born
+
+
+def proposal_from_resp(sample, resp, weights, total_weight, covariance_type, prior):
+    """Kernel parameters for a proposal: the M-step of the sample's statistics under
+    ``resp``, scaled to the whole data's weight (so the weights' expectations are those
+    of the whole data)."""
+    from .init import stats_from_resp
+    stats = stats_from_resp(sample, resp, resp.shape[1], covariance_type in ("full", "tied"),
+                            weights)
+    if stats.weight > 0:
+        stats = stats.scale(total_weight / stats.weight)
+    posterior = _vb.m_step(stats, covariance_type, prior)
+    return _vb.kernel_params(posterior, covariance_type, prior)
