@@ -94,6 +94,12 @@ MIXTURES = {
     "batch-merge": (fastvi.BayesianGaussianMixture,
                     dict(algorithm="batch", moves=("merge",), n_components=8,
                          weight_concentration_prior=1e-3, covariance_type="diag")),
+    "memoized-birth": (fastvi.BayesianGaussianMixture,
+                       dict(algorithm="memoized", batch_size=1000, moves=("birth", "delete"),
+                            n_components=8, n_components_init=2)),
+    "batch-birth": (fastvi.BayesianGaussianMixture,
+                    dict(algorithm="batch", moves=("birth", "merge"), n_components=8,
+                         n_components_init=2, covariance_type="diag")),
     "truncated": (fastvi.BayesianGaussianMixture,
                   dict(algorithm="memoized", batch_size=1000, n_active=2, n_candidates=3)),
 }
@@ -107,10 +113,12 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
     kwargs = {**dict(n_components=4, random_state=0, chunk_size=1000, max_iter=3, tol=0),
               **extra}
     whole = quiet(cls(**kwargs).fit, X)
-    crash = SaveThrough(9, tmp_path / "fit.ckpt")         # in the second pass
+    # in the second pass (a batch fit's births are proposed in its first and third)
+    at = 4 if kind == "batch-birth" else 9
+    crash = SaveThrough(at, tmp_path / "fit.ckpt")
     with pytest.raises(RuntimeError, match="simulated crash"):
         quiet(cls(**kwargs).fit, X, checkpoint=crash)
-    assert isinstance(crash.loaded, FitState) and crash.meta == {"n": 9}
+    assert isinstance(crash.loaded, FitState) and crash.meta == {"n": at}
     if kind.startswith("memoized"):
         assert len(crash.loaded.memo) == 6
         assert all(type(s) is SufficientStats for s in crash.loaded.memo.values())
@@ -118,6 +126,8 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
         assert type(crash.loaded.supports).__name__ == "MemorySupports"
     if kind.endswith("-merge"):      # crashed mid-pass with the pass's pair losses so far
         assert crash.loaded.merge_pairs is not None and len(crash.loaded.memo_pair_loss) > 0
+    if kind.endswith("-birth"):      # crashed mid-pass with a proposal's statistics so far
+        assert crash.loaded.proposal["move"] == "birth" and len(crash.loaded.memo_proposal) > 0
     resumed = quiet(cls(**kwargs).fit, X, resume=crash.loaded)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
@@ -125,6 +135,9 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
     if kind.endswith("-merge"):      # merges at the ends of passes: 8 -> fewer live
         assert resumed.history_ == whole.history_
         assert whole.means_.shape[0] < 8
+    if kind.endswith("-birth"):      # a birth accepted: 2 -> more live
+        assert resumed.history_ == whole.history_
+        assert whole.means_.shape[0] > 2
 
 
 def test_file_supports_round_trip_and_reopen_their_file(tmp_path):

@@ -92,6 +92,22 @@ def test_fit_with_merge_moves_logs_them(workdir, tmp_path, capsys):
     assert all(move["move"] == "merge" and "gain" in move for move in moves)
 
 
+def test_fit_with_births_grows_the_components_and_logs_them(workdir, tmp_path, capsys):
+    out, log = tmp_path / "born.h5", tmp_path / "fit.jsonl"
+    assert main(["fit", str(workdir / "data.h5"), "--k", "12", "--k-init", "1",
+                 "--model", "bgmm", "--algorithm", "memoized", "--moves", "birth", "merge",
+                 "--chunk-size", "1000", "--max-iter", "20", "-o", str(out),
+                 "--log", str(log)]) == 0
+    text = capsys.readouterr().out
+    live = load_model(out).means_.shape[0]
+    assert live > 1 and f"{live} of the cap 12 components live" in text
+    passes = [json.loads(line) for line in log.read_text().splitlines()]
+    births = [move for record in passes if record.get("event") == "pass"
+              for move in record.get("moves", ()) if move["move"] == "birth"]
+    assert births[0]["accepted"] and births[0]["components"] == [0] and births[0]["gain"] > 0
+    assert "params" not in births[0]
+
+
 def test_moves_need_the_bayesian_model(workdir, tmp_path, capsys):
     err = _error(capsys, ["fit", str(workdir / "data.h5"), "--k", "3", "--moves", "merge",
                           "-o", str(tmp_path / "m.h5")])

@@ -214,6 +214,18 @@ def test_merge_moves_on_the_cluster_are_the_local_ones(algorithm, data, client):
     assert_same_fit(expected, got)
 
 
+@pytest.mark.parametrize("algorithm", ["batch", "memoized"])
+def test_birth_and_delete_moves_on_the_cluster_are_the_local_ones(algorithm, data, client):
+    X, weights = data
+    expected, got = fit_both(BGMM, X, backend(client), weights, algorithm=algorithm,
+                             n_components=8, n_components_init=2, max_iter=4,
+                             moves=("birth", "delete"))
+    births = [move for move in got.history_ if move["move"] == "birth"]
+    assert got.means_.shape[0] > 2 and births and births[0]["accepted"]
+    assert got.history_ == expected.history_
+    assert_same_fit(expected, got)
+
+
 @pytest.mark.parametrize("cls, algorithm, extra", [
     (BGMM, "batch", {}),
     (BGMM, "memoized", {}),

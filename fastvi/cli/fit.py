@@ -119,9 +119,10 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
         f"weights      {used} of {len(weights)} components above 0.001; largest: "
         f"{_format_weights(weights)}",
     ]
-    merges = [move for move in getattr(model, "history_", ()) if move["accepted"]]
     if getattr(model, "moves", None):
-        lines.append(f"moves        {len(merges)} merges accepted: {len(weights)} of the cap "
+        accepted = [move["move"] for move in getattr(model, "history_", ()) if move["accepted"]]
+        counts = ", ".join(f"{accepted.count(kind)} {kind}s" for kind in model.moves)
+        lines.append(f"moves        accepted {counts}: {len(weights)} of the cap "
                      f"{model.n_components} components live")
     return lines
 
@@ -173,6 +174,7 @@ _MODEL_OPTIONS = {
     "n_candidates": ("n_candidates", "--n-candidates"),
     "support_file": ("support_file", "--support-file"),
     "moves": ("moves", "--moves"),
+    "k_init": ("n_components_init", "--k-init"),
 }
 _MODEL_CLASSES = {"gmm": "GaussianMixture", "bgmm": "BayesianGaussianMixture"}
 _META_KEYS = ("class", "params", "data", "n_rows", "n_features")
@@ -196,7 +198,8 @@ def _build_model(args):
     from ..mixture import BayesianGaussianMixture, GaussianMixture
     kwargs = {"random_state": 0, **_given_params(args), **_runtime_params(args)}
     if (args.model or "gmm") == "gmm":
-        for option, dest in (("--weight-prior", "weight_prior"), ("--moves", "moves")):
+        for option, dest in (("--weight-prior", "weight_prior"), ("--moves", "moves"),
+                             ("--k-init", "k_init")):
             if getattr(args, dest, None) is not None:
                 raise ValueError(f"{option} applies only to --model bgmm")
         return GaussianMixture(**kwargs)

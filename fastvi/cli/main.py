@@ -174,9 +174,12 @@ def build_parser():
     g.add_argument("--support-file", metavar="FILE.h5",
                    help="keep the per-row supports of --n-active in this HDF5 file instead "
                         "of memory (N x L int32)")
-    g.add_argument("--moves", choices=("merge",), nargs="+", metavar="MOVE",
-                   help="moves of a memoized bgmm fit (merge): merge components when the "
-                        "exact ELBO rises; --k is then a cap")
+    g.add_argument("--moves", choices=("merge", "birth", "delete"), nargs="+", metavar="MOVE",
+                   help="moves of a batch or memoized bgmm fit (merge, birth, delete): "
+                        "merge, split or remove components when the exact ELBO rises; --k "
+                        "is then a cap")
+    g.add_argument("--k-init", type=_positive_int, metavar="K",
+                   help="components a fit with --moves starts from (--k); births grow them")
     g.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
                    help="rows per read and kernel call (65536)")
     g.add_argument("--threads", type=_threads, help="compute threads (-1: all)")

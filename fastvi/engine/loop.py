@@ -86,9 +86,8 @@ class FitState:
     memo_proposal: dict = field(default_factory=dict)   # chunk -> its stats under the proposal
     memo_proposal_entropy: dict = field(default_factory=dict)   # chunk -> H under the proposal
     proposal_wait: int = 0            # birth/delete: passes before the next round
-    moves_settled: list = field(default_factory=list)   # kinds whose last round, since the
-                                      # components last changed, proposed nothing or lost
-    rejected_deletes: list = field(default_factory=list)  # positions, since the last change
+    moves_settled: list = field(default_factory=list)   # kinds with nothing left to try
+    tried: dict = field(default_factory=dict)   # kind -> positions tried since the last change
     next_move: int = 0                # the kind a round tries first (they take turns)
     n_pass: int = 0                   # completed passes
     step: int = 0                     # chunks processed in all (t of the step size)
@@ -206,13 +205,14 @@ class ChunkLoop:
         (``_merge_candidates``), and at its end the model picks the merges that raise the
         exact ELBO (``_greedy_merges``); the loop applies them to the pass's statistics
         (and a memoized fit's chunk caches, so its bound stays exact).  'birth' and
-        'delete': every other pass, the model may make a proposal (``_propose``: kernel
-        parameters with components split or one removed) under which the pass computes
-        every chunk's statistics too; at its end the proposal replaces the fit's
-        statistics and caches if its exact ELBO is higher (then the pass makes no
-        merges).  The pass's record lists the moves tried under ``"moves"``; a fit with
-        births or deletes converges only on a pass after each kind's last round (since
-        the components last changed) proposed nothing or was rejected.
+        'delete': at the start of a pass (not right after a pass with a proposal), the
+        model may make a proposal (``_propose``: kernel parameters with components split
+        or one removed, from targets it has not tried since the components last
+        changed) under which the pass computes every chunk's statistics too; at its end
+        the proposal replaces the fit's statistics and caches if its exact ELBO is higher
+        (then the pass makes no merges).  The pass's record lists the moves tried under
+        ``"moves"``; a fit with births or deletes converges only once each kind has
+        tried every target on the current components.
     """
 
     def __init__(self, model, source, sample_weight, max_passes, tol, learning_offset=10.0,
@@ -396,17 +396,18 @@ class ChunkLoop:
         if state.proposal_wait > 0:
             state.proposal_wait -= 1
             return None
-        state.proposal_wait = 1
         kinds = self.proposing[state.next_move:] + self.proposing[:state.next_move]
         state.next_move = (state.next_move + 1) % len(self.proposing)
         for kind in kinds:
+            tried = state.tried.setdefault(kind, [])
+            before = len(tried)
             proposal = self.model._propose(kind, self.source, self.sample_weight,
-                                           self.total_weight, state.rng,
-                                           state.rejected_deletes)
+                                           self.total_weight, state.rng, tried)
             if proposal is not None:
+                state.proposal_wait = 1         # a pass with a proposal costs two
                 return proposal
-            if kind not in state.moves_settled:
-                state.moves_settled.append(kind)
+            if len(tried) == before and kind not in state.moves_settled:
+                state.moves_settled.append(kind)      # every target has had its turn
         return None
 
     def _settle(self, state):
@@ -432,11 +433,6 @@ class ChunkLoop:
             if state.algorithm == "memoized":
                 state.memo, state.memo_entropy = caches, entropies
                 self.model._m_step(state.stats)
-        else:
-            if proposal["move"] == "delete":
-                state.rejected_deletes.append(proposal["components"][0])
-            if proposal["move"] not in state.moves_settled:
-                state.moves_settled.append(proposal["move"])
         return [record]
 
     def _moves(self, state):
@@ -449,7 +445,7 @@ class ChunkLoop:
             else:
                 records += self._merge(state)
         if any(record["accepted"] for record in records):
-            state.moves_settled, state.rejected_deletes = [], []
+            state.moves_settled, state.tried = [], {}     # new components: all to try again
         return records
 
     def _merge(self, state):

@@ -156,7 +156,7 @@ def without(params, k):
 def delete_target(nk, exclude=()):
     """The component to try deleting: the one of least mass ``nk``, if it has less than
     ``DELETE_FRACTION`` of the median component's and is not in ``exclude`` (positions
-    whose delete was rejected since the components last changed); None otherwise."""
+    tried since the components last changed); None otherwise."""
     if nk.shape[0] < 2:
         return None
     threshold = DELETE_FRACTION * np.median(nk)
@@ -168,14 +168,15 @@ def delete_target(nk, exclude=()):
     return None
 
 
-def split_components(sample, resp, weights, cap, covariance_type, prior, rng,
+def split_components(sample, resp, weights, cap, covariance_type, prior, rng, tried,
                      n_targets=BIRTH_TARGETS, n_local=BIRTH_COMPONENTS):
     """Births: a q(z) on ``sample`` in which some components are split in several.
 
-    Up to ``n_targets`` components (drawn in proportion to their rows in the sample, as
-    bnpy picks birth targets) are each given a small variational fit of ``n_local``
-    components (same covariance type and prior; its own stick-breaking or Dirichlet prior
-    prunes what it does not need) to the rows they own (their most probable component).
+    The ``n_targets`` components that own the most rows of the sample (the rows for which
+    they are the most probable) among those not in ``tried`` (which they are appended
+    to) are each given a small variational fit of ``n_local`` components (same
+    covariance type and prior; its own stick-breaking or Dirichlet prior prunes what it
+    does not need) to the rows they own.
     A target is split only if that fit has at least two components of >= 2 D rows and a
     higher ELBO per row than one component on the same rows: a model selection on the
     rows the target explains, so a component that is one Gaussian is left alone.  A split
@@ -194,12 +195,13 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng,
     labels = np.argmax(resp, axis=1)
     owned = np.bincount(labels, minlength=n_components).astype(np.float64)
     min_rows = 2 * n_features
-    eligible = np.flatnonzero(owned >= 4 * min_rows)
+    eligible = [k for k in np.argsort(-owned, kind="stable")
+                if owned[k] >= 4 * min_rows and int(k) not in tried]
     free = cap - n_components
-    if free < 1 or eligible.size == 0:
+    if free < 1 or not eligible:
         return None, []
-    chance = owned[eligible] / owned[eligible].sum()
-    targets = rng.choice(eligible, min(n_targets, eligible.size), replace=False, p=chance)
+    targets = [int(k) for k in eligible[:n_targets]]
+    tried.extend(targets)
     settings = dict(covariance_type=covariance_type, reg_covar=0.0,
                     weight_concentration_prior_type=prior.weight_concentration_prior_type,
                     weight_concentration_prior=prior.weight_concentration_prior,
@@ -208,7 +210,7 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng,
                     degrees_of_freedom_prior=prior.degrees_of_freedom_prior,
                     covariance_prior=prior.covariance_prior)
     base, extra, born = resp.copy(), [], []
-    for k in (int(t) for t in targets):
+    for k in targets:
         if free < 1:
             break
         rows = sample[labels == k]
@@ -217,7 +219,8 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             local = BayesianGaussianMixture(
-                min(n_local, free + 1), max_iter=100, tol=1e-6, random_state=seed,
+                min(n_local, free + 1), max_iter=50, tol=1e-4, random_state=seed,
+                moves=("merge",),
                 **settings).fit(rows, sample_weight=row_weights)
             one = BayesianGaussianMixture(1, max_iter=10, **settings).fit(
                 rows, sample_weight=row_weights)

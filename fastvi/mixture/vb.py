@@ -265,7 +265,13 @@ def _kl_gamma(a, b, a0, b0):
 
 
 def _kl_wishart(prec_chol, nu, cov0, nu0):
-    """KL(W(W, nu) || W(W0, nu0)) with E[Lambda] = nu W = U U^T and W0^-1 = cov0.
+    """KL(W(W_k, nu_k) || W(W0, nu0)) of each component (K,), with E[Lambda_k] = nu_k W_k =
+    U_k U_k^T and W0^-1 = cov0; ``prec_chol`` (K, D, D), ``nu`` (K,).
+
+    All components at once, each with the arithmetic of one at a time (every sum runs
+    along a contiguous row, as it did over one component's array; scipy's multigammaln
+    written out the same way): a loop over the components cost 0.3 ms each, most of a
+    birth move's small fits.
 
     The log-determinants come from the triangular factors (log|U U^T| = 2 sum log U_ii),
     not from ``slogdet`` of the product: when N < D or the data are far from unit scale
@@ -273,13 +279,19 @@ def _kl_wishart(prec_chol, nu, cov0, nu0):
     its smallest eigenvalues to rounding (slogdet gave -inf, so KL = inf and an ELBO of
     -inf), while the factor keeps them.
     """
-    n_features = cov0.shape[0]
-    log_det_w = 2.0 * np.log(np.diag(prec_chol)).sum() - n_features * np.log(nu)
+    n_components, n_features = nu.shape[0], cov0.shape[0]
+    diagonal = np.ascontiguousarray(np.diagonal(prec_chol, axis1=1, axis2=2))
+    log_det_w = 2.0 * np.log(diagonal).sum(axis=1) - n_features * np.log(nu)
     log_det_w0 = -2.0 * np.log(np.diag(np.linalg.cholesky(cov0))).sum()
-    trace = np.sum(prec_chol * (cov0 @ prec_chol)) / nu          # tr(W0^-1 W)
-    psi = digamma(0.5 * (nu - np.arange(n_features))).sum()
+    trace = ((prec_chol * (cov0 @ prec_chol)).reshape(n_components, -1).sum(axis=1)
+             / nu)                                                # tr(W0^-1 W)
+    psi = digamma(0.5 * (nu[:, None] - np.arange(n_features))).sum(axis=1)
+    half = 0.5 * nu
+    log_gamma = ((n_features * (n_features - 1) * 0.25) * np.log(np.pi)
+                 + gammaln(np.stack([half - (j - 1.0) / 2 for j in range(1, n_features + 1)],
+                                    axis=1)).sum(axis=1))        # multigammaln(nu / 2, D)
     return (0.5 * (nu - nu0) * psi + multigammaln(0.5 * nu0, n_features)
-            - multigammaln(0.5 * nu, n_features) + 0.5 * nu0 * (log_det_w0 - log_det_w)
+            - log_gamma + 0.5 * nu0 * (log_det_w0 - log_det_w)
             + 0.5 * nu * (trace - n_features))
 
 
@@ -322,9 +334,9 @@ def kl_divergence(posterior, covariance_type, prior):
 
     nu, cov0, nu0 = posterior.degrees_of_freedom, prior.covariance_prior, prior.degrees_of_freedom_prior
     if covariance_type == "full":
-        kl += sum(_kl_wishart(factor[k], nu[k], cov0, nu0) for k in range(n_components))
+        kl += sum(_kl_wishart(factor, nu, cov0, nu0).tolist())    # in component order
     elif covariance_type == "tied":
-        kl += _kl_wishart(factor, nu[0], cov0, nu0)
+        kl += _kl_wishart(factor[None], nu[:1], cov0, nu0)[0]
     else:
         a = _shapes(posterior, covariance_type, n_features)
         scale = n_features if covariance_type == "spherical" else 1
