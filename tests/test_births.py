@@ -94,12 +94,16 @@ def _check_monotone(model):
     assert np.all(np.diff(bounds[1:]) >= -1e-12 * np.abs(bounds[1:-1]))
 
 
-@pytest.mark.parametrize("algorithm, covariance_type", [
-    ("memoized", "full"), ("batch", "diag"), ("memoized", "spherical")])
-def test_births_grow_four_components_to_the_16_clusters(algorithm, covariance_type):
+@pytest.mark.parametrize("algorithm, covariance_type, weight_prior", [
+    ("memoized", "full", "dirichlet_process"), ("batch", "diag", "dirichlet_process"),
+    ("memoized", "spherical", "dirichlet_process"),
+    ("batch", "tied", "dirichlet_distribution")])
+def test_births_grow_four_components_to_the_16_clusters(algorithm, covariance_type,
+                                                        weight_prior):
     X, labels = _clusters()
     kwargs = dict(n_components=32, covariance_type=covariance_type, algorithm=algorithm,
-                  chunk_size=2000, max_iter=40, random_state=0)
+                  weight_concentration_prior_type=weight_prior, chunk_size=2000,
+                  max_iter=40, random_state=0)
     plain = _fit(X, n_components_init=4, moves=("merge",), **kwargs)
     assert plain.means_.shape[0] <= 4           # merges alone cannot add components
     model = _fit(X, n_components_init=4, moves=("birth", "merge"), **kwargs)

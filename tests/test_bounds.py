@@ -126,19 +126,25 @@ def test_stochastic_vb_with_fewer_rows_than_features_has_a_finite_bound(covarian
 
 
 def test_wishart_kl_from_the_factor_equals_the_textbook_form():
+    """Each component's KL at once (``_kl_wishart`` takes all of them) against Bishop's
+    form of one at a time."""
     from scipy.special import digamma, multigammaln
     from fastvi.mixture import vb as _vb
     rng = np.random.default_rng(4)
-    A = rng.standard_normal((3, 3))
-    precision = A @ A.T + 0.5 * np.eye(3)
     cov0 = np.cov(rng.standard_normal((3, 10))) + 0.1 * np.eye(3)
-    nu, nu0 = 7.5, 3.0
-    factor = np.linalg.cholesky(np.linalg.inv(precision))          # L L^T = Sigma
-    factor = np.linalg.inv(factor).T                                  # U U^T = precision
-    W, W0 = precision / nu, np.linalg.inv(cov0)
-    psi = digamma(0.5 * (nu - np.arange(3))).sum()
-    # Bishop (2006) B.79-B.82 for KL(W(W, nu) || W(W0, nu0))
-    expected = (0.5 * (nu - nu0) * psi + multigammaln(0.5 * nu0, 3) - multigammaln(0.5 * nu, 3)
-                + 0.5 * nu0 * (np.linalg.slogdet(W0)[1] - np.linalg.slogdet(W)[1])
-                + 0.5 * nu * (np.trace(cov0 @ W) - 3))
-    assert _vb._kl_wishart(factor, nu, cov0, nu0) == pytest.approx(expected, rel=1e-12)
+    nu0 = 3.0
+    factors, nus, expected = [], [7.5, 3.2, 40.0], []
+    for nu in nus:
+        A = rng.standard_normal((3, 3))
+        precision = A @ A.T + 0.5 * np.eye(3)
+        factor = np.linalg.cholesky(np.linalg.inv(precision))      # L L^T = Sigma
+        factors.append(np.linalg.inv(factor).T)                     # U U^T = precision
+        W, W0 = precision / nu, np.linalg.inv(cov0)
+        psi = digamma(0.5 * (nu - np.arange(3))).sum()
+        # Bishop (2006) B.79-B.82 for KL(W(W, nu) || W(W0, nu0))
+        expected.append(0.5 * (nu - nu0) * psi + multigammaln(0.5 * nu0, 3)
+                        - multigammaln(0.5 * nu, 3)
+                        + 0.5 * nu0 * (np.linalg.slogdet(W0)[1] - np.linalg.slogdet(W)[1])
+                        + 0.5 * nu * (np.trace(cov0 @ W) - 3))
+    got = _vb._kl_wishart(np.array(factors), np.array(nus), cov0, nu0)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -390,7 +390,7 @@ class ChunkLoop:
 
     def _new_proposal(self, state):
         """The pass's birth or delete proposal, or None (a memoized fit's first pass, the
-        pass after a round, or nothing to propose)."""
+        pass after one with a proposal, or nothing to propose)."""
         if state.algorithm == "memoized" and state.n_pass == 0:
             return None
         if state.proposal_wait > 0:

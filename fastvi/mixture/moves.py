@@ -174,10 +174,9 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng, tr
 
     The ``n_targets`` components that own the most rows of the sample (the rows for which
     they are the most probable) among those not in ``tried`` (which they are appended
-    to) are each given a small variational fit of ``n_local`` components (same
-    covariance type and prior; its own stick-breaking or Dirichlet prior prunes what it
-    does not need) to the rows they own.
-    A target is split only if that fit has at least two components of >= 2 D rows and a
+    to) are each given a small variational fit of at most ``n_local`` components (same
+    covariance type and prior, with merge moves; its own weight prior and merges prune
+    what it does not need) to the rows they own.  A target is split only if that fit has at least two components of >= 2 D rows and a
     higher ELBO per row than one component on the same rows: a model selection on the
     rows the target explains, so a component that is one Gaussian is left alone.  A split
     target's responsibility r_nk is shared among its new components by the small fit's
@@ -190,7 +189,7 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng, tr
     born : list of dicts ``{"component": k, "into": m}``, one per split target
     """
     from .estimators import BayesianGaussianMixture
-    n_rows, n_features = sample.shape
+    n_features = sample.shape[1]
     n_components = resp.shape[1]
     labels = np.argmax(resp, axis=1)
     owned = np.bincount(labels, minlength=n_components).astype(np.float64)
@@ -213,14 +212,21 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng, tr
     for k in targets:
         if free < 1:
             break
-        rows = sample[labels == k]
-        row_weights = None if weights is None else weights[labels == k]
+        owner = labels == k
+        if weights is not None:
+            owner &= weights > 0             # rows of zero weight say nothing
+        rows = sample[owner]
+        row_weights = None if weights is None else weights[owner]
+        size = min(n_local, free + 1, rows.shape[0] // min_rows)
         seed = int(rng.integers(1 << 31))
+        if size < 2:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            # merges clean up the small fit's own split clusters: without them a fit of
+            # 10 components to two clusters often kept six, and lost to one component
             local = BayesianGaussianMixture(
-                min(n_local, free + 1), max_iter=50, tol=1e-4, random_state=seed,
-                moves=("merge",),
+                size, max_iter=50, tol=1e-4, random_state=seed, moves=("merge",),
                 **settings).fit(rows, sample_weight=row_weights)
             one = BayesianGaussianMixture(1, max_iter=10, **settings).fit(
                 rows, sample_weight=row_weights)
