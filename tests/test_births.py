@@ -203,3 +203,14 @@ def test_a_proposal_from_responsibilities_is_the_m_step_of_the_sample_scaled(cov
                  else diff * params.factor[None])
     got = params.c[None, :] - 0.5 * (projected ** 2).sum(axis=2)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_a_fit_with_moves_is_the_same_for_any_number_of_threads():
+    X, _ = _clusters()
+    kwargs = dict(n_components=32, n_components_init=4, algorithm="memoized",
+                  chunk_size=2000, max_iter=12, random_state=0,
+                  moves=("birth", "merge", "delete"))
+    one = _fit(X, n_jobs=1, **kwargs)
+    two = _fit(X, n_jobs=2, **kwargs)
+    assert one.history_ == two.history_ and one.lower_bounds_ == two.lower_bounds_
+    np.testing.assert_array_equal(one.means_, two.means_)

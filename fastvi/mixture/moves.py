@@ -1,6 +1,8 @@
-"""Merge moves for variational Bayes mixtures: what a merge does to the statistics and to
-the ELBO, computed without a pass over the data, and which merges a memoized fit makes
-(``BayesianGaussianMixture(moves=("merge",))``; the chunk loop applies them to its caches).
+"""Birth, merge and delete moves for variational Bayes mixtures
+(``BayesianGaussianMixture(moves=...)``; the chunk loop applies them, ``engine.loop``).
+
+Merges, first: what a merge does to the statistics and to the ELBO, computed without a
+pass over the data, and which merges a fit makes.
 
 Hughes & Sudderth (2013), "Memoized online variational inference for Dirichlet process
 mixture models", section 4.2: merging components j < k gives the rows the responsibility
@@ -22,6 +24,8 @@ exactly from (statistics, entropy, L_jk): a merge is accepted only when it raise
 
 The components keep their order, the merged one in j's place: under the stick-breaking
 prior the ELBO depends on the order, and this is the order the next pass sees.
+
+Births and deletes are proposals judged after a pass: see the section below.
 """
 import warnings
 
@@ -30,6 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..engine.loop import expected_log_rho_sum
 from . import vb as _vb
+from .init import stats_from_resp
 
 
 def bound(stats, entropy, covariance_type, prior):
@@ -176,12 +181,13 @@ def split_components(sample, resp, weights, cap, covariance_type, prior, rng, tr
     they are the most probable) among those not in ``tried`` (which they are appended
     to) are each given a small variational fit of at most ``n_local`` components (same
     covariance type and prior, with merge moves; its own weight prior and merges prune
-    what it does not need) to the rows they own.  A target is split only if that fit has at least two components of >= 2 D rows and a
-    higher ELBO per row than one component on the same rows: a model selection on the
-    rows the target explains, so a component that is one Gaussian is left alone.  A split
-    target's responsibility r_nk is shared among its new components by the small fit's
-    responsibilities (for every row of the sample): the first takes k's place, the others
-    are appended, while the total stays within ``cap``.
+    what it does not need) to the rows they own.  A target is split only if that fit has
+    at least two components of >= 2 D rows and a higher ELBO per row than one component
+    on the same rows: a model selection on the rows the target explains, so a component
+    that is one Gaussian is left alone.  A split target's responsibility r_nk is shared
+    among its new components by the small fit's responsibilities (for every row of the
+    sample): the first takes k's place, the others are appended, while the total stays
+    within ``cap``.
 
     Returns
     -------
@@ -252,7 +258,6 @@ def proposal_from_resp(sample, resp, weights, total_weight, covariance_type, pri
     """Kernel parameters for a proposal: the M-step of the sample's statistics under
     ``resp``, scaled to the whole data's weight (so the weights' expectations are those
     of the whole data)."""
-    from .init import stats_from_resp
     stats = stats_from_resp(sample, resp, resp.shape[1], covariance_type in ("full", "tied"),
                             weights)
     if stats.weight > 0:
