@@ -47,7 +47,6 @@ from ..data.sources import (ArraySource, ConcatSource, DaskArraySource, HDF5Sour
                             _check_finite)
 from . import local
 from .backend import Backend, ChunkPass, Search
-from .stats import SufficientStats
 
 
 def _distributed():
@@ -133,11 +132,10 @@ def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbou
     if truncation is None:
         return local.dense_chunk_stats(_Rows(label), start, chunk, weights, params, pairs,
                                        proposal), rows
-    stats = SufficientStats.zeros(params.means, params.full)
     supports = None if rows is None else _ChunkSupports(rows, start)
     search = Search(truncation, supports, neighbours, 0)
-    log_norm = local.accumulate_truncated(chunk, params, weights, stats, search, start, seed)
-    return local.finish_stats(stats, _Rows(label), start, chunk, weights, log_norm), rows
+    return local.truncated_chunk_stats(_Rows(label), start, chunk, weights, params, search,
+                                       seed), rows
 
 
 def chunk_stats_task(chunks, params, truncation, neighbours, label, pairs=None,

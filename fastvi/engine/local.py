@@ -102,11 +102,9 @@ class _LocalPass(ChunkPass):
         if self.search is None:
             return dense_chunk_stats(self.source, start, chunk, weights, params, self.pairs,
                                      self.proposal)
-        stats = SufficientStats.zeros(params.means, params.full)
         seed = (self.search.first_seed + self.position) % (1 << 63)
-        log_norm = accumulate_truncated(chunk, params, weights, stats, self.search, start,
-                                        seed)
-        return finish_stats(stats, self.source, start, chunk, weights, log_norm)
+        return truncated_chunk_stats(self.source, start, chunk, weights, params, self.search,
+                                     seed)
 
     def close(self):
         self._chunks.close()        # stops the reader thread
@@ -175,6 +173,14 @@ def dense_chunk_stats(source, start, chunk, weights, params, pairs=None, proposa
     if proposal is not None:
         stats.proposal = dense_chunk_stats(source, start, chunk, weights, proposal)
     return stats
+
+
+def truncated_chunk_stats(source, start, chunk, weights, params, search, seed):
+    """``dense_chunk_stats`` for a truncated q: the chunk's statistics from zero by the
+    truncated E-step (``accumulate_truncated``, which updates ``search.supports``)."""
+    stats = SufficientStats.zeros(params.means, params.full)
+    log_norm = accumulate_truncated(chunk, params, weights, stats, search, start, seed)
+    return finish_stats(stats, source, start, chunk, weights, log_norm)
 
 
 def finish_stats(stats, source, start, chunk, weights, log_norm):

@@ -419,7 +419,7 @@ class ChunkLoop:
         state.proposal, state.memo_proposal, state.memo_proposal_entropy = None, {}, {}
         if proposal is None or len(caches) < self.n_chunks:
             return []
-        indices = sorted(caches) if state.algorithm == "memoized" else state.order
+        indices = sorted(caches)          # chunk order (a batch pass's own order too)
         proposed = caches[indices[0]]
         for index in indices[1:]:
             proposed = proposed + caches[index]
