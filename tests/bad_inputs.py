@@ -417,6 +417,15 @@ CASES = [
          "predict {good}/gmm.h5 {tmp}/x.h5 -o {tmp}/p.h5 --scheduler tcp://host:8786",
          "{tmp}/x.h5:/X: cannot read rows 0:300 here (FileNotFoundError",
          setup=_copy_of_good("x.h5"), runs_in="tests/test_cli_dask.py"),
+    # ------------------------------------------------------------------ outputs that clash
+    # (issue 26, section 1)
+    # ------------------------------------------------------------------ signals
+    # ------------------------------------------------------------------ strange data files
+    # (issue 26: null dataspace, FIFOs and other non-regular files, overflowing values)
+    # ------------------------------------------------------------------ absurd sizes
+    # (issue 26: sizes whose memory is checked before it is allocated)
+    # ------------------------------------------------------------------ tampered checkpoints
+    # (issue 26: refused as corrupt, naming the file and the field)
     # ------------------------------------------------------------------ usage
     Case("COMMAND", "missing", "", "a command is required"),
     Case("COMMAND", "unknown", "fitt", "argument COMMAND: invalid choice: 'fitt'"),

@@ -6,6 +6,7 @@ The cases are ``tests/bad_inputs.py``'s ``CASES``, the same list that docs/error
 table is made from (``test_errors_doc_is_up_to_date``).  They run in-process through
 ``fastvi.cli.main``.
 """
+import hashlib
 import os
 
 import numpy as np
@@ -30,11 +31,24 @@ def good(tmp_path_factory):
     return d
 
 
+def _file_bytes(folder):
+    """{path: sha256 of its bytes} of the regular files under ``folder``."""
+    digests = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as fh:
+                    digests[path] = hashlib.sha256(fh.read()).hexdigest()
+    return digests
+
+
 @pytest.mark.parametrize("case", HERE, ids=[case.id for case in HERE])
 def test_bad_input_is_one_clear_line(case, good, tmp_path, capsys):
     if case.setup is not None:
         case.setup(str(tmp_path), str(good))
     before = sorted(os.listdir(good))
+    inputs = _file_bytes(good) | _file_bytes(tmp_path)
     capsys.readouterr()
     code = main(expand(case.argv, tmp_path, good).split())
     err = capsys.readouterr().err
@@ -45,6 +59,9 @@ def test_bad_input_is_one_clear_line(case, good, tmp_path, capsys):
     assert [line for line in lines if line.startswith("fastvi: error: ")] == lines[-1:], err
     assert lines[-1].startswith("fastvi: error: " + expand(case.message, tmp_path, good)), err
     assert sorted(os.listdir(good)) == before            # no input touched, nothing left
+    # every file that was there before (the inputs) has the same bytes
+    assert {path: digest for path, digest in (_file_bytes(good) | _file_bytes(tmp_path)).items()
+            if path in inputs} == inputs
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
