@@ -155,6 +155,29 @@ def test_fit_log_on_a_full_disk(inputs, small_fs, tmp_path):
     _assert_clean_failure(proc, "the log", log, NO_SPACE)
 
 
+def test_support_file_on_a_full_disk(inputs, small_fs, tmp_path):
+    # 20000 rows x L=1 int32 supports: 80 KB, more than the 64 KiB file system holds.
+    # The file takes its space before the first pass: one error line, nothing left.
+    support = small_fs / "s.h5"
+    proc = _fastvi(["fit", str(inputs / "data.h5"), "--k", str(K), "--n-active", "1",
+                    "--n-candidates", "2", "--passes", "2", "--support-file", str(support),
+                    "-o", str(tmp_path / "m.h5")], inputs)
+    _assert_clean_failure(proc, "the support file", support, NO_SPACE)
+    assert os.listdir(small_fs) == [] and not (tmp_path / "m.h5").exists()
+
+
+def test_amortized_outputs_on_a_full_disk(inputs, small_fs, tmp_path):
+    _fill(small_fs)
+    for option, what in (("-o", "the model"), ("--checkpoint", "the checkpoint")):
+        path = small_fs / "v.h5"
+        argv = ["amortized", "fit", str(inputs / "data.h5"), "--epochs", "1",
+                "--encoder-hidden", "256", "--decoder-hidden", "256"]
+        argv += (["-o", str(path), "--checkpoint", str(tmp_path / "v.ckpt")]
+                 if option == "-o" else ["-o", str(tmp_path / "v.h5"), "--checkpoint", str(path)])
+        proc = _fastvi(argv, inputs)
+        _assert_clean_failure(proc, what, path, NO_SPACE)
+
+
 def test_outputs_on_a_read_only_file_system_are_refused_before_the_work(inputs, tmp_path):
     where = tmp_path / "ro"
     where.mkdir()

@@ -45,7 +45,10 @@ def cmd_fit(args):
     from ..data.files import open_source
     from ..io.amortized import save_amortized
     from .fit import NamedCheckpointer
+    from .jobs import check_paths, spec_path
     checkpoint_path = args.checkpoint or args.output + ".ckpt"
+    check_paths([("the data", spec_path(args.data))],
+                [("the model", args.output), ("the checkpoint", checkpoint_path)])
     # Before the work: a read-only or missing folder is found now, not after the epochs.
     check_writable(args.output, "the model")
     check_writable(checkpoint_path, "the checkpoint")

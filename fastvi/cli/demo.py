@@ -17,6 +17,7 @@ from ..io.model import save_model
 from .fit import fit_summary
 from .jobs import FitProgress, FitRecorder
 from .jobs import about as _about
+from .jobs import check_replaceable
 from .jobs import fit_model as _fit_model
 
 DEMO_N_SAMPLES = 2_000_000
@@ -25,8 +26,13 @@ DEMO_BATCH_SIZE = 65536
 DEMO_TOL = 1e-3
 
 
+GENERATOR = "fastvi.datasets.write_mixture_h5"     # the root attribute of generated data
+DEMO_MODEL = "fastvi demo"                          # the written_by attribute of its model
+
+
 def cmd_make_data(args):
     from ..data.generate import write_mixture_h5
+    check_replaceable(args.out, "the data file", {GENERATOR}, force=args.force)
     check_writable(args.out, "the data file")
     start = time.perf_counter()
     write_mixture_h5(args.out, args.n_samples, args.n_features, args.n_components,
@@ -46,10 +52,15 @@ def cmd_demo(args):
     from ..data.generate import write_mixture_h5
     from ..mixture import BayesianGaussianMixture
     keep = args.out is not None
+    if keep and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file, not a directory")
     out_dir = args.out if keep else tempfile.mkdtemp(prefix="fastvi-demo-")
-    os.makedirs(out_dir, exist_ok=True)
     data_path = os.path.join(out_dir, "mixture.h5")
     model_path = os.path.join(out_dir, "model.h5")
+    # A folder of the user's: the demo replaces only the files an earlier demo wrote.
+    check_replaceable(data_path, "--out: the data file", {GENERATOR}, force=args.force)
+    check_replaceable(model_path, "--out: the model", {DEMO_MODEL}, force=args.force)
+    os.makedirs(out_dir, exist_ok=True)
     n_features = n_components = 16
 
     start = time.perf_counter()
@@ -80,7 +91,7 @@ def cmd_demo(args):
         truth = f["labels"][()]
     print(f"ARI          {adjusted_rand_score(truth, labels):.4f}  (adjusted Rand index of "
           "the predicted against the true components)")
-    save_model(model_path, model)
+    save_model(model_path, model, attrs={"written_by": DEMO_MODEL})
     print(f"model        saved to {model_path}")
     if not keep:
         # The data are the bulky part of a throw-away directory; the model is small.

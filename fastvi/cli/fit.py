@@ -50,7 +50,7 @@ from .jobs import about as _about
 from .jobs import cluster_backend as _cluster_backend
 from .jobs import fit_model as _fit_model
 from .jobs import is_h5py_error as _is_h5py_error
-from .jobs import same_file as _same_file
+from .jobs import check_paths as _check_paths_of
 from .jobs import spec_path as _spec_path
 
 CHECKPOINT_SUFFIX = ".ckpt"
@@ -238,18 +238,16 @@ def _check_log_writable(path):
         check_writable(path, "the log")
 
 
-def _check_outputs(args, checkpoint_path, sources):
-    """Neither the model nor the checkpoint may replace an input, nor each other."""
-    inputs = [_spec_path(spec) for source in sources if source is not None
-              for spec in (source.spec if isinstance(source.spec, list) else [source.spec])]
-    for other in inputs:
-        if _same_file(args.output, other):
-            raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
-        if checkpoint_path is not None and _same_file(checkpoint_path, other):
-            raise ValueError(f"checkpoint {checkpoint_path!r} would overwrite the input "
-                             f"{other!r}")
-    if checkpoint_path is not None and _same_file(checkpoint_path, args.output):
-        raise ValueError(f"the checkpoint and the model cannot both be {args.output!r}")
+def _check_paths(args, model, data_specs, validation_specs, checkpoint_path):
+    """No output of the fit (the model, the checkpoint, the log, the support file) may
+    replace an input (the data, the held-out data) or another output.  On ``--resume`` the
+    checkpoint is read and rewritten, and the support file goes on: outputs both."""
+    inputs = ([("the data", _spec_path(spec)) for spec in data_specs or ()]
+              + [("the --validation data", _spec_path(spec))
+                 for spec in validation_specs or ()])
+    _check_paths_of(inputs, [("the model", args.output), ("the checkpoint", checkpoint_path),
+                             ("the log", args.log),
+                             ("the support file", getattr(model, "support_file", None))])
 
 
 def _specs(source):
@@ -394,12 +392,10 @@ def cmd_fit(args):
         _note(f"note: no checkpoint with --n-init {model.n_init} (a checkpoint holds one "
               "initialisation): an interrupted fit cannot be resumed")
         use_checkpoint = False
-    if use_checkpoint:
-        # Before the test for a checkpoint left by an interrupted fit: an input is not one.
-        for spec in list(data_specs or []) + list(validation_specs or []):
-            if _same_file(checkpoint_path, _spec_path(spec)):
-                raise ValueError(f"checkpoint {checkpoint_path!r} would overwrite the input "
-                                 f"{_spec_path(spec)!r}")
+    # Before the test for a checkpoint left by an interrupted fit (an input is not one)
+    # and before any data are read.
+    _check_paths(args, model, data_specs, validation_specs,
+                 checkpoint_path if use_checkpoint else None)
     if use_checkpoint and not args.resume and os.path.exists(checkpoint_path):
         raise ValueError(f"the checkpoint {checkpoint_path!r} of an interrupted fit exists: "
                          "add --resume to continue that fit, or remove the file to start "
@@ -417,8 +413,6 @@ def cmd_fit(args):
                 raise ValueError(f"--validation {validation.label} has "
                                  f"{validation.n_features} features, the data "
                                  f"{source.label} {source.n_features}")
-        _check_outputs(args, checkpoint_path if use_checkpoint else None,
-                       [source, validation])
         if args.resume:
             _check_resumed_data(meta, source, checkpoint_path)
         else:

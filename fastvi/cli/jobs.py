@@ -125,11 +125,80 @@ def about(label):
 
 
 def same_file(a, b):
-    """Whether paths ``a`` and ``b`` name one file (or would, once written)."""
+    """Whether paths ``a`` and ``b`` name one file (or would, once written): the same
+    inode when both exist (hard links, symbolic links, ``dir/../x``), else the same path
+    once every symbolic link in it is resolved."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_paths(inputs=(), outputs=()):
+    """Refuse, before any work, an output that would replace an input or another output.
+
+    Every command calls it with all its files, so that one mistyped path (``--log
+    DATA.h5``, ``--support-file ROWS.npy``, ``-o`` the checkpoint) is one error line and
+    never a destroyed file.
+
+    Parameters
+    ----------
+    inputs, outputs : iterable of (str, path or None)
+        How a message names the file (``"the data"``, ``"the log"``) and its path; a path
+        of None (an output not asked for) is skipped.
+
+    Raises
+    ------
+    ValueError
+        Naming both files of the first clash.
+    """
+    inputs = [(what, os.fspath(path)) for what, path in inputs if path is not None]
+    outputs = [(what, os.fspath(path)) for what, path in outputs if path is not None]
+    for i, (what, path) in enumerate(outputs):
+        for input_what, input_path in inputs:
+            if same_file(path, input_path):
+                raise ValueError(f"{what} {path!r} would overwrite {input_what} "
+                                 f"{input_path!r}: give {what} another path")
+        for other_what, other in outputs[:i]:
+            if same_file(path, other):
+                raise ValueError(f"{other_what} {other!r} and {what} {path!r} are one file: "
+                                 "give each its own path")
+
+
+def written_by(path):
+    """What wrote the HDF5 file ``path``: the root attribute ``generator`` of a generated
+    data set (``fastvi.datasets.write_mixture_h5``) or ``written_by`` of a model (``fastvi
+    demo``); None for any other file, or one that is not a readable regular HDF5 file."""
+    import h5py
+    if not os.path.isfile(path):        # a FIFO would block h5py's open
+        return None
+    try:
+        if not h5py.is_hdf5(path):
+            return None
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("generator", f.attrs.get("written_by"))
+    except (OSError, RuntimeError):
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def check_replaceable(path, what, writers, force=False):
+    """Commands that create files (``make-data``, ``demo``) replace an existing ``path``
+    only if one of ``writers`` wrote it (data that the same command can make again), or
+    with ``--force``: never a user's own file without a word.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, what it is not, and ``--force``.
+    """
+    if force or not os.path.lexists(path) or os.path.isdir(path):
+        return              # a directory in the way is check_writable's error
+    if written_by(path) in writers:
+        return
+    raise ValueError(f"{what} {os.fspath(path)!r} exists and was not written by fastvi "
+                     "(it may be your own file): choose another path, remove it, or add "
+                     "--force to replace it")
 
 
 def spec_path(spec):
@@ -206,6 +275,19 @@ def _jsonable(value):
     return value
 
 
+def _open_log(path, append):
+    """The log's file object.  A regular file is created, truncated or appended to; a
+    named pipe or a device (``--log /dev/stderr``) is opened without waiting, so a pipe
+    that no process reads is an error ("No such device or address"), not a hang."""
+    import fcntl
+    if os.path.isfile(path) or not os.path.exists(path):
+        return open(path, "a" if append else "w", encoding="utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)   # then write as usual
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 class JsonLog:
     """``--log FILE.jsonl``: one JSON object per line, flushed as each line is written.
 
@@ -222,7 +304,7 @@ class JsonLog:
         self._failed = False
         if path is not None:
             try:
-                self._file = open(path, "a" if append else "w", encoding="utf-8")
+                self._file = _open_log(path, append)
             except OSError as exc:
                 raise output_error("the log", path, exc) from None
 

@@ -126,6 +126,8 @@ def build_parser():
     p.add_argument("--cov", choices=("full", "tied", "diag", "spherical"), default="full",
                    help="structure of the true covariances (full)")
     p.add_argument("--chunk-rows", type=_positive_int, default=65536)
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT even if it is not a file that fastvi generated")
     p.set_defaults(func=cmd_make_data)
 
     p = sub.add_parser("fit", help="fit a mixture and save it (checkpointed, resumable)",
@@ -239,6 +241,9 @@ def build_parser():
     p.add_argument("--tol", type=_finite_non_negative_float, default=DEMO_TOL)
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", metavar="DIR", help="keep the data and model here")
+    p.add_argument("--force", action="store_true",
+                   help="replace DIR/mixture.h5 and DIR/model.h5 even if an earlier demo "
+                        "did not write them")
     p.set_defaults(func=cmd_demo)
 
     from .amortized import add_parser as add_amortized

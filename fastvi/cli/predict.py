@@ -23,7 +23,7 @@ from .jobs import about as _about
 from .jobs import cluster_backend as _cluster_backend
 from .jobs import cluster_option as _cluster_option
 from .jobs import progress_bar as _progress
-from .jobs import same_file as _same_file
+from .jobs import check_paths as _check_paths
 from .jobs import spec_path as _spec_path
 
 PREDICT_CHUNK_ROWS = 65536
@@ -96,9 +96,8 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
 def cmd_predict(args):
     # The output replaces its path only at the end, after the inputs were read: naming an
     # input as the output would silently destroy it.
-    for other in (args.model, _spec_path(args.data)):
-        if _same_file(args.output, other):
-            raise ValueError(f"output {args.output!r} would overwrite the input {other!r}")
+    _check_paths([("the model", args.model), ("the data", _spec_path(args.data))],
+                 [("the predict output", args.output)])
     check_writable(args.output, "the predict output")      # before the work, not after
     model = load_model(args.model)
     source = _open_data(args, model)

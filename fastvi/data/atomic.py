@@ -132,6 +132,7 @@ def atomic_path(path, mode=None, what="the file"):
     """
     path = os.fspath(path)
     directory = _output_directory(path, what)
+    _check_not_special(path, what)
     remove_stale_temps(path)
     tmp = _make_temp(path, directory)
     try:
@@ -161,6 +162,35 @@ def output_error(what, path, exc):
     error = OutputError(f"cannot write {what} {os.fspath(path)!r}: {reason}")
     error.errno = getattr(exc, "errno", None)
     return error
+
+
+def file_kind(path):
+    """What ``path`` is when it is not a regular file: "a named pipe (FIFO)", "a character
+    device", ...; None for a regular file (or a link to one) and for a path that does
+    not exist.  Opening a FIFO waits for a writer (or a reader) for ever, and renaming a
+    file over a device replaces the device: fastvi neither reads nor writes such paths
+    as files."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, kind in ((stat.S_ISREG, None), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _check_not_special(path, what):
+    """An OutputError if an output path is something other than a regular file."""
+    kind = file_kind(path)
+    if kind is not None:
+        detail = "it is a directory" if kind == "a directory" else (
+            f"it is {kind}, not a regular file")
+        raise OutputError(f"cannot write {what} {os.fspath(path)!r}: {detail}")
 
 
 def _output_directory(path, what):
@@ -195,8 +225,7 @@ def check_writable(path, what):
     """
     path = os.fspath(path)
     directory = _output_directory(path, what)
-    if os.path.isdir(path):
-        raise OutputError(f"cannot write {what} {path!r}: it is a directory")
+    _check_not_special(path, what)
     try:
         os.remove(_make_temp(path, directory))
     except OSError as exc:

@@ -4,10 +4,12 @@ The kernel (``fastvi.kernels.truncated``) does the per-row search, driven by a b
 (``fastvi.engine.local``: the search, the neighbour lists that steer it); this module holds
 the settings (``Truncation``) and the per-row supports that persist between passes.
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.atomic import atomic_h5
 from ..data.checks import _is_integer
 
 SUPPORT_DTYPE = np.int32
@@ -92,14 +94,59 @@ class FileSupports:
     to an uninterrupted one as it is with in-memory supports.
     """
 
-    def __init__(self, path, n_rows, n_active, chunk_rows):
-        import h5py
-        self.path, self.n_rows, self.n_active = str(path), int(n_rows), int(n_active)
-        with h5py.File(self.path, "w") as f:
-            f.create_dataset("supports", shape=(self.n_rows, self.n_active),
-                             dtype=SUPPORT_DTYPE, fillvalue=-1,
-                             chunks=(max(1, min(int(chunk_rows), self.n_rows)), self.n_active))
+    FORMAT = "fastvi-supports"
+
+    def __init__(self, path, n_rows, n_active, chunk_rows=None, inputs=()):
+        self.path, self.n_rows, self.n_active = os.fspath(path), int(n_rows), int(n_active)
+        self._check_path(inputs)
+        self._create()
         self._open()
+
+    def _check_path(self, inputs):
+        """The file is made anew for each fit: never over an input of the fit (the rows
+        it reads), nor over a file that is not an earlier fit's supports file."""
+        for other in inputs:
+            try:
+                clash = os.path.samefile(self.path, other)
+            except OSError:
+                clash = os.path.realpath(self.path) == os.path.realpath(other)
+            if clash:
+                raise ValueError(f"support_file {self.path!r} would overwrite the data "
+                                 f"{os.fspath(other)!r}: give the supports a file of their own")
+        if os.path.lexists(self.path) and not self._is_supports_file(self.path):
+            raise ValueError(f"support_file {self.path!r} exists and is not a fastvi supports "
+                             "file: choose another path, or remove the file")
+
+    @classmethod
+    def _is_supports_file(cls, path):
+        import h5py
+        if not os.path.isfile(path):
+            return False
+        try:
+            with h5py.File(path, "r") as f:
+                data = f.get("supports")
+                return (f.attrs.get("format") == cls.FORMAT
+                        or (isinstance(data, h5py.Dataset) and data.dtype == SUPPORT_DTYPE
+                            and data.ndim == 2 and len(f) == 1))
+        except (OSError, RuntimeError):
+            return False
+
+    def _create(self):
+        """Write the file whole, every row's supports -1, before the fit starts: its space
+        is taken now (a contiguous dataset allocated and filled at creation), so a full
+        disk is one ``OutputError`` here, with nothing left behind, and never a failed
+        write in the middle of a pass (which HDF5 cannot close cleanly).  The rows are
+        then rewritten in place, a chunk at a time, into space the file already has."""
+        import h5py
+        with atomic_h5(self.path, "the support file") as f:
+            f.attrs["format"] = self.FORMAT
+            space = h5py.h5s.create_simple((self.n_rows, self.n_active))
+            plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            plist.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+            plist.set_fill_value(np.array(-1, dtype=SUPPORT_DTYPE))
+            h5py.h5d.create(f.id, b"supports", h5py.h5t.py_create(SUPPORT_DTYPE), space,
+                            dcpl=plist)
 
     def _open(self):
         import h5py

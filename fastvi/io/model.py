@@ -126,7 +126,7 @@ def _check_fitted(estimator):
         raise ValueError(f"cannot save an unfitted {type(estimator).__name__}; call fit first")
 
 
-def save_model(path, estimator):
+def save_model(path, estimator, attrs=None):
     """Write a fitted estimator to an HDF5 model file (schema in the module docstring).
 
     Parameters
@@ -135,6 +135,9 @@ def save_model(path, estimator):
         The model file; replaced atomically if it exists.
     estimator : GaussianMixture or BayesianGaussianMixture
         A fitted estimator.
+    attrs : dict, optional
+        More root attributes: what wrote the file (``fastvi demo`` marks its model so that
+        a later demo may replace it, and no other file).
     """
     from .. import __version__
     name = type(estimator).__name__
@@ -149,6 +152,7 @@ def save_model(path, estimator):
         f.attrs["fastvi_version"] = __version__
         f.attrs["class"] = name
         f.attrs["params"] = json.dumps(params, sort_keys=True)
+        f.attrs.update(attrs or {})
         for key, value in arrays.items():
             f.create_dataset(f"param_arrays/{key}", data=value)
         for key in _COMMON_FITTED:

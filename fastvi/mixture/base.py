@@ -287,12 +287,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
         stats = None if warm else self._initialize(source, sample_weight, rng)
         state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
                                decider=self.lower_bound_ if warm else -np.inf)
-        self._start_search(state, rng, source.n_rows)
+        self._start_search(state, rng, source.n_rows, inputs=_source_files(source))
         if self.algorithm == "stochastic":
             state.stats = self._running_stats(stats, source, sample_weight)
         return state
 
-    def _start_search(self, state, rng, n_rows):
+    def _start_search(self, state, rng, n_rows, inputs=()):
         """Supports and a seed for a truncated fit; nothing for a dense or exhaustive one
         (neither draws from ``rng``, so they keep the dense fit's random stream)."""
         truncation = self._truncation()
@@ -305,7 +305,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             state.supports = MemorySupports(n_rows, truncation.n_active)
         else:
             state.supports = FileSupports(self.support_file, n_rows, truncation.n_active,
-                                          self._chunk_rows())
+                                          inputs=inputs)
 
     def _running_stats(self, stats, source, sample_weight):
         """Where stochastic statistics start: the initialisation's, or one exact E-step
@@ -529,3 +529,16 @@ def _cast_floats(value, dtype):
             field.name: _cast_floats(getattr(value, field.name), dtype)
             for field in dataclasses.fields(value)})
     return value
+
+
+def _source_files(source):
+    """The files a chunk source reads its rows from (HDF5 files, memory-mapped ``.npy``
+    files): the paths a support file must not replace."""
+    parts = getattr(source, "sources", None)
+    if parts is not None:
+        return [path for part in parts for path in _source_files(part)]
+    dataset = getattr(source, "dataset", None)
+    if dataset is not None and hasattr(dataset, "file"):
+        return [dataset.file.filename]
+    filename = getattr(getattr(source, "X", None), "filename", None)     # a numpy.memmap
+    return [filename] if filename else []
