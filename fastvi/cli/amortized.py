@@ -13,7 +13,7 @@ import time
 import h5py
 import numpy as np
 
-from .jobs import EXIT_INTERRUPTED
+from .jobs import stop_status, stop_words
 
 DEMO_EPOCHS = 40
 GAP_BLOCK_ROWS = 1024           # rows per gap_report call of a VAE: the progress step
@@ -56,6 +56,10 @@ def cmd_fit(args):
         raise FileNotFoundError(f"--resume: there is no checkpoint {checkpoint_path!r} (an "
                                 "interrupted run leaves it; leave out --resume to start "
                                 "afresh)")
+    if not args.resume and os.path.lexists(checkpoint_path):
+        # the epochs of an interrupted run: not to be overwritten by a fresh start
+        raise ValueError(f"the checkpoint {checkpoint_path!r} of an interrupted run exists: "
+                         "add --resume to continue it, or remove the file to start afresh")
     source = open_source(args.data, chunk_rows=args.chunk_size)
     common = dict(encoder_hidden=_widths(args.encoder_hidden), activation=args.activation,
                   inference=args.inference, refine_steps=args.refine_steps,
@@ -79,9 +83,13 @@ def cmd_fit(args):
     try:
         model.fit(source, checkpoint=checkpointer, resume=resume)
     except KeyboardInterrupt:
-        print(f"fastvi: interrupted; go on with the same command and --resume "
-              f"(checkpoint {checkpoint_path})", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if os.path.exists(checkpoint_path):
+            kept = (f"the checkpoint {checkpoint_path} holds the epochs done; go on with the "
+                    "same command and --resume")
+        else:
+            kept = "no epoch was finished, so no checkpoint was written"
+        print(f"fastvi: {stop_words()}; {kept}", file=sys.stderr)
+        return stop_status()
     finally:
         source.close()
     elapsed = time.perf_counter() - started

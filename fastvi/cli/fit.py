@@ -31,21 +31,19 @@ imported by the functions that use them.
 """
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..data.atomic import OutputError, check_writable, output_error
 from ..data.files import open_sources, resolve_spec
 from ..io.checkpoint import Checkpointer
 from ..io.model import save_model
-from .jobs import (EXIT_INTERRUPTED, EXIT_TERMINATED, ClusterError, FitProgress, FitRecorder,
-                   JsonLog)
+from .jobs import (EXIT_TERMINATED, ClusterError, FitProgress, FitRecorder, JsonLog,
+                   stop_status, stop_words)
 from .jobs import about as _about
 from .jobs import cluster_backend as _cluster_backend
 from .jobs import fit_model as _fit_model
@@ -129,30 +127,6 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
 
 # ----------------------------------------------------------------------------- fit jobs
 
-@contextmanager
-def _sigterm_as_ctrl_c():
-    """Handle SIGTERM (what batch schedulers send before they kill) like Ctrl-C: the fit
-    stops at the next chunk boundary and writes its checkpoint.  Yields a list that holds
-    SIGTERM once one arrived."""
-    received = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum, frame):
-        received.append(signum)
-        if callable(signal.getsignal(signal.SIGINT)):
-            signal.raise_signal(signal.SIGINT)      # the fit loop's deferred Ctrl-C
-        else:
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # dest of a `fit` option -> (estimator parameter, the option as the user spells it)
 _MODEL_OPTIONS = {
     "k": ("n_components", "--k"),
@@ -215,11 +189,13 @@ def _chunk_rows(model):
 
 class NamedCheckpointer(Checkpointer):
     """A ``Checkpointer`` whose failed writes (a full disk) name the checkpoint: the fit
-    loop calls it while it reads the data, whose name would be blamed otherwise."""
+    loop calls it while it reads the data, whose name would be blamed otherwise.  A
+    signal while it writes is held until the file is complete (``fastvi.interrupts``)."""
 
     def write(self, state):
         try:
-            super().write(state)
+            with interrupts.held():
+                super().write(state)
         except (OSError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and not _is_h5py_error(exc):
                 raise
@@ -468,16 +444,15 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
                "class": type(model).__name__,
                "checkpoint": checkpoint_path, "pass": n_done, "position": position})
     try:
-        with _sigterm_as_ctrl_c() as terminated, _naming_checkpoint(checkpoint_path), \
-                _about(source.label):
+        with _naming_checkpoint(checkpoint_path), _about(source.label):
             try:
                 elapsed = _fit_model(model, source, progress=progress, X_val=validation,
                                      callback=recorder, checkpoint=checkpointer, resume=state)
             except FitInterrupted as exc:
-                return _interrupted(args, exc.state, source, checkpointer, terminated, log)
+                return _interrupted(args, exc.state, source, checkpointer, log)
             except KeyboardInterrupt:
                 # A second Ctrl-C, or one before the first chunk: no state to save now.
-                return _interrupted(args, None, source, checkpointer, terminated, log)
+                return _interrupted(args, None, source, checkpointer, log)
         print("\n".join(fit_summary(model, source.label, source.shape, elapsed,
                                     rows=recorder.rows, chunk_rows=source.chunk_rows)))
         if state is not None:
@@ -503,10 +478,10 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
         log.close()
 
 
-def _interrupted(args, state, source, checkpointer, terminated, log):
+def _interrupted(args, state, source, checkpointer, log):
     """Report a stopped fit on stderr; the exit status."""
-    what = "stopped by SIGTERM" if terminated else "interrupted"
-    status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    what, status = stop_words(), stop_status()
+    terminated = status == EXIT_TERMINATED
     if state is not None:
         where = " after " + _where(*_position(state, source)[:3])
     else:

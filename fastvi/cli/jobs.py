@@ -40,6 +40,18 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
+def stop_status():
+    """The exit status of a command that a signal stopped: 143 for SIGTERM, else 130."""
+    from ..interrupts import stop_signal
+    return EXIT_TERMINATED if stop_signal() == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def stop_words():
+    """How messages say that a signal stopped the command."""
+    from ..interrupts import stop_signal
+    return "stopped by SIGTERM" if stop_signal() == signal.SIGTERM else "interrupted"
+
+
 # ----------------------------------------------------------------------------- arguments
 
 def _number(text, kind, what):

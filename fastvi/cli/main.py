@@ -21,15 +21,16 @@ lists them), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 import argparse
 import functools
 import os
+import signal
 import sys
 import traceback
 
-from .. import __version__
+from .. import __version__, interrupts
 from .demo import (DEMO_BATCH_SIZE, DEMO_N_SAMPLES, DEMO_PASSES, DEMO_TOL, cmd_demo,
                    cmd_make_data)
 from .fit import CHECKPOINT_EVERY_SECONDS, cmd_fit
 from .info import cmd_info
-from .jobs import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
+from .jobs import EXIT_INTERNAL, EXIT_USAGE, stop_status, stop_words
 from .jobs import finite_float as _finite_float
 from .jobs import SCHEDULER_TIMEOUT_SECONDS
 from .jobs import finite_non_negative_float as _finite_non_negative_float
@@ -294,6 +295,7 @@ def main(argv=None):
         0 on success, 1 on an internal error, 2 on bad usage or bad input, 130 when
         interrupted (Ctrl-C), 143 when stopped by SIGTERM.
     """
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
@@ -307,11 +309,27 @@ def main(argv=None):
         return EXIT_USAGE
     args.argv = argv
     debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
+    # SIGINT and SIGTERM alike in every command (fastvi.interrupts): the work stops at a
+    # safe point, the outputs in progress are removed, a second signal during that
+    # cleanup does not cut it short, and the exit status is 130 or 143.
+    try:
+        with interrupts.handling((signal.SIGINT, signal.SIGTERM)):
+            return _run(args, debug)
+    finally:
+        if as_program and interrupts.can_handle():
+            # The command is done and has said so; the process only exits now.  A late
+            # signal would kill the interpreter's shutdown raw and change the status.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+
+
+def _run(args, debug):
+    """Run the command; its exit status (errors and signals reported on one line)."""
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("fastvi: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"fastvi: {stop_words()}; no output was left half-written", file=sys.stderr)
+        return stop_status()
     except Exception as exc:
         if debug:
             traceback.print_exc()

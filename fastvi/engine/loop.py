@@ -22,14 +22,12 @@ The whole state lives in one ``FitState`` that is updated only between chunks, s
 checkpoint written there resumes to the same result as an uninterrupted run.
 """
 import hashlib
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import interrupts
 from ..data.checks import InvalidParameterError
 from .backend import Search, get_backend
 from .stats import SufficientStats
@@ -48,27 +46,6 @@ class FitInterrupted(KeyboardInterrupt):
     def __init__(self, state):
         super().__init__("fit interrupted")
         self.state = state
-
-
-@contextmanager
-def _deferred_interrupt():
-    """Turn the first Ctrl-C into a flag read between chunks, so the state is never caught
-    half-updated; a second Ctrl-C interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    pressed = []
-
-    def handler(signum, frame):
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(pressed)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -262,7 +239,9 @@ class ChunkLoop:
 
     # ------------------------------------------------------------------ the loop
     def run(self, state):
-        with _deferred_interrupt() as interrupted:
+        # Ctrl-C (or a command's SIGTERM) stops the fit between two chunks, where the
+        # state is whole and a checkpoint is written first (fastvi.interrupts)
+        with interrupts.deferred() as interrupted:
             return self._run(state, interrupted)
 
     def _run(self, state, interrupted):
@@ -304,12 +283,14 @@ class ChunkLoop:
                                 "n_chunks": len(state.order),
                                 "seconds": time.perf_counter() - started})
                     if self.checkpoint is not None:
-                        self.checkpoint(state, force=interrupted())
+                        with interrupts.held():
+                            self.checkpoint(state, force=interrupted())
                     if interrupted():
                         raise FitInterrupted(state)
             self._end_pass(state)
             if self.checkpoint is not None:
-                self.checkpoint(state, force=True)
+                with interrupts.held():
+                    self.checkpoint(state, force=True)
         return state
 
     def _pass_stats(self, state, chunk_pass, pass_params):
