@@ -221,9 +221,12 @@ def _check_paths(args, model, data_specs, validation_specs, checkpoint_path):
     inputs = ([("the data", _spec_path(spec)) for spec in data_specs or ()]
               + [("the --validation data", _spec_path(spec))
                  for spec in validation_specs or ()])
+    support_file = getattr(model, "support_file", None)
     _check_paths_of(inputs, [("the model", args.output), ("the checkpoint", checkpoint_path),
-                             ("the log", args.log),
-                             ("the support file", getattr(model, "support_file", None))])
+                             ("the log", args.log), ("the support file", support_file)])
+    if support_file is not None and not args.resume:
+        from ..engine.truncation import check_support_file
+        check_support_file(support_file)        # a fresh fit makes it anew
 
 
 def _specs(source):

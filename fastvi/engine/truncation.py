@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.atomic import atomic_h5
+from ..data.atomic import OutputError, atomic_h5
 from ..data.checks import _is_integer
 
 SUPPORT_DTYPE = np.int32
@@ -83,6 +83,38 @@ class MemorySupports:
         """``rows`` is a view, already updated in place."""
 
 
+SUPPORTS_FORMAT = "fastvi-supports"
+
+
+def check_support_file(path):
+    """A support file replaces only an earlier fit's support file (or nothing).
+
+    Raises
+    ------
+    OutputError
+        ``path`` exists and is something else: a user's file, or the fit's own data.
+    """
+    if os.path.lexists(path) and not _is_supports_file(path):
+        raise OutputError(f"cannot write the support file {os.fspath(path)!r}: it exists "
+                          "and is not a fastvi support file (choose another path, or "
+                          "remove it)")
+
+
+def _is_supports_file(path):
+    import h5py
+    if not os.path.isfile(path):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            data = f.get("supports")
+            return (f.attrs.get("format") == SUPPORTS_FORMAT
+                    # written before the format attribute: the one dataset
+                    or (isinstance(data, h5py.Dataset) and data.dtype == SUPPORT_DTYPE
+                        and data.ndim == 2 and len(f) == 1))
+    except (OSError, RuntimeError):
+        return False
+
+
 class FileSupports:
     """Per-row supports in an HDF5 file, for data larger than memory: dataset ``supports``
     (n_rows, L) int32, -1 where a row has none yet (the fill value, so nothing is written
@@ -93,8 +125,6 @@ class FileSupports:
     valid supports all the same, so the resumed fit is correct, but it is not bit-identical
     to an uninterrupted one as it is with in-memory supports.
     """
-
-    FORMAT = "fastvi-supports"
 
     def __init__(self, path, n_rows, n_active, chunk_rows=None, inputs=()):
         self.path, self.n_rows, self.n_active = os.fspath(path), int(n_rows), int(n_active)
@@ -111,25 +141,9 @@ class FileSupports:
             except OSError:
                 clash = os.path.realpath(self.path) == os.path.realpath(other)
             if clash:
-                raise ValueError(f"support_file {self.path!r} would overwrite the data "
-                                 f"{os.fspath(other)!r}: give the supports a file of their own")
-        if os.path.lexists(self.path) and not self._is_supports_file(self.path):
-            raise ValueError(f"support_file {self.path!r} exists and is not a fastvi supports "
-                             "file: choose another path, or remove the file")
-
-    @classmethod
-    def _is_supports_file(cls, path):
-        import h5py
-        if not os.path.isfile(path):
-            return False
-        try:
-            with h5py.File(path, "r") as f:
-                data = f.get("supports")
-                return (f.attrs.get("format") == cls.FORMAT
-                        or (isinstance(data, h5py.Dataset) and data.dtype == SUPPORT_DTYPE
-                            and data.ndim == 2 and len(f) == 1))
-        except (OSError, RuntimeError):
-            return False
+                raise OutputError(f"cannot write the support file {self.path!r}: it would "
+                                  f"overwrite the data {os.fspath(other)!r}")
+        check_support_file(self.path)
 
     def _create(self):
         """Write the file whole, every row's supports -1, before the fit starts: its space
@@ -139,7 +153,7 @@ class FileSupports:
         then rewritten in place, a chunk at a time, into space the file already has."""
         import h5py
         with atomic_h5(self.path, "the support file") as f:
-            f.attrs["format"] = self.FORMAT
+            f.attrs["format"] = SUPPORTS_FORMAT
             space = h5py.h5s.create_simple((self.n_rows, self.n_active))
             plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
