@@ -209,7 +209,7 @@ COMMANDS = {
     "predict": (["predict", "{w}/gmm.h5", "{w}/data.h5", "-o", "p.h5", "--proba",
                  "--chunk-size", str(CHUNK)], "temp", signal.SIGTERM),
     "make-data": (["make-data", "d.h5", "--n-samples", "200000", "--chunk-rows", "5000"],
-                  "temp", signal.SIGTERM),
+                  "temp", signal.SIGHUP),
     "amortized fit": (["amortized", "fit", "{w}/data.h5", "-o", "v.h5", "--epochs", "50",
                        "--chunk-size", str(CHUNK)], "v.h5.ckpt", signal.SIGTERM),
     "score": (["score", "{w}/gmm.h5", "{w}/data.h5", "--chunk-size", str(CHUNK)],
@@ -231,9 +231,9 @@ def test_a_signal_stops_every_command_cleanly(workdir, tmp_path, command):
     time.sleep(0.05)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)                 # during the cleanup: noted only
-    terminated = first == signal.SIGTERM
-    message = _assert_stopped(proc, 143 if terminated else 130,
-                              "stopped by SIGTERM" if terminated else "interrupted")
+    words = ("interrupted" if first == signal.SIGINT
+             else f"stopped by {signal.Signals(first).name}")
+    message = _assert_stopped(proc, 128 + first, words)
     assert not _temporaries(tmp_path)
     assert _digests(workdir) == inputs                  # the inputs are untouched
     if command == "amortized fit":
@@ -272,3 +272,13 @@ def test_a_second_sigint_while_the_checkpoint_is_written_lets_it_finish(workdir,
                                   reference.precisions_cholesky_)
     with h5py.File(tmp_path / "m.h5", "r") as f:
         assert f.attrs["format"] == "fastvi-model"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(workdir):
+    # `fastvi info DATA | head`, where head is gone before fastvi writes (`true` reads
+    # nothing): exit 141 (as if killed by SIGPIPE), no message
+    proc = subprocess.run(f"{sys.executable} -m fastvi.cli info {workdir / 'data.h5'} "
+                          "| true; exit ${PIPESTATUS[0]}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""

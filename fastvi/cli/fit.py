@@ -42,7 +42,7 @@ from ..data.atomic import OutputError, check_writable, output_error
 from ..data.files import open_sources, resolve_spec
 from ..io.checkpoint import Checkpointer
 from ..io.model import save_model
-from .jobs import (EXIT_TERMINATED, ClusterError, FitProgress, FitRecorder, JsonLog,
+from .jobs import (ClusterError, FitProgress, FitRecorder, JsonLog,
                    stop_status, stop_words)
 from .jobs import about as _about
 from .jobs import cluster_backend as _cluster_backend
@@ -481,15 +481,19 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
         log.close()
 
 
+def _signal_name(status):
+    import signal
+    return signal.Signals(status - 128).name
+
+
 def _interrupted(args, state, source, checkpointer, log):
     """Report a stopped fit on stderr; the exit status."""
     what, status = stop_words(), stop_status()
-    terminated = status == EXIT_TERMINATED
     if state is not None:
         where = " after " + _where(*_position(state, source)[:3])
     else:
         where = ""
-    record = {"event": "interrupted", "signal": "SIGTERM" if terminated else "SIGINT"}
+    record = {"event": "interrupted", "signal": _signal_name(status)}
     if state is not None and checkpointer is not None:
         message = (f"{what}{where}; checkpoint written to {checkpointer.path}; "
                    f"continue with: {_resume_command(args)}")

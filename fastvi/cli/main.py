@@ -30,7 +30,7 @@ from .demo import (DEMO_BATCH_SIZE, DEMO_N_SAMPLES, DEMO_PASSES, DEMO_TOL, cmd_d
                    cmd_make_data)
 from .fit import CHECKPOINT_EVERY_SECONDS, cmd_fit
 from .info import cmd_info
-from .jobs import EXIT_INTERNAL, EXIT_USAGE, stop_status, stop_words
+from .jobs import EXIT_INTERNAL, EXIT_USAGE, STOP_SIGNALS, stop_status, stop_words
 from .jobs import finite_float as _finite_float
 from .jobs import SCHEDULER_TIMEOUT_SECONDS
 from .jobs import finite_non_negative_float as _finite_non_negative_float
@@ -272,6 +272,28 @@ def _check_fit_args(parser, args):
                      "(unless --resume)")
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+def _broken_pipe(exc):
+    """Whether ``exc`` is (or was raised from) a write to a pipe whose reader has gone."""
+    while exc is not None:
+        if isinstance(exc, BrokenPipeError):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _silence_stdout():
+    """stdout to /dev/null: the interpreter's last flush must not fail on the pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def _one_line(text):
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
@@ -313,13 +335,13 @@ def main(argv=None):
     # safe point, the outputs in progress are removed, a second signal during that
     # cleanup does not cut it short, and the exit status is 130 or 143.
     try:
-        with interrupts.handling((signal.SIGINT, signal.SIGTERM)):
+        with interrupts.handling(STOP_SIGNALS):
             return _run(args, debug)
     finally:
         if as_program and interrupts.can_handle():
             # The command is done and has said so; the process only exits now.  A late
             # signal would kill the interpreter's shutdown raw and change the status.
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
 
 
@@ -330,7 +352,26 @@ def _run(args, debug):
     except KeyboardInterrupt:
         print(f"fastvi: {stop_words()}; no output was left half-written", file=sys.stderr)
         return stop_status()
+    except MemoryError as exc:
+        # The last line of defence: the sizes are checked against this machine's memory
+        # before the work (fastvi.data.checks.check_memory), but what other programs hold
+        # is not known then.  Not a bug: the job is too large for the memory free now.
+        if debug:
+            traceback.print_exc()
+        options = {"predict": "--chunk-size", "score": "--chunk-size",
+                   "make-data": "--n-features, --n-components or --chunk-rows",
+                   "amortized": "--batch-size, --chunk-size, --latent or the hidden widths"
+                   }.get(args.command, "--chunk-size, --batch-size or --k")
+        detail = f" ({_one_line(exc)})" if str(exc) else ""
+        print(f"fastvi: error: out of memory{detail}: lower the sizes of the job ({options}) "
+              "or free memory", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:
+        if _broken_pipe(exc):
+            # `fastvi ... | head`: the reader has gone, so stop without a word, as a
+            # process killed by SIGPIPE would (Python ignores SIGPIPE and raises this)
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
         if debug:
             traceback.print_exc()
         if isinstance(exc, (ValueError, OSError, KeyError)) or (
