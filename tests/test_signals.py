@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM, the same way in every command (``fastvi.interrupts``): the work
+"""SIGINT and SIGTERM, the same way in every command (``fastvi.data.interrupts``): the work
 stops at a safe point, the outputs in progress are removed, a second signal during that
 cleanup does not cut it short, one line says what was kept, and the exit status is 130
 (SIGINT) or 143 (SIGTERM), never a raw signal death (-2, -15).
@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fastvi import interrupts
+from fastvi.data import interrupts
 from fastvi.cli import main
 from fastvi.datasets import write_mixture_h5
 from fastvi.io.checkpoint import load_checkpoint

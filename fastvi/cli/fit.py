@@ -37,10 +37,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .. import __version__, interrupts
+from .. import __version__
+from ..data import interrupts
 from ..data.atomic import OutputError, check_writable, output_error
 from ..data.files import open_sources, resolve_spec
-from ..io.checkpoint import Checkpointer
+from ..io.checkpoint import Checkpointer, validate_state
 from ..io.model import save_model
 from .jobs import (ClusterError, FitProgress, FitRecorder, JsonLog,
                    stop_status, stop_words)
@@ -190,7 +191,7 @@ def _chunk_rows(model):
 class NamedCheckpointer(Checkpointer):
     """A ``Checkpointer`` whose failed writes (a full disk) name the checkpoint: the fit
     loop calls it while it reads the data, whose name would be blamed otherwise.  A
-    signal while it writes is held until the file is complete (``fastvi.interrupts``)."""
+    signal while it writes is held until the file is complete (``fastvi.data.interrupts``)."""
 
     def write(self, state):
         try:
@@ -394,11 +395,15 @@ def cmd_fit(args):
                                  f"{source.label} {source.n_features}")
         if args.resume:
             _check_resumed_data(meta, source, checkpoint_path)
+            # before anything reads the state (the position below, the fit): a tampered
+            # checkpoint is refused naming the file and the field
+            validate_state(state, model, source, checkpoint_path)
         else:
             meta = _checkpoint_meta(model, source, validation, args)
+        # (a --batch-size beyond the rows is clamped to them: no note)
         if (model.algorithm != "batch" and model.batch_size is not None
-                and source.chunk_rows != model.batch_size):
-            _note(f"note: minibatches of up to {source.chunk_rows} rows, not --batch-size "
+                and source.max_chunk_rows > model.batch_size):
+            _note(f"note: minibatches of up to {source.max_chunk_rows} rows, not --batch-size "
                   f"{model.batch_size}: reads are aligned to the HDF5 chunking of "
                   f"{source.label} (write it with smaller chunks for smaller minibatches)")
         # The cluster last, once every cheap check passed; the meta above records no backend.
@@ -457,7 +462,7 @@ def _run_fit(args, model, source, validation, meta, state, checkpoint_path, star
                 # A second Ctrl-C, or one before the first chunk: no state to save now.
                 return _interrupted(args, None, source, checkpointer, log)
         print("\n".join(fit_summary(model, source.label, source.shape, elapsed,
-                                    rows=recorder.rows, chunk_rows=source.chunk_rows)))
+                                    rows=recorder.rows, chunk_rows=source.max_chunk_rows)))
         if state is not None:
             print(f"resumed      from {checkpoint_path} (after "
                   f"{_where(n_done, position, n_chunks)})")

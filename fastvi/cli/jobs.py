@@ -40,7 +40,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-# the signals every command stops on (fastvi.interrupts): Ctrl-C, a batch scheduler's
+# the signals every command stops on (fastvi.data.interrupts): Ctrl-C, a batch scheduler's
 # SIGTERM, and SIGHUP when the terminal of an interactive job closes
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -49,13 +49,13 @@ def stop_status():
     """The exit status of a command that a signal stopped: 128 + the signal's number (130
     for SIGINT, also when none is known; 143 for SIGTERM, 129 for SIGHUP), as a shell
     reports a process that the signal killed."""
-    from ..interrupts import stop_signal
+    from ..data.interrupts import stop_signal
     return 128 + int(stop_signal() or signal.SIGINT)
 
 
 def stop_words():
     """How messages say that a signal stopped the command."""
-    from ..interrupts import stop_signal
+    from ..data.interrupts import stop_signal
     signum = stop_signal()
     if signum is None or signum == signal.SIGINT:
         return "interrupted"

@@ -25,7 +25,8 @@ import signal
 import sys
 import traceback
 
-from .. import __version__, interrupts
+from .. import __version__
+from ..data import interrupts
 from .demo import (DEMO_BATCH_SIZE, DEMO_N_SAMPLES, DEMO_PASSES, DEMO_TOL, cmd_demo,
                    cmd_make_data)
 from .fit import CHECKPOINT_EVERY_SECONDS, cmd_fit
@@ -331,7 +332,7 @@ def main(argv=None):
         return EXIT_USAGE
     args.argv = argv
     debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
-    # SIGINT and SIGTERM alike in every command (fastvi.interrupts): the work stops at a
+    # SIGINT and SIGTERM alike in every command (fastvi.data.interrupts): the work stops at a
     # safe point, the outputs in progress are removed, a second signal during that
     # cleanup does not cut it short, and the exit status is 130 or 143.
     try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import interrupts
+from ..data import interrupts
 from ..data.checks import InvalidParameterError
 from .backend import Search, get_backend
 from .stats import SufficientStats
@@ -117,7 +117,9 @@ def check_resumable(state, described, algorithm):
         raise ResumeMismatch(f"the checkpoint was written by algorithm="
                              f"{state.algorithm!r}, not {algorithm!r}")
     stored = state.data
-    if stored is None:
+    if stored is None or not _well_formed(stored):
+        # None (a state made by hand) is taken on trust; a garbled description is
+        # fastvi.io.checkpoint.validate_state's to refuse, naming the file and the key
         return
     if stored["n_components"] != described["n_components"]:
         raise ResumeMismatch(f"the checkpoint is of a fit with n_components="
@@ -137,6 +139,14 @@ def check_resumable(state, described, algorithm):
         raise ResumeMismatch("the data (or sample_weight) changed since the checkpoint was "
                              "written: their first and last chunks do not hash as they did; "
                              "resume with the same data, or start the fit afresh")
+
+
+def _well_formed(described):
+    """Whether ``described`` has the form of ``describe_data``'s dict."""
+    counts = ("n_rows", "n_features", "n_chunks", "chunk_rows", "n_components")
+    return (type(described) is dict
+            and all(type(described.get(key)) is int for key in counts)
+            and type(described.get("fingerprint")) in (str, type(None)))
 
 
 def expected_log_rho_sum(stats, params):
@@ -240,7 +250,7 @@ class ChunkLoop:
     # ------------------------------------------------------------------ the loop
     def run(self, state):
         # Ctrl-C (or a command's SIGTERM) stops the fit between two chunks, where the
-        # state is whole and a checkpoint is written first (fastvi.interrupts)
+        # state is whole and a checkpoint is written first (fastvi.data.interrupts)
         with interrupts.deferred() as interrupted:
             return self._run(state, interrupted)
 
