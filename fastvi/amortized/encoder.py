@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .nn import MLP, Adam
 from ..data.checks import check_random_state, validate_rows
-from .training import check_dtype, logsumexp, minibatches, report
+from .training import check_dtype, check_networks, logsumexp, minibatches, report
 
 
 class MixtureEncoder(DensityMixin, BaseEstimator):
@@ -130,6 +130,7 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
                 self.mixture_.random_state = int(rng.integers(2 ** 31))
             self.mixture_.fit(X)        # the user's X, which the mixture checks its own way
         n_components = self.mixture_.means_.shape[0]
+        self._check_network(source, n_components)
         self.network_ = MLP((source.n_features, *self.hidden, n_components), self.activation,
                             rng, np.dtype(self.dtype))
         optimiser = Adam(self.network_.params, self.learning_rate)
@@ -146,6 +147,18 @@ class MixtureEncoder(DensityMixin, BaseEstimator):
             if self.verbose:
                 print(f"epoch {len(self.elbo_history_)}: ELBO {total / rows:.4f} per row")
         return self
+
+    def _check_network(self, source, n_components):
+        """Refuse a network whose training cannot fit in memory (``check_networks``),
+        naming the larger of its widest layer and ``batch_size`` (clamped to a chunk's
+        rows)."""
+        hidden = tuple(int(w) for w in self.hidden)
+        batch = min(self.batch_size, source.max_chunk_rows)
+        sizes = [(batch, f"batch_size {self.batch_size}")]
+        if hidden:
+            sizes.append((max(hidden), f"hidden {hidden}"))
+        check_networks({"network": (source.n_features, *hidden, n_components)}, sizes,
+                       self.dtype)
 
     def _elbo_and_grad(self, X):
         logits = self.network_.forward(X).astype(np.float64)

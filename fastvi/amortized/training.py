@@ -5,6 +5,8 @@ import contextlib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..data.memory import check_memory
+
 
 def check_dtype(dtype):
     try:
@@ -34,6 +36,45 @@ def minibatches(source, rng, batch_size):
                                     max(1, chunk.shape[0] // batch_size)):
             batch.sort()
             yield chunk[batch], start + batch
+
+
+def network_bytes(sizes, batch_rows, dtype):
+    """Bytes of an ``MLP`` of widths ``sizes`` in training, as (weights, activations).
+
+    Weights: every layer's weights and biases with their gradients and Adam's two moments
+    (4 copies).  Activations of a minibatch of ``batch_rows``: each layer's input,
+    pre-activation and output, and the backward pass's two gradients (5 arrays of
+    ``batch_rows`` x width a layer).
+    """
+    itemsize = np.dtype(dtype).itemsize
+    params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    activations = batch_rows * (sizes[0] + 5 * sum(sizes[1:]))
+    return 4 * params * itemsize, activations * itemsize
+
+
+def check_networks(networks, sizes, dtype):
+    """Refuse (SizeError) networks whose training cannot fit in memory, before they are
+    built, naming the largest of the sizes that set it.
+
+    Parameters
+    ----------
+    networks : dict of str to tuple of int
+        Each network's name (``"encoder"``) and widths, input first.
+    sizes : list of (int, str)
+        The sizes a user sets (the hidden and latent widths, the minibatch's rows), each
+        with the parameter that sets it (``"n_latent (--latent) 2"``).  The first one is
+        the minibatch's rows (``batch_size`` clamped to a chunk's rows); the largest one
+        is named: lowering it lowers the need the most.
+    dtype : dtype of the networks
+    """
+    batch = sizes[0][0]
+    n_bytes = sum(sum(network_bytes(widths, batch, dtype)) for widths in networks.values())
+    what = max(sizes, key=lambda size: size[0])[1]
+    shapes = " and ".join(" -> ".join(map(str, widths)) for widths in networks.values())
+    check_memory(n_bytes, what,
+                 f"training the {' and the '.join(networks)} ({shapes}, "
+                 f"{np.dtype(dtype).name}: the weights with their gradients and Adam "
+                 f"moments, and the activations of a minibatch of {batch} rows)")
 
 
 def blas_threads(n_jobs):

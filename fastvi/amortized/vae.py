@@ -28,9 +28,10 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from .nn import MLP, Adam, RowNoise
-from .training import (blas_threads, check_dtype, check_unit_interval, minibatches,
-                       report)
+from .training import (blas_threads, check_dtype, check_networks, check_unit_interval,
+                       minibatches, report)
 from ..data.checks import check_random_state, validate_rows
+from ..data.memory import array_bytes, check_memory, shape_text
 from ..kernels import dense
 
 INFERENCE = ("amortized", "per_example", "semi_amortized")
@@ -185,12 +186,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         self._check_parameters()
         source = self._source(X, reset=True)
+        self._check_sizes(source)
         if resume is None:
             rng = check_random_state(self.random_state)
             self._build(source.n_features, source.n_rows, rng)
             self.elbo_history_ = []
             first_epoch = 0
         else:
+            # a tampered or garbled state is refused first, naming its file: the kernels
+            # do not check bounds
+            from ..io.checkpoint import validate_state
+            validate_state(resume, self, source)
             if resume.model.n_features_in_ != source.n_features:
                 raise ValueError(f"the checkpoint was trained on {resume.model.n_features_in_}"
                                  f" features, {source.label} has {source.n_features}")
@@ -228,6 +234,34 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         it back; the schema is in ``fastvi.io.amortized``)."""
         from ..io.model import save
         save(self, path)
+
+    def _check_sizes(self, source):
+        """Refuse sizes whose training arrays cannot fit in memory, before ``_build``
+        allocates them: the chunks (``chunk_size``), the networks (naming the largest of
+        the widths and the minibatch's rows) and per-example psi (``n_latent``).  A
+        minibatch is at most a chunk's rows: ``batch_size`` beyond them is clamped, not
+        refused."""
+        d, n_features = self.n_latent, source.n_features
+        chunk = shape_text((source.max_chunk_rows, n_features), source.dtype)
+        check_memory(source.buffer_bytes(), f"chunk_size (--chunk-size) {self.chunk_size}",
+                     f"the chunks in memory at once (up to 3 of {chunk})")
+        encoder, decoder = (tuple(int(w) for w in widths)
+                            for widths in (self.encoder_hidden, self.decoder_hidden))
+        networks = {"decoder": (d, *decoder, n_features)}
+        if self.inference != "per_example":
+            networks = {"encoder": (n_features, *encoder, 2 * d), **networks}
+        batch = min(self.batch_size, source.max_chunk_rows)
+        sizes = [(batch, f"batch_size (--batch-size) {self.batch_size}"),
+                 (d, f"n_latent (--latent) {d}")] + [
+            (max(hidden), f"{name} (--{name.replace('_', '-')}) {','.join(map(str, hidden))}")
+            for name, hidden in (("encoder_hidden", encoder), ("decoder_hidden", decoder))
+            if hidden]
+        check_networks(networks, sizes, self.dtype)
+        if self.inference == "per_example":
+            psi = (source.n_rows, 2 * d)
+            check_memory(3 * array_bytes(psi, self.dtype),
+                         f"n_latent (--latent) {d} with per-example inference",
+                         f"the rows' psi and its Adam moments (3 x {shape_text(psi, self.dtype)})")
 
     def _build(self, n_features, n_rows, rng):
         dtype = np.dtype(self.dtype)
@@ -449,7 +483,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         log_prior = -0.5 * np.sum(z64 ** 2, axis=1)       # the 2 pi terms cancel
         return -nll + log_prior - log_q
 
+    @staticmethod
+    def _check_draws(n_rows, n_samples, name="n_samples"):
+        """Refuse an importance-draw count whose log-weights (every draw's, for a block of
+        rows, held and then stacked) cannot fit in memory, before the block's work."""
+        shape = (n_samples, n_rows)
+        check_memory(2 * array_bytes(shape), f"{name} {n_samples}",
+                     f"the importance log-weights of a block of rows "
+                     f"(2 x {shape_text(shape)})")
+
     def _iw_bound(self, X, psi, noise, n_samples):
+        self._check_draws(X.shape[0], n_samples)
         weights = np.stack([self._log_weights(X, psi, noise(X.shape[0]))
                             for _ in range(n_samples)])
         top = weights.max(axis=0)
@@ -504,6 +548,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         fresh = self._draws(rng)
 
         def rows_report(rows):
+            # before psi* is optimised (optimise_steps per row)
+            self._check_draws(rows.shape[0], n_importance, "n_importance (--importance)")
             psi = self._psi(rows, fresh)
             best_psi = self._refine(rows, psi.copy(), fresh, optimise_steps, draws=4,
                                     decay=0.6)

@@ -40,6 +40,20 @@ def _as_chunk_source(X, chunk_rows):
     return as_source(X, chunk_rows=chunk_rows)
 
 
+def _check_chunk_memory(source, n_components, chunk_rows, float32_resp=False, **outputs):
+    """Refuse a ``chunk_rows`` whose chunks and their per-row outputs cannot fit in memory.
+
+    A size beyond the data is no error: a chunk holds at most the data's rows
+    (``max_chunk_rows``), so ``--chunk-size 10**12`` reads them in one chunk.
+    ``float32_resp``: the responsibilities are also converted to float32 for the file.
+    """
+    from ..mixture.sizes import check_outputs
+    rows = source.max_chunk_rows
+    extra = source.buffer_bytes() + (rows * n_components * 4 if float32_resp else 0)
+    check_outputs(rows, n_components, f"chunk_rows (--chunk-size) {chunk_rows}", extra,
+                  **outputs)
+
+
 def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None,
                   top=None, whole=False):
     """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``;
@@ -60,6 +74,9 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
     source = _as_chunk_source(X, chunk_rows)
     n_rows, n_components = source.n_rows, model.means_.shape[0]
     chunk = min(source.chunk_rows, n_rows)
+    if not whole:       # (the model checks the outputs of all rows itself)
+        _check_chunk_memory(source, n_components, chunk_rows, float32_resp=proba, labels=1,
+                            resp=proba, top=min(int(top or 0), n_components))
     with atomic_h5(output, "the predict output") as out:
         out.attrs.update(attrs or {})
         labels = out.create_dataset("labels", (n_rows,), dtype=np.int32, chunks=(chunk,))
@@ -148,6 +165,8 @@ def score_chunks(model, X, chunk_rows=PREDICT_CHUNK_ROWS, whole=False):
     """
     source = _as_chunk_source(X, chunk_rows)
     total = 0.0
+    if not whole:
+        _check_chunk_memory(source, model.means_.shape[0], chunk_rows, log_norm=True)
     if whole:
         # the per-row values of the whole source in one pass of the backend, summed by
         # chunk as below: the same bits

@@ -15,10 +15,12 @@ import os
 import numpy as np
 
 from .atomic import atomic_h5
+from .memory import SizeError, array_bytes, check_memory, format_bytes, shape_text
 
 __all__ = ["make_mixture", "mixture_parameters", "write_mixture_h5"]
 
 BLOCK_ROWS = 65536
+_LARGEST_FILE = 2 ** 63         # bytes: the offsets of NumPy, h5py and the OS are int64
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 # Eigenvalues (variances) of every covariance lie in this range: condition number <= 4,
 # and the largest standard deviation is 1, so distances between means are in units of it.
@@ -48,6 +50,52 @@ def _check_args(n_samples, n_features, n_components, separation, covariance_type
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def _truth_needs(n_features, n_components, covariance_type):
+    """(bytes, parameter, purpose) of the true parameters' arrays, one covariance's first
+    (a covariance too large on its own is the features' fault, not the components').
+
+    Covariances are held with their factors (Cholesky factors or standard deviations),
+    and a full or tied one is drawn from a QR decomposition (three more D x D arrays);
+    the means are placed with a distance check that holds another K x D array.
+    """
+    square = (n_features, n_features)
+    if covariance_type in ("full", "tied"):
+        yield (5 * array_bytes(square), f"n_features (--n-features) {n_features}",
+               f"one {covariance_type} covariance, its Cholesky factor and its QR draw "
+               f"(5 x {shape_text(square)})")
+    means = (n_components, n_features)
+    covariances = {"full": (n_components, *square), "tied": square,
+                   "diag": means}.get(covariance_type, (n_components,))
+    yield (2 * array_bytes(means) + 2 * array_bytes(covariances),
+           f"n_components (--n-components) {n_components} with n_features (--n-features) "
+           f"{n_features}",
+           f"the components' means and {covariance_type} covariances with their factors "
+           f"(2 x {shape_text(means)} and 2 x {shape_text(covariances)})")
+
+
+def _rows_needs(n_samples, n_features, dtype, in_memory, chunk_rows=None):
+    """(bytes, parameter, purpose) of the generated rows: all of them (``make_mixture``),
+    or a block of ``BLOCK_ROWS`` (its float64 draws and their transforms) and the HDF5
+    chunk being written (``write_mixture_h5``)."""
+    if in_memory:
+        rows = (n_samples, n_features)
+        yield (array_bytes(rows, dtype) + array_bytes((n_samples,), np.int32),
+               f"n_samples {n_samples}", f"the rows and labels ({shape_text(rows, dtype)})")
+        return
+    block = (min(BLOCK_ROWS, n_samples), n_features)
+    yield (4 * array_bytes(block), f"n_features (--n-features) {n_features}",
+           f"a block of generated rows (4 x {shape_text(block)})")
+    chunk = (min(chunk_rows, n_samples), n_features)
+    yield (array_bytes(chunk, dtype), f"chunk_rows (--chunk-rows) {chunk_rows}",
+           f"the HDF5 chunk being written ({shape_text(chunk, dtype)})")
+
+
+def _check_sizes(needs):
+    """Refuse (SizeError) the first need beyond this machine's memory."""
+    for n_bytes, what, purpose in needs:
+        check_memory(n_bytes, what, purpose)
 
 
 def _random_covariance(rng, n_features):
@@ -93,7 +141,13 @@ def mixture_parameters(n_features, n_components, separation=4.0, covariance_type
         ``covariance_type``, with variances in [0.25, 1] along random axes (so the means
         are at least ``separation`` standard deviations apart in every direction);
         ``covariance_type``.
+
+    Raises
+    ------
+    SizeError
+        When the parameters' arrays cannot fit in this machine's memory.
     """
+    _check_sizes(_truth_needs(n_features, n_components, covariance_type))
     entropy = _seed_entropy(random_state)
     rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0,)))
     weights = rng.dirichlet(np.full(n_components, 5.0))
@@ -189,9 +243,17 @@ def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separat
     truth : dict
         ``weights``, ``means``, ``covariances``, ``covariance_type`` (see
         ``mixture_parameters``) and ``seed``.
+
+    Raises
+    ------
+    SizeError
+        When the rows or the parameters cannot fit in this machine's memory (the error
+        names the size to lower).
     """
     dtype = _check_args(n_samples, n_features, n_components, separation, covariance_type,
                         dtype)
+    _check_sizes([*_truth_needs(n_features, n_components, covariance_type),
+                  *_rows_needs(n_samples, n_features, dtype, in_memory=True)])
     entropy = _seed_entropy(random_state)
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
     _check_means(truth, separation, dtype)
@@ -231,6 +293,12 @@ sample_seed
     -------
     dict
         The ``truth`` of ``make_mixture``.
+
+    Raises
+    ------
+    SizeError
+        When the parameters, a block of rows or an HDF5 chunk cannot fit in this
+        machine's memory, or the rows in a file.
     """
     from tqdm import tqdm
     from .. import __version__
@@ -238,6 +306,15 @@ sample_seed
                         dtype)
     if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    _check_sizes([*_truth_needs(n_features, n_components, covariance_type),
+                  *_rows_needs(n_samples, n_features, dtype, in_memory=False,
+                               chunk_rows=chunk_rows)])
+    if array_bytes((n_samples, n_features), dtype) >= _LARGEST_FILE:
+        # not a memory need (the rows are written a block at a time) but beyond what
+        # NumPy and h5py address: an internal TypeError otherwise
+        raise SizeError(f"n_samples (--n-samples) {n_samples} x {n_features} features "
+                        f"({dtype.name}) is more data than a file can hold "
+                        f"({format_bytes(_LARGEST_FILE)})")
     entropy = _seed_entropy(random_state)
     truth = mixture_parameters(n_features, n_components, separation, covariance_type, entropy)
     _check_means(truth, separation, dtype)

@@ -25,6 +25,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from . import init as _init
+from . import sizes as _sizes
 from .gaussian import check_covariance_type, is_full
 from ..data.checks import (InvalidParameterError, check_bool, check_finite_array,
                            check_integer, check_random_state, check_real,
@@ -198,6 +199,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if checkpoint is not None and self.n_init > 1 and resume is None:
             raise ValueError("checkpoints hold one initialisation: use n_init=1 with a "
                              "checkpoint")
+        # Now that the data's shape is known, before anything of its size is allocated.
+        _sizes.check_fit(self, source)
         validation = None if X_val is None else self._validate_X(X_val, reset=False)
         with self._running():
             self._fit(source, sample_weight, validation, callback, checkpoint, resume)
@@ -235,6 +238,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if resume is not None:
             _loop.check_resumable(resume, described, self.algorithm)
             self._check_resumed_supports(resume)
+            # a tampered or garbled state is refused here, naming its file: the loop and
+            # the kernels (which do not check bounds) take it as it is
+            from ..io.checkpoint import validate_state
+            validate_state(resume, self, source)
             best = loop.run(resume)
         else:
             best = None
@@ -378,7 +385,13 @@ class BaseMixture(DensityMixin, BaseEstimator):
         n_features = ref.shape[1]
         factor = np.zeros((1, n_features, n_features) if self._full_stats else (1, n_features))
         params = KernelParams(np.zeros(1), ref, factor)
-        return total_stats(self._backend(), X, params, sample_weight)
+        stats = total_stats(self._backend(), X, params, sample_weight)
+        if not np.isfinite(stats.s2).all():
+            # This pass's log-likelihoods are 0, so check_result cannot see a row whose
+            # square overflows (1e300): scan the rows to name it, not a singular prior.
+            for _ in X.chunks():
+                pass
+        return stats
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """One online step per chunk of ``X``: stepwise EM for the maximum-likelihood model
@@ -404,6 +417,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
                 if source.n_rows < self.n_components:
                     raise ValueError(f"the first partial_fit needs at least n_components = "
                                      f"{self.n_components} rows, got {source.n_rows}")
+                _sizes.check_fit(self, source, supports=False)
                 self._prepare(source, sample_weight)
                 rng = check_random_state(self.random_state)
                 stats = self._running_stats(self._initialize(source, sample_weight, rng),
@@ -429,6 +443,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def _per_row(self, X, **what):
         self._check_is_fitted()
         source = self._validate_X(X, reset=False)
+        _sizes.check_outputs(source.n_rows, self.means_.shape[0],
+                             f"{source.label} ({source.n_rows} rows)", **what)
         with self._running():
             return self._backend().per_row(source, self._kernel_params(), **what)
 
