@@ -16,7 +16,9 @@ not fit the data) ends with ``fastvi: error: <message>`` on stderr and exit stat
 
 Exit status: 0 success, 1 an internal error (a bug: one line, the traceback with
 ``--debug``), 2 bad usage or bad input (one line ``fastvi: error: ...``; docs/errors.md
-lists them), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
+lists them; running out of memory too), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM,
+129 by SIGHUP (``fastvi.data.interrupts``: the same in every command), 141 when the reader
+of stdout went away (``fastvi ... | head``).
 """
 import argparse
 import functools
@@ -315,8 +317,9 @@ def main(argv=None):
     Returns
     -------
     int
-        0 on success, 1 on an internal error, 2 on bad usage or bad input, 130 when
-        interrupted (Ctrl-C), 143 when stopped by SIGTERM.
+        0 on success, 1 on an internal error, 2 on bad usage or bad input (or out of
+        memory), 130 when interrupted (Ctrl-C), 143 when stopped by SIGTERM, 129 by
+        SIGHUP, 141 when stdout's reader went away.
     """
     as_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
