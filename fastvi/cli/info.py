@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ..data.files import list_datasets, open_h5
+from ..data.files import check_regular_file, list_datasets, open_h5
 from ..io.model import get_params, is_model_file, load_model
 from .amortized import info_lines as amortized_info, is_amortized_file
 
@@ -52,6 +52,7 @@ def cmd_info(args):
         raise FileNotFoundError(f"file {path!r} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a file")
+    check_regular_file(path)            # the open below would wait on a FIFO
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic == b"\x93NUMPY" or path.lower().endswith(".npy"):

@@ -18,6 +18,7 @@ import os
 import h5py
 import numpy as np
 
+from .atomic import file_kind
 from .sources import DEFAULT_CHUNK_ROWS, ArraySource, ConcatSource, HDF5Source, check_shape
 
 class DataSource:
@@ -77,6 +78,35 @@ def split_spec(spec):
     return path, dataset or None
 
 
+def check_regular_file(path, what="file"):
+    """Refuse an input that exists but is not a regular file, before anything opens it.
+
+    Opening a named pipe (FIFO) waits for a writer for ever (h5py and ``np.load`` both
+    block in ``open``); a character device (``/dev/zero``, a terminal's ``/dev/stdin``)
+    reads endlessly or waits for typing; a socket cannot be opened at all.  fastvi reads
+    its inputs by random access (HDF5, memory maps), which none of them gives.  A
+    symbolic link is followed: a link to a FIFO is refused as a FIFO.  A missing path
+    or a directory passes: the caller names those in its own words.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        How the message names the input: ``"data"``, ``"model"``, ``"checkpoint"``...
+
+    Raises
+    ------
+    ValueError
+        ``data '/x/pipe.h5' is a named pipe (FIFO), not a regular file: ...``.
+    """
+    kind = file_kind(path)
+    if kind is None or kind == "a directory":
+        return
+    kind = "" if kind == "not a regular file" else f"{kind}, "      # an unknown kind
+    raise ValueError(f"{what} {os.fspath(path)!r} is {kind}not a regular file: fastvi reads "
+                     "its inputs by random access; save its contents to a regular file first")
+
+
 def _is_npy(path):
     if path.lower().endswith(".npy"):
         return True
@@ -84,13 +114,15 @@ def _is_npy(path):
         return fh.read(6) == b"\x93NUMPY"
 
 
-def open_h5(path, mode="r"):
+def open_h5(path, mode="r", what="file"):
     """``h5py.File(path, mode)`` with errors that name the file.
 
     Parameters
     ----------
     path : str
     mode : str, default "r"
+    what : str, default "file"
+        How the error for a FIFO or device names the file (``check_regular_file``).
 
     Returns
     -------
@@ -101,7 +133,8 @@ def open_h5(path, mode="r"):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If ``path`` is not an HDF5 file.
+        If ``path`` is not an HDF5 file, or is a named pipe, a device or a socket
+        (``check_regular_file``).
     OSError
         If the file is an HDF5 file that cannot be read (truncated, corrupt, permissions).
     """
@@ -109,6 +142,7 @@ def open_h5(path, mode="r"):
         raise FileNotFoundError(f"file {path!r} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a file")
+    check_regular_file(path, what)
     if not h5py.is_hdf5(path):
         raise ValueError(f"{path!r} is not an HDF5 file (or it is corrupt)")
     try:
@@ -175,8 +209,9 @@ def open_data(spec):
     KeyError
         The dataset does not exist (the message lists those that do).
     ValueError
-        Not a .npy or HDF5 file, not 2-D, not real-valued (integer and bool data are
-        refused), or empty.
+        Not a .npy or HDF5 file, a named pipe or a device, not 2-D (an HDF5 null
+        dataspace included), not real-valued (integer and bool data are refused), or
+        empty.
     OSError
         An HDF5 file that cannot be read.
     """
@@ -185,6 +220,7 @@ def open_data(spec):
         raise FileNotFoundError(f"data file {path!r} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"data {path!r} is a directory, not a file")
+    check_regular_file(path, "data")        # before _is_npy's open, which a FIFO blocks
     if _is_npy(path):
         source = _open_npy(path, dataset)
     else:
@@ -205,7 +241,7 @@ def open_data(spec):
             h5file.close()
             raise
     try:
-        check_shape(tuple(source.array.shape), source.array.dtype, source.label)
+        check_shape(source.array.shape, source.array.dtype, source.label)
         check_real_valued(source.array.dtype, source.label)
     except BaseException:
         source.close()

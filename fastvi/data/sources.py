@@ -6,7 +6,7 @@ dataset and a list of HDF5 files are interchangeable:
 * ``n_rows``, ``n_features``, ``dtype`` and ``label`` (for error messages);
 * ``chunk_bounds()``: the fixed ``(start, stop)`` row ranges of the chunks;
 * ``read(start, stop)``: those rows as a C-contiguous float32 or float64 array, checked to
-  be finite (a NaN or inf names its row);
+  be finite and not too large to fit (a NaN, an inf or a 1e300 names its row);
 * ``chunks(order=None)``: iterate ``(index, start, chunk)`` in chunk order or a given
   order, reading the next chunk in a background thread while the caller works on the
   current one (the kernels release the GIL);
@@ -27,11 +27,61 @@ DEFAULT_CHUNK_ROWS = 65536
 _CHUNK_CACHE_BYTES = 64 * 2 ** 20
 
 
-def _check_finite(chunk, label, first_row):
-    finite = np.isfinite(chunk).all(axis=1)
-    if not finite.all():
-        row = first_row + int(np.argmin(finite))
+# The largest magnitude of a value that fastvi reads, by the working dtype of the rows.
+#
+# float64: a value's square overflows from 1.3e154 on, so such data cannot work at all
+# (unchecked, 1e300 rows end in a fit's FloatingPointError, NaN responsibilities, -inf
+# scores).  Below that, the kernels and updates sum squared differences weighted by
+# precisions: ||U^T (x - m)||^2 in the E-step (U up to 1/sqrt(reg_covar), 1e3 by
+# default, for a collapsed component) and sum_n r_nk (x_n - m_k)^2 in the second moments.
+# With |x|, |m| <= 1e140 a squared difference is at most 4e280; times the 1e6 of a
+# precision at reg_covar and summed over 1e16 entries (rows x features: beyond any data
+# set) it stays below 4e302 < 1.8e308, and a covariance of 1e280 has a precision of
+# 1e-280, above the subnormals (2.2e-308).  (600 x 16 rows fit up to 1e152 and fail at
+# 1e153: the rest of the range is the headroom for many rows.)
+LARGEST_FLOAT64 = 1e140
+# float32: the arithmetic is float64 (above), but a fit publishes its parameters in the
+# data's dtype, as scikit-learn does.  A covariance is about the square of the values (at
+# most 5 T^2 with a Bayesian prior's mean term) and float32 ends at 3.4e38: 1e18 keeps the
+# covariances below 5e36.  Above it a fit would write infinite covariances, a model file
+# that cannot be loaded.
+LARGEST_FLOAT32 = 1e18
+# Values up to these fit as well as any: the kernels centre each row on the means, and
+# float64 data from 1e6 to 1e139 fit in every covariance type.  The limits are checked
+# where NaN and inf are: on every checked read of a chunk, and on the chunk of an
+# unchecked E-step whose result is not finite (``fastvi.engine.backend.check_result``).
+
+
+def _check_finite(chunk, label, first_row, index=None):
+    """Raise the error that names the first row of ``chunk`` holding NaN or infinity, or
+    a value beyond the limit of its dtype (``LARGEST_FLOAT64``, ``LARGEST_FLOAT32``).
+
+    ``first_row``: the index of the chunk's first row in the data; ``index``: the rows'
+    indices instead, for rows that are not consecutive (a sample).  A good chunk costs a
+    min and a max (NaN propagates through both; a few times cheaper than ``np.isfinite``);
+    the rows are scanned only to name a bad one.
+    """
+    if chunk.size == 0:
+        return
+    limit = LARGEST_FLOAT32 if chunk.dtype == np.float32 else LARGEST_FLOAT64
+    if -limit <= chunk.min() and chunk.max() <= limit:
+        return
+    bad = ~(np.abs(chunk) <= limit).all(axis=1)          # NaN compares False: bad too
+    first = int(np.argmax(bad))
+    row = first_row + first if index is None else int(index[first])
+    values = chunk[first]
+    if not np.isfinite(values).all():
         raise ValueError(f"{label} contains NaN or infinity (first at row {row})")
+    peak = float(np.abs(values).max())
+    if chunk.dtype == np.float32:
+        why, advice = "a fit's float32 covariances overflow", " or store it as float64"
+    else:
+        why, advice = "sums of their squares overflow", ""
+    raise ValueError(
+        f"{label} has values too large for fastvi: {peak:.3g} at row {row} is the first "
+        f"beyond {limit:g}, the most it takes in {chunk.dtype} data ({why}); rescale the "
+        f"data (e.g. divide it by {10.0 ** np.floor(np.log10(peak)):g}, or standardise "
+        f"each feature){advice}")
 
 
 def _as_float(chunk, dtype):
@@ -56,6 +106,18 @@ class ChunkSource:
     def shape(self):
         return (self.n_rows, self.n_features)
 
+    @property
+    def max_chunk_rows(self):
+        """The most rows a chunk holds: ``chunk_rows`` clamped to the rows there are (a
+        chunk size beyond the data asks for one chunk of all rows, not a larger buffer)."""
+        return min(self.chunk_rows, self.n_rows)
+
+    def buffer_bytes(self):
+        """Bytes of the chunks that a pass over the rows holds at once (``chunks``: the
+        one in use, the one read ahead and the one being read), for the size checks."""
+        chunks = 3 if self.prefetch else 1
+        return chunks * self.max_chunk_rows * self.n_features * np.dtype(self.dtype).itemsize
+
     def read(self, start, stop, check=True, out=None):
         """Rows ``start:stop``; into ``out`` (C-contiguous, the working dtype) where the
         source can read in place."""
@@ -78,9 +140,9 @@ class ChunkSource:
     def chunks(self, order=None, check=True, reuse=False):
         """Yield ``(index, start, chunk)``; ``order`` is a sequence of chunk indices.
 
-        ``check=False`` skips the NaN/inf scan, for callers that detect a non-finite
-        result themselves and then call ``check_finite`` (the E-step passes: the scan
-        costs as much as a fifth of a diagonal-covariance pass).  ``reuse=True`` promises
+        ``check=False`` skips the scan for NaN, inf and too large values
+        (``_check_finite``), for callers that detect a non-finite result themselves and
+        then call ``check_finite`` (the E-step passes).  ``reuse=True`` promises
         that a chunk is not used after the next one is asked for, so a source may read
         into a small pool of buffers instead of a new array per chunk (fresh arrays
         page-fault on first touch, which cost HDF5 passes about 5%).
@@ -94,7 +156,8 @@ class ChunkSource:
         yield from _prefetched(self, bounds, order, check, reuse)
 
     def check_finite(self, chunk, start):
-        """Raise the error that names the first NaN or inf row of ``chunk``, if any."""
+        """Raise the error that names the first row of ``chunk`` with a NaN, an inf or a
+        value too large to fit (``_check_finite``), if any."""
         _check_finite(chunk, self.label, start)
 
     def close(self):
@@ -123,7 +186,8 @@ def _prefetched(source, bounds, order, check, reuse):
             return None
         slot = count % len(pool)
         if pool[slot] is None:
-            pool[slot] = np.empty((source.chunk_rows, source.n_features), dtype=source.dtype)
+            pool[slot] = np.empty((source.max_chunk_rows, source.n_features),
+                                  dtype=source.dtype)
         return pool[slot][:rows]
 
     def reader():
@@ -177,6 +241,13 @@ class ArraySource(ChunkSource):
     def _read(self, start, stop):
         return self.X[start:stop]
 
+    def buffer_bytes(self):
+        """Chunks are views of the array: no memory, unless a chunk must be converted to
+        the working dtype or made contiguous (one chunk at a time)."""
+        if self.X.dtype == self.dtype and self.X.flags.c_contiguous:
+            return 0
+        return self.max_chunk_rows * self.n_features * self.dtype.itemsize
+
     def remote_reader(self):
         """A picklable reader of these rows (``RowReader``): it holds the whole array, so
         a backend that ships it to other processes sends it once (Dask: ``scatter``)."""
@@ -185,10 +256,7 @@ class ArraySource(ChunkSource):
     def read_rows(self, index):
         """Rows at sorted indices (for samples), checked like chunks."""
         rows = _as_float(self.X[index], self.dtype)
-        finite = np.isfinite(rows).all(axis=1)
-        if not finite.all():
-            row = int(index[np.argmin(finite)])
-            raise ValueError(f"{self.label} contains NaN or infinity (first at row {row})")
+        _check_finite(rows, self.label, 0, index)
         return rows
 
 
@@ -207,7 +275,9 @@ class HDF5Source(ChunkSource):
         chunk_rows = _check_chunk_rows(chunk_rows)
         self._file = None
         if not isinstance(dataset, h5py.Dataset):
+            from .files import check_regular_file      # here: files imports this module
             path = os.fspath(dataset)
+            check_regular_file(path, "data")            # h5py would wait on a FIFO
             try:
                 self._file = h5py.File(path, "r")
             except FileNotFoundError:
@@ -240,6 +310,7 @@ class HDF5Source(ChunkSource):
                 raise ValueError(f"{self.label} holds {dataset.dtype} values; fastvi fits "
                                  "real-valued data: store it as float32 or float64")
             self.dtype = _working_dtype(dataset.dtype, dtype)
+            check_storage(dataset, self.label)
         except BaseException:
             self.close()            # a file this source opened is not left open
             raise
@@ -371,6 +442,10 @@ class ConcatSource(ChunkSource):
     def n_chunks(self):
         return len(self._bounds)
 
+    @property
+    def max_chunk_rows(self):
+        return max(source.max_chunk_rows for source in self.sources)
+
     def read(self, start, stop, check=True, out=None):
         owner, offset = self._owner[start]
         source = self.sources[owner]
@@ -451,6 +526,18 @@ def aligned_chunk_rows(dataset, chunk_rows):
 
 
 def check_shape(shape, dtype, label):
+    """Refuse rows that are not a non-empty 2-D array of numbers, naming ``label``.
+
+    ``shape`` None is an HDF5 dataset with a null dataspace (``h5py.Empty``): no array at
+    all.  A compound dtype (a table of named fields) is told apart from other non-numbers.
+    """
+    if shape is None:
+        raise ValueError(f"{label} is an empty HDF5 dataset (a null dataspace, no shape): "
+                         "it holds no rows; store the rows as a 2-D dataset")
+    if np.dtype(dtype).names:
+        raise ValueError(f"{label} has a compound dtype (a table with the fields "
+                         f"{', '.join(np.dtype(dtype).names)}); fastvi reads a 2-D array of "
+                         "numbers: store the features as one float array")
     if len(shape) != 2:
         raise ValueError(f"{label} must be 2-D (n_samples, n_features), got shape {shape}")
     if np.dtype(dtype).kind not in "fiub":
@@ -459,6 +546,104 @@ def check_shape(shape, dtype, label):
         raise ValueError(f"{label} has no rows (shape {shape})")
     if shape[1] == 0:
         raise ValueError(f"{label} has no features (shape {shape})")
+
+
+def check_storage(dataset, label):
+    """Refuse an HDF5 dataset whose values live in other files that are gone or short.
+
+    HDF5 reads the missing parts of such a dataset without a word: a virtual dataset's
+    missing source as its fill value (0 by default: rows that fit, but are not the
+    data), a short external file as zeros.  So, before any read:
+
+    * a virtual dataset: each source file must be a regular file where HDF5 looks for it
+      (``HDF5_VDS_PREFIX``, the folder of the virtual dataset's file, the working
+      directory) and hold the source dataset;
+    * external storage (the raw values in other files): each file must be a regular file
+      (``HDF5_EXTFILE_PREFIX``, else the working directory, as HDF5 looks) and hold the
+      bytes the dataset needs.
+
+    Raises
+    ------
+    ValueError
+        Naming ``label``, the file HDF5 would read, and what is wrong with it.
+    """
+    if dataset.is_virtual:
+        for source in dataset.virtual_sources():
+            _check_virtual_source(dataset, label, source.file_name, source.dset_name)
+        return
+    plist = dataset.id.get_create_plist()
+    needed = int(np.prod(dataset.shape)) * dataset.dtype.itemsize
+    for i in range(plist.get_external_count()):
+        name, offset, size = plist.get_external(i)
+        take = min(size, needed)
+        needed -= take
+        if take:
+            _check_external_file(dataset, label, os.fsdecode(name), offset + take)
+
+
+def _check_virtual_source(dataset, label, name, dset_name):
+    """The source ``dset_name`` in file ``name`` of a virtual dataset must be there."""
+    import h5py
+    if "%" in name:
+        return          # a printf-style pattern of an unlimited mapping: not one file
+    if name == ".":     # a source in the same file
+        path, found = dataset.file.filename, dataset.file.get(dset_name)
+    else:
+        home = os.path.dirname(os.path.abspath(dataset.file.filename))
+        path = _vds_source_path(name, home)
+        if path is None:
+            raise ValueError(f"{label} is a virtual dataset whose source file {name!r} "
+                             f"is missing (looked for it in {home!r} and the working "
+                             "directory): HDF5 would read the fill value in place of its "
+                             "rows; put the file back, or point at the real data")
+        try:
+            with h5py.File(path, "r") as f:
+                found = f.get(dset_name)
+        except OSError as exc:
+            raise ValueError(f"{label} is a virtual dataset whose source {path!r} is not a "
+                             f"readable HDF5 file ({exc})") from None
+    if not isinstance(found, h5py.Dataset):
+        raise ValueError(f"{label} is a virtual dataset whose source dataset "
+                         f"{dset_name!r} is missing from {path!r}: HDF5 would read the "
+                         "fill value in place of its rows")
+
+
+def _vds_source_path(name, home):
+    """Where HDF5 finds the source file ``name`` of a virtual dataset in the folder
+    ``home`` (H5F_prefix_open_file's order), if it is a regular file there; else None."""
+    if os.path.isabs(name):
+        if os.path.isfile(name):
+            return name
+        name = os.path.basename(name)
+    prefixes = [p.replace("${ORIGIN}", home)
+                for p in os.environ.get("HDF5_VDS_PREFIX", "").split(":") if p]
+    for folder in prefixes + [home, ""]:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _check_external_file(dataset, label, name, end):
+    """The external file ``name`` of ``dataset`` must be a regular file of ``end`` bytes
+    or more.  HDF5 opens it relative to ``HDF5_EXTFILE_PREFIX`` (``${ORIGIN}``: the
+    folder of the HDF5 file), else to the working directory."""
+    prefix = os.environ.get("HDF5_EXTFILE_PREFIX", "")
+    path = name
+    if prefix not in ("", ".") and not os.path.isabs(name):
+        home = os.path.dirname(os.path.abspath(dataset.file.filename))
+        path = os.path.join(prefix.replace("${ORIGIN}", home), name)
+    where = f"{label} keeps its values in the external file {path!r}"
+    if not os.path.exists(path):
+        raise ValueError(f"{where}, which does not exist (HDF5 looks for it relative to "
+                         "the working directory, or HDF5_EXTFILE_PREFIX): put it back, or "
+                         "store the rows in the HDF5 file itself")
+    if not os.path.isfile(path):
+        raise ValueError(f"{where}, which is not a regular file")
+    size = os.path.getsize(path)
+    if size < end:
+        raise ValueError(f"{where}, which holds {size} bytes where the dataset needs {end} "
+                         "(truncated?): HDF5 would read the missing values as zeros")
 
 
 def _check_chunk_rows(chunk_rows):

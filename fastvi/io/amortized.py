@@ -21,6 +21,7 @@ from ..amortized.vae import VAE
 from ..amortized.ppca import PPCA
 from .checkpoint import estimator_params
 from ..data.atomic import atomic_h5
+from ..data.files import check_regular_file
 
 FORMAT = "fastvi-amortized"
 FORMAT_VERSION = 1
@@ -66,8 +67,10 @@ def load_amortized(path):
     Raises
     ------
     ValueError
-        Not a fastvi amortized model, a newer format, or a corrupt file.
+        Not a fastvi amortized model, a newer format, a corrupt file, or a named pipe or
+        a device.
     """
+    check_regular_file(path, "model")            # h5py would wait on a FIFO
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

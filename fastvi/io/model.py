@@ -323,7 +323,7 @@ def load_model(path):
         shape (3, 5), expected (4, 2) ...``).
     """
     path = os.fspath(path)
-    with open_h5(path) as f:
+    with open_h5(path, what="model") as f:
         name, params = read_header(f, path)
         cls = _estimator_classes()[name]
         fitted = {key: np.asarray(_read(f, key, path)) for key in _COMMON_FITTED}
@@ -451,7 +451,7 @@ def load(path):
         ``path`` is not a fastvi model file (its message names ``path``).
     """
     path = os.fspath(path)
-    with open_h5(path) as f:
+    with open_h5(path, what="model") as f:
         kind = _attr_str(f.attrs.get("format", ""))
     if kind == FORMAT:
         return load_model(path)
