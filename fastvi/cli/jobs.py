@@ -31,7 +31,7 @@ from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
-from ..data.atomic import OutputError, output_error
+from ..data.atomic import OutputError, output_error, same_file
 from ..data.files import split_spec
 
 EXIT_INTERNAL = 1
@@ -144,16 +144,6 @@ def about(label):
             raise
         kind = OSError if isinstance(exc, OSError) else ValueError
         raise kind(f"{label}: {message}") from exc
-
-
-def same_file(a, b):
-    """Whether paths ``a`` and ``b`` name one file (or would, once written): the same
-    inode when both exist (hard links, symbolic links, ``dir/../x``), else the same path
-    once every symbolic link in it is resolved."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def check_paths(inputs=(), outputs=()):

@@ -164,6 +164,16 @@ def output_error(what, path, exc):
     return error
 
 
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` name one file (or would, once written): the same
+    inode when both exist (hard links, symbolic links, ``dir/../x``), else the same path
+    once every symbolic link in it is resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def file_kind(path):
     """What ``path`` is when it is not a regular file: "a named pipe (FIFO)", "a character
     device", ...; None for a regular file (or a link to one) and for a path that does

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.atomic import OutputError, atomic_h5
+from ..data.atomic import OutputError, atomic_h5, same_file
 from ..data.checks import _is_integer
 
 SUPPORT_DTYPE = np.int32
@@ -136,11 +136,7 @@ class FileSupports:
         """The file is made anew for each fit: never over an input of the fit (the rows
         it reads), nor over a file that is not an earlier fit's supports file."""
         for other in inputs:
-            try:
-                clash = os.path.samefile(self.path, other)
-            except OSError:
-                clash = os.path.realpath(self.path) == os.path.realpath(other)
-            if clash:
+            if same_file(self.path, other):
                 raise OutputError(f"cannot write the support file {self.path!r}: it would "
                                   f"overwrite the data {os.fspath(other)!r}")
         check_support_file(self.path)
