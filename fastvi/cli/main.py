@@ -371,6 +371,15 @@ def _run(args, debug):
               "or free memory", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
+        if interrupts.stop_signal() is not None:
+            # The stop's KeyboardInterrupt, raised inside a callback from C code (h5py's
+            # type conversion or file driver), comes out as that library's own error:
+            # the signal stopped the command, and the unwinding has cleaned up.
+            if debug:
+                traceback.print_exc()
+            print(f"fastvi: {stop_words()}; no output was left half-written",
+                  file=sys.stderr)
+            return stop_status()
         if _broken_pipe(exc):
             # `fastvi ... | head`: the reader has gone, so stop without a word, as a
             # process killed by SIGPIPE would (Python ignores SIGPIPE and raises this)

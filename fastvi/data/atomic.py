@@ -6,7 +6,8 @@ temporary file beside the target, which is renamed into place only when complete
 reader never sees half a file and a killed writer leaves only a temporary that the next
 writer of the same path removes.
 
-This module imports nothing from fastvi: every layer may use it.
+This module imports nothing from fastvi but ``interrupts`` (of its own layer): every layer
+may use it.
 """
 import errno
 import io
@@ -15,6 +16,8 @@ import secrets
 from contextlib import contextmanager
 
 import h5py
+
+from .interrupts import held
 
 def _umask():
     """The process's umask (read by setting it and putting it back)."""
@@ -371,7 +374,11 @@ def _close(h5, guard, what, path, synced):
     failed write is reported even when the block raised too: the full disk is the cause.
     """
     guard.strict = False
-    h5.close()                  # flushes the metadata and the cached chunks
+    with held():
+        # A signal's KeyboardInterrupt raised inside the guard's write (a callback from
+        # HDF5) would fail the close, which HDF5 cannot recover from: it waits until the
+        # file is closed (fastvi.data.interrupts).
+        h5.close()              # flushes the metadata and the cached chunks
     if synced:
         guard.sync()
     guard.close()
