@@ -205,7 +205,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"the checkpoint holds per-example psi for {psi.shape[0]} "
                                  f"rows, {source.label} has {source.n_rows}")
             names = self.__dict__.get("feature_names_in_")     # those of this X
+            # how this call runs and prints is its own (validate_state checked that the
+            # settings of the model agree); the rest is the checkpoint's model
+            runtime = {key: self.__dict__[key] for key in ("n_jobs", "verbose")}
             self.__dict__.update(resume.model.__dict__)
+            self.__dict__.update(runtime)
             self.__dict__.pop("feature_names_in_", None)
             if names is not None:
                 self.feature_names_in_ = names

@@ -73,8 +73,9 @@ def cmd_fit(args):
                     likelihood=args.likelihood, **common)
     resume = None
     if args.resume:
-        from ..io.checkpoint import load_checkpoint
+        from ..io.checkpoint import load_checkpoint, validate_state
         resume, _ = load_checkpoint(checkpoint_path)
+        validate_state(resume, model, source, checkpoint_path)   # a tampered one: refused
         print(f"resuming from {checkpoint_path} after epoch {resume.epochs}")
     # keep=True: the file goes only once the model is saved (see below).
     checkpointer = NamedCheckpointer(checkpoint_path, every_seconds=None, keep=True)

@@ -163,6 +163,14 @@ class Encoder:
         return dtype.str
 
 
+class DecodeError(ValueError):
+    """A tree that does not decode; the message says where in it (``state.memo[3].nk``)."""
+
+    def __init__(self, where, problem):
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+
+
 class Decoder:
     """Rebuilds the objects of JSON trees from an open checkpoint file."""
 
@@ -171,16 +179,26 @@ class Decoder:
         self._shared = {}
         self._stacks = {}      # dataset index -> its array, read once
 
-    def decode(self, node):
+    def decode(self, node, where="state"):
+        """The object of ``node``, the tree at ``where`` (named in a ``DecodeError``)."""
         if node is None or type(node) in (bool, int, float, str):
             return node
         if type(node) is not dict:
-            raise ValueError(f"a bare {type(node).__name__} in the tree")
+            raise DecodeError(where, f"a bare {type(node).__name__} in the tree")
         for tag in ("ref", "list", "tuple", "dict", "items", "float", "array", "objects",
                     "scalar", "dtype", "nptype", "generator", "random_state", "object"):
             if tag in node:
-                return getattr(self, "_" + tag)(node)
-        raise ValueError(f"a node without a known tag: {sorted(node)}")
+                try:
+                    return getattr(self, "_" + tag)(node, where)
+                except DecodeError:
+                    raise
+                except (KeyError, IndexError, TypeError, ValueError, AttributeError, OSError,
+                        RuntimeError, OverflowError) as exc:
+                    # the innermost node names the place; h5py reports a truncated dataset
+                    # as OSError or KeyError, numpy a value out of a dtype's range as
+                    # OverflowError, and KeyError's text is the key's repr
+                    raise DecodeError(where, _problem(exc)) from None
+        raise DecodeError(where, f"a node without a known tag: {sorted(node)}")
 
     def _share(self, node, value):
         """Register ``value`` under the node's id before its children are decoded."""
@@ -188,36 +206,39 @@ class Decoder:
             self._shared[node["id"]] = value
         return value
 
-    def _ref(self, node):
+    def _ref(self, node, where):
+        if node["ref"] not in self._shared:
+            raise ValueError(f"a reference to {node['ref']!r}, which no earlier node has")
         return self._shared[node["ref"]]
 
-    def _list(self, node):
+    def _list(self, node, where):
         value = self._share(node, [])
-        value.extend(self.decode(v) for v in node["list"])
+        value.extend(self.decode(v, f"{where}[{i}]") for i, v in enumerate(node["list"]))
         return value
 
-    def _tuple(self, node):
-        return tuple(self.decode(v) for v in node["tuple"])
+    def _tuple(self, node, where):
+        return tuple(self.decode(v, f"{where}[{i}]") for i, v in enumerate(node["tuple"]))
 
-    def _dict(self, node):
+    def _dict(self, node, where):
         value = self._share(node, {})
         for k, v in node["dict"].items():
-            value[k] = self.decode(v)
+            value[k] = self.decode(v, f"{where}[{k!r}]")
         return value
 
-    def _items(self, node):
+    def _items(self, node, where):
         value = self._share(node, {})
         for k, v in node["items"]:
-            value[self.decode(k)] = self.decode(v)
+            key = self.decode(k, f"{where} key")
+            value[key] = self.decode(v, f"{where}[{key!r}]")
         return value
 
     @staticmethod
-    def _float(node):
+    def _float(node, where):
         if node["float"] not in ("inf", "-inf", "nan"):
             raise ValueError(f"a float {node['float']!r}")
         return float(node["float"])
 
-    def _array(self, node):
+    def _array(self, node, where):
         dtype, shape = _dtype(node["dtype"], _DATASET_KINDS), tuple(node["shape"])
         i, j = int(node["array"]), int(node["index"])
         if i not in self._stacks:
@@ -236,49 +257,55 @@ class Decoder:
             value = np.asfortranarray(value)
         return self._share(node, value)
 
-    def _objects(self, node):
+    def _objects(self, node, where):
         dtype, shape = _dtype(node["dtype"], "OU"), tuple(node["shape"])
+        items = node["objects"]
+        # before the array is made: a shape of 10**12 items is a corrupt tree, not a
+        # MemoryError
+        if any(type(n) is not int or n < 0 for n in shape) or len(items) != math.prod(shape):
+            raise ValueError(f"{len(items)} items for an array of shape {shape}")
         value = self._share(node, np.empty(shape, dtype=dtype))
         flat = value.reshape(-1)                     # a view: the array is new and C-ordered
-        items = node["objects"]
-        if len(items) != flat.size:
-            raise ValueError(f"{len(items)} items for an array of shape {shape}")
         for i, item in enumerate(items):
-            flat[i] = self.decode(item)
+            flat[i] = self.decode(item, f"{where}.flat[{i}]")
         if node.get("order") == "F":
             value = np.asfortranarray(value)
         return value
 
-    def _scalar(self, node):
-        return _dtype(node["scalar"], "biufU").type(self.decode(node["value"]))
+    def _scalar(self, node, where):
+        return _dtype(node["scalar"], "biufU").type(self.decode(node["value"], where))
 
     @staticmethod
-    def _dtype(node):
+    def _dtype(node, where):
         return _dtype(node["dtype"], _DATASET_KINDS + "OU")
 
     @staticmethod
-    def _nptype(node):
+    def _nptype(node, where):
         return _dtype(node["nptype"], _DATASET_KINDS + "OU").type
 
-    def _generator(self, node):
+    def _generator(self, node, where):
         bit_generator = _BIT_GENERATORS[node["generator"]]()
         value = self._share(node, np.random.Generator(bit_generator))
-        bit_generator.state = self.decode(node["state"])
+        state = self.decode(node["state"], f"{where}.state")
+        try:
+            bit_generator.state = state
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"a {node['generator']} state that numpy refuses: {exc}") from None
         return value
 
-    def _random_state(self, node):
+    def _random_state(self, node, where):
         value = self._share(node, np.random.RandomState())
-        value.set_state(self.decode(node["random_state"]))
+        value.set_state(self.decode(node["random_state"], f"{where}.state"))
         return value
 
-    def _object(self, node):
+    def _object(self, node, where):
         name = node["object"]
         cls = classes().get(name)
         if cls is None:
             raise ValueError(f"it names the class {name!r}, which is not one a checkpoint "
                              "may hold")
         value = self._share(node, cls.__new__(cls))
-        state = {k: self.decode(v) for k, v in node["state"].items()}
+        state = {k: self.decode(v, f"{where}.{k}") for k, v in node["state"].items()}
         if _own(cls, "__setstate__"):
             value.__setstate__(state)
         else:
@@ -286,6 +313,15 @@ class Decoder:
         if dataclasses.is_dataclass(cls):
             _fill_defaults(value, cls)
         return value
+
+
+def _problem(exc):
+    """What a decoding error says: a missing key by its name (KeyError's text is its
+    argument's repr; h5py's KeyError for a missing dataset is a sentence)."""
+    if type(exc) is KeyError and exc.args:
+        key = exc.args[0]
+        return f"no {key!r}" if not isinstance(key, str) or " " not in key else key
+    return str(exc)
 
 
 def _dtype(name, kinds):
