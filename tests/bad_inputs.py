@@ -120,26 +120,10 @@ def _interrupted(change=None):
     """A checkpoint {tmp}/m.h5.ckpt of an interrupted fit of {tmp}/data.h5; ``change``
     then edits the data (``change(path)``)."""
     def setup(tmp, good):
-        from fastvi.io.checkpoint import Checkpointer
-        from fastvi.cli import main
-
-        class Stop(Exception):
-            pass
-
         shutil.copy(os.path.join(good, "data.h5"), os.path.join(tmp, "data.h5"))
-        original = Checkpointer.write
-
-        def write_then_stop(self, state):
-            original(self, state)
-            raise Stop
-
-        Checkpointer.write = write_then_stop
-        try:
-            main(["fit", os.path.join(tmp, "data.h5"), "--k", "3", "--algorithm",
-                  "stochastic", "--batch-size", "100", "--checkpoint-chunks", "1",
-                  "-o", os.path.join(tmp, "m.h5")])
-        finally:
-            Checkpointer.write = original
+        _stop_at_first_checkpoint(["fit", os.path.join(tmp, "data.h5"), "--k", "3",
+                                   "--algorithm", "stochastic", "--batch-size", "100",
+                                   "--checkpoint-chunks", "1", "-o", os.path.join(tmp, "m.h5")])
         assert os.path.exists(os.path.join(tmp, "m.h5.ckpt"))
         if change is not None:
             change(os.path.join(tmp, "data.h5"))
