@@ -45,7 +45,8 @@ def cmd_fit(args):
     from ..data.files import open_source
     from ..io.amortized import save_amortized
     from .fit import NamedCheckpointer
-    from .jobs import check_paths, spec_path
+    from .jobs import spec_path
+    from .paths import check_paths
     checkpoint_path = args.checkpoint or args.output + ".ckpt"
     check_paths([("the data", spec_path(args.data))],
                 [("the model", args.output), ("the checkpoint", checkpoint_path)])

@@ -13,12 +13,13 @@ import h5py
 
 from ..data.atomic import check_writable
 from ..data.files import open_source
+from ..data.generate import GENERATOR
 from ..io.model import save_model
 from .fit import fit_summary
 from .jobs import FitProgress, FitRecorder
 from .jobs import about as _about
-from .jobs import check_replaceable
 from .jobs import fit_model as _fit_model
+from .paths import check_replaceable
 
 DEMO_N_SAMPLES = 2_000_000
 DEMO_PASSES = 5
@@ -26,8 +27,7 @@ DEMO_BATCH_SIZE = 65536
 DEMO_TOL = 1e-3
 
 
-GENERATOR = "fastvi.datasets.write_mixture_h5"     # the root attribute of generated data
-DEMO_MODEL = "fastvi demo"                          # the written_by attribute of its model
+DEMO_MODEL = "fastvi demo"          # the written_by attribute of its model
 
 
 def cmd_make_data(args):

@@ -49,8 +49,8 @@ from .jobs import about as _about
 from .jobs import cluster_backend as _cluster_backend
 from .jobs import fit_model as _fit_model
 from .jobs import is_h5py_error as _is_h5py_error
-from .jobs import check_paths as _check_paths_of
 from .jobs import spec_path as _spec_path
+from .paths import check_paths as _check_paths_of
 
 CHECKPOINT_SUFFIX = ".ckpt"
 CHECKPOINT_EVERY_SECONDS = 60.0

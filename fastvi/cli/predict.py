@@ -23,8 +23,8 @@ from .jobs import about as _about
 from .jobs import cluster_backend as _cluster_backend
 from .jobs import cluster_option as _cluster_option
 from .jobs import progress_bar as _progress
-from .jobs import check_paths as _check_paths
 from .jobs import spec_path as _spec_path
+from .paths import check_paths as _check_paths
 
 PREDICT_CHUNK_ROWS = 65536
 

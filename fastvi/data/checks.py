@@ -12,10 +12,6 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-# the memory checks of sizes live in a module of their own, free of scikit-learn (make-data
-# uses them and loads neither scikit-learn nor Numba); here for those who look for checks
-from .memory import (SizeError, array_bytes, check_memory, format_bytes,  # noqa: F401
-                     physical_memory, shape_text)
 from .sources import DEFAULT_CHUNK_ROWS, ChunkSource, as_source, is_dask_array
 
 FLOAT_DTYPES = (np.float64, np.float32)

@@ -20,6 +20,9 @@ from .memory import SizeError, array_bytes, check_memory, format_bytes, shape_te
 __all__ = ["make_mixture", "mixture_parameters", "write_mixture_h5"]
 
 BLOCK_ROWS = 65536
+# the root attribute "generator" of the files write_mixture_h5 writes: how make-data and
+# demo --out know a file they may replace (fastvi.cli.paths)
+GENERATOR = "fastvi.datasets.write_mixture_h5"
 _LARGEST_FILE = 2 ** 63         # bytes: the offsets of NumPy, h5py and the OS are int64
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 # Eigenvalues (variances) of every covariance lie in this range: condition number <= 4,
@@ -321,7 +324,7 @@ sample_seed
     stream = _row_stream(entropy, sample_seed)
     chunk_rows = min(chunk_rows, n_samples)
     with atomic_h5(path, "the data file") as f:
-        f.attrs.update({"generator": "fastvi.datasets.write_mixture_h5",
+        f.attrs.update({"generator": GENERATOR,
                         "fastvi_version": __version__, "seed": str(entropy),
                         "n_samples": n_samples, "n_features": n_features,
                         "n_components": n_components, "separation": float(separation),
