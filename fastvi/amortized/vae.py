@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from .nn import MLP, Adam, RowNoise
 from .training import (blas_threads, check_dtype, check_networks, check_unit_interval,
                        minibatches, report)
+from ..data import interrupts
 from ..data.checks import check_random_state, validate_rows
 from ..data.memory import array_bytes, check_memory, shape_text
 from ..kernels import dense
@@ -228,7 +229,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     print(f"epoch {epoch + 1}: ELBO {self.elbo_history_[-1]:.4f} per row "
                           f"({time.perf_counter() - started:.1f} s)")
                 if checkpoint is not None:
-                    checkpoint(EpochState(self, epoch + 1, rng), force=True)
+                    # a signal while it is written waits for the whole file, as in the
+                    # mixtures' fit loop (fastvi.data.interrupts)
+                    with interrupts.held():
+                        checkpoint(EpochState(self, epoch + 1, rng), force=True)
         if hasattr(checkpoint, "finish"):
             checkpoint.finish()     # a finished fit needs no checkpoint (unless ``keep``)
         return self

@@ -38,7 +38,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from .. import __version__
-from ..data import interrupts
 from ..data.atomic import OutputError, check_writable, output_error
 from ..data.files import open_sources, resolve_spec
 from ..io.checkpoint import Checkpointer, validate_state
@@ -190,13 +189,12 @@ def _chunk_rows(model):
 
 class NamedCheckpointer(Checkpointer):
     """A ``Checkpointer`` whose failed writes (a full disk) name the checkpoint: the fit
-    loop calls it while it reads the data, whose name would be blamed otherwise.  A
-    signal while it writes is held until the file is complete (``fastvi.data.interrupts``)."""
+    loop calls it while it reads the data, whose name would be blamed otherwise.  (The fit
+    loops hold a signal while it writes: ``fastvi.data.interrupts``.)"""
 
     def write(self, state):
         try:
-            with interrupts.held():
-                super().write(state)
+            super().write(state)
         except (OSError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and not _is_h5py_error(exc):
                 raise
