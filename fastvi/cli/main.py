@@ -278,6 +278,13 @@ def _check_fit_args(parser, args):
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
+def _stopped():
+    """Say that a signal stopped the command (its outputs were removed as the stop
+    unwound); the exit status."""
+    print(f"fastvi: {stop_words()}; no output was left half-written", file=sys.stderr)
+    return stop_status()
+
+
 def _broken_pipe(exc):
     """Whether ``exc`` is (or was raised from) a write to a pipe whose reader has gone."""
     while exc is not None:
@@ -335,9 +342,9 @@ def main(argv=None):
         return EXIT_USAGE
     args.argv = argv
     debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
-    # SIGINT and SIGTERM alike in every command (fastvi.data.interrupts): the work stops at a
-    # safe point, the outputs in progress are removed, a second signal during that
-    # cleanup does not cut it short, and the exit status is 130 or 143.
+    # SIGINT, SIGTERM and SIGHUP alike in every command (fastvi.data.interrupts): the work
+    # stops at a safe point, the outputs in progress are removed, a second signal during
+    # that cleanup does not cut it short, and the exit status is 128 + the signal.
     try:
         with interrupts.handling(STOP_SIGNALS):
             return _run(args, debug)
@@ -354,11 +361,10 @@ def _run(args, debug):
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print(f"fastvi: {stop_words()}; no output was left half-written", file=sys.stderr)
-        return stop_status()
+        return _stopped()
     except MemoryError as exc:
         # The last line of defence: the sizes are checked against this machine's memory
-        # before the work (fastvi.data.checks.check_memory), but what other programs hold
+        # before the work (fastvi.data.memory.check_memory), but what other programs hold
         # is not known then.  Not a bug: the job is too large for the memory free now.
         if debug:
             traceback.print_exc()
@@ -377,9 +383,7 @@ def _run(args, debug):
             # the signal stopped the command, and the unwinding has cleaned up.
             if debug:
                 traceback.print_exc()
-            print(f"fastvi: {stop_words()}; no output was left half-written",
-                  file=sys.stderr)
-            return stop_status()
+            return _stopped()
         if _broken_pipe(exc):
             # `fastvi ... | head`: the reader has gone, so stop without a word, as a
             # process killed by SIGPIPE would (Python ignores SIGPIPE and raises this)

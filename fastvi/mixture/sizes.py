@@ -4,7 +4,7 @@ Every large array of a fit has its size set by one parameter (or by the data's s
 it): the components' statistics by ``n_components`` and ``covariance_type``, the chunks
 by ``chunk_size`` or ``batch_size``, the initialisation sample by ``init_sample_size``,
 the per-row supports by ``n_active``.  ``check_fit`` compares each with this machine's
-memory (``fastvi.data.checks.check_memory``) and refuses the first that cannot fit in one
+memory (``fastvi.data.memory.check_memory``) and refuses the first that cannot fit in one
 sentence naming the parameter and its command-line option, instead of a MemoryError (or
 the OS's out-of-memory killer) deep in the work.
 
