@@ -1,8 +1,15 @@
 """Fixed-seed data sets and helpers shared by the tests."""
-import numpy as np
-import pytest
+import os
 
-import fastvi
+# The CUDA backend's tests (tests/test_cuda.py) run its kernels in numba-cuda's simulator
+# unless told otherwise: bench/gpu_check.sh sets NUMBA_ENABLE_CUDASIM=0 to run them on a
+# GPU.  Set before anything imports numba, which reads it once.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fastvi  # noqa: E402
 
 
 def blobs(n_per=200, centres=((0, 0, 0), (6, 0, 0), (0, 7, 1)), scale=1.0, seed=0):

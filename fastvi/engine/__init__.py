@@ -7,11 +7,14 @@
   parameters they take (``KernelParams``) and ``get_backend``;
 * ``local``: the backend of one machine (Numba threads over the fused kernels, the
   prefetching reader, the truncated search);
+* ``cuda``: the CUDA backend (the kernels of ``fastvi.kernels.cuda`` on an NVIDIA GPU,
+  ``backend="cuda"``; imports numba-cuda only when used) and ``backend="auto"``;
 * ``cluster``: the Dask backend (the same kernels as tasks on a dask.distributed
   cluster; imports dask only when used);
 * ``stats``: the additive sufficient statistics a backend returns;
 * ``truncation``: the settings and per-row supports of the truncated q(z).
 
-Imports: ``fastvi.data`` and ``fastvi.kernels`` only (and ``distributed``, lazily).  Nothing here knows a model: the
+Imports: ``fastvi.data`` and ``fastvi.kernels`` only (and ``distributed`` and
+``numba.cuda``, lazily).  Nothing here knows a model: the
 loop calls the model's hooks (``_kernel_params``, ``_m_step``, ``_kl``, ...).
 """

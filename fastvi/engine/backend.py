@@ -6,7 +6,8 @@ per-row outputs (``predict``, ``predict_proba``, ``score_samples``) the estimato
 the same backend.  A backend is chosen by name (``backend="local"``, the default) or
 given as an instance; ``get_backend`` resolves either.  The CUDA and Dask backends are
 one module each that subclasses ``Backend`` and registers its name in ``_REGISTERED``;
-nothing in the loop or the algorithms changes.
+nothing in the loop or the algorithms changes.  ``"auto"`` is the CUDA backend where a
+GPU is usable, else the local one.
 
 What a backend promises
 -----------------------
@@ -48,7 +49,11 @@ from .stats import SufficientStats
 
 # name -> "module:class" of the backends fastvi ships (imported when first asked for)
 _REGISTERED = {"local": "fastvi.engine.local:LocalBackend",
-               "dask": "fastvi.engine.cluster:DaskBackend"}
+               "dask": "fastvi.engine.cluster:DaskBackend",
+               "cuda": "fastvi.engine.cuda:CudaBackend"}
+# a name that resolves to a registered backend when asked: "auto" is "cuda" on a usable
+# GPU, else "local" (fastvi.engine.cuda.auto_backend)
+_CHOSEN = {"auto": "fastvi.engine.cuda:auto_backend"}
 
 
 @dataclass
@@ -182,12 +187,16 @@ def get_backend(backend):
     instance per name and process) or an instance (returned as is)."""
     if isinstance(backend, Backend):
         return backend
+    if isinstance(backend, str) and backend in _CHOSEN:
+        module, _, name = _CHOSEN[backend].partition(":")
+        return getattr(importlib.import_module(module), name)()
     if isinstance(backend, str) and backend in _REGISTERED:
         if backend not in _BY_NAME:
             module, _, name = _REGISTERED[backend].partition(":")
             _BY_NAME[backend] = getattr(importlib.import_module(module), name)()
         return _BY_NAME[backend]
-    raise InvalidParameterError(f"backend must be one of {tuple(_REGISTERED)} or a "
+    names = tuple(_REGISTERED) + tuple(_CHOSEN)
+    raise InvalidParameterError(f"backend must be one of {names} or a "
                                 f"fastvi.engine.backend.Backend instance, got {backend!r}")
 
 

@@ -120,7 +120,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         for name in self._ARRAY_PARAMETERS:
             if getattr(self, name, None) is not None:
                 check_finite_array(name, getattr(self, name))
-        self._truncation()
+        if self._truncation() is not None and backend.name == "cuda":
+            from ..engine.cuda import TRUNCATED_REFUSAL
+            raise InvalidParameterError(TRUNCATED_REFUSAL)
 
     def _truncation(self):
         """The truncated-q settings (``n_active``, ``n_candidates``), or None when dense."""

@@ -63,8 +63,12 @@ _COMMON_DOC = """
         resumed fit) ends.  None keeps them in memory.
     backend : str or Backend, default="local"
         What computes the chunk statistics and per-row outputs: ``"local"``, the fused
-        Numba kernels on this machine's cores, or a ``fastvi.engine.backend.Backend``
-        instance (see that module for the contract every backend keeps)."""
+        Numba kernels on this machine's cores; ``"cuda"``, the kernels of
+        ``fastvi.kernels.cuda`` on an NVIDIA GPU (``pip install 'fastvi[cuda]'``; the
+        same results to rounding, bit for bit from run to run; not with ``n_active``;
+        docs/gpu.md); ``"auto"``, the GPU when one is usable, else ``"local"``; or a
+        ``fastvi.engine.backend.Backend`` instance (see that module for the contract
+        every backend keeps)."""
 
 
 class GaussianMixture(BaseMixture):
@@ -345,9 +349,9 @@ class BayesianGaussianMixture(BaseMixture):
                                         f"{self.algorithm!r}")
         if names and self.n_active is not None:
             raise InvalidParameterError("moves do not work with a truncated q (n_active) yet")
-        if names and self._backend().name not in ("local", "dask"):
-            raise InvalidParameterError(f"moves run on the 'local' and 'dask' backends, got "
-                                        f"backend={self.backend!r}")
+        if names and self._backend().name not in ("local", "dask", "cuda"):
+            raise InvalidParameterError(f"moves run on the 'local', 'dask' and 'cuda' "
+                                        f"backends, got backend={self.backend!r}")
         return names
 
     def _initial_components(self):
