@@ -211,6 +211,9 @@ FITS = {
                       dict(algorithm="stochastic", batch_size=15)),
     "vb-merge": (fastvi.BayesianGaussianMixture,
                  dict(moves=("merge",), n_components=3, weight_concentration_prior=1e-3)),
+    "vb-birth-memoized": (fastvi.BayesianGaussianMixture,
+                          dict(algorithm="memoized", batch_size=15, moves=("birth", "delete"),
+                               n_components=3, n_components_init=1)),
 }
 
 
@@ -231,6 +234,17 @@ def test_a_cuda_fit_equals_the_local_fit_and_repeats_bit_for_bit(kind, fit_launc
     np.testing.assert_allclose(model.score_samples(X[:9]),
                                model.set_params(backend="local").score_samples(X[:9]),
                                rtol=1e-12)
+
+
+def test_partial_fit_on_the_gpu_equals_partial_fit_on_the_cpu(fit_launch):
+    X = small_data()
+    models = [fastvi.BayesianGaussianMixture(n_components=2, random_state=0, backend=backend)
+              for backend in ("cuda", "local")]
+    for start in (0, 15, 30):
+        for model in models:
+            model.partial_fit(X[start:start + 15])
+    np.testing.assert_allclose(models[0].means_, models[1].means_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(models[0].predict(X), models[1].predict(X))
 
 
 class _CrashAt:
@@ -359,3 +373,61 @@ def test_at_scale_the_gpu_agrees_with_the_cpu_and_with_itself(covariance_type):
     assert_stats_equal(*gpu_stats)
     assert_stats_close(gpu_stats[0], total_stats(get_backend("local"), source, params,
                                                  sample_weight), rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+@pytest.fixture
+def tiny_h5(tmp_path):
+    from fastvi.cli import main
+    path = tmp_path / "data.h5"
+    assert main(["make-data", str(path), "--n-samples", "30", "--n-features", "2",
+                 "--n-components", "2", "--seed", "1", "--chunk-rows", "15"]) == 0
+    return path
+
+
+def test_cli_fit_predict_and_score_run_on_the_gpu(tiny_h5, tmp_path, capsys, fit_launch):
+    from fastvi.cli import main
+    from fastvi.io.model import load_model
+    import h5py
+    models = {}
+    for backend in ("cuda", "local"):
+        out = tmp_path / f"{backend}.h5"
+        assert main(["fit", str(tiny_h5), "--k", "2", "--cov", "full", "--max-iter", "3",
+                     "--tol", "0", "--seed", "0", "--no-checkpoint", "--backend", backend,
+                     "-o", str(out)]) == 0
+        models[backend] = load_model(out)
+    np.testing.assert_allclose(models["cuda"].means_, models["local"].means_, rtol=1e-8)
+    predictions = tmp_path / "pred.h5"
+    assert main(["predict", str(tmp_path / "cuda.h5"), str(tiny_h5), "-o", str(predictions),
+                 "--proba", "--top", "2", "--backend", "cuda"]) == 0
+    with h5py.File(tiny_h5, "r") as f:
+        X = f["X"][()]
+    with h5py.File(predictions, "r") as f:
+        np.testing.assert_array_equal(f["labels"][()], models["cuda"].predict(X))
+        np.testing.assert_allclose(f["resp"][()], models["cuda"].predict_proba(X), atol=1e-6)
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "cuda.h5"), str(tiny_h5), "--backend", "cuda"]) == 0
+    assert "score" in capsys.readouterr().out
+
+
+def test_cli_backend_cuda_with_a_cluster_is_one_error_line(tiny_h5, tmp_path, capsys):
+    from fastvi.cli import main
+    code = main(["fit", str(tiny_h5), "--k", "2", "--backend", "cuda", "--workers", "2",
+                 "-o", str(tmp_path / "m.h5")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--backend cuda and --workers 2 cannot be combined" in err
+    assert not (tmp_path / "m.h5").exists()
+
+
+@pytest.mark.skipif(not SIMULATED, reason="this machine has a GPU")
+def test_cli_backend_cuda_without_a_driver_is_one_error_line(tiny_h5, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastvi.cli", "fit", str(tiny_h5), "--k", "2",
+                           "--backend", "cuda", "-o", str(tmp_path / "m.h5")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NUMBA_ENABLE_CUDASIM": "0"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("fastvi: error: backend='cuda' ")
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "m.h5").exists()

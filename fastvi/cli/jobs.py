@@ -504,10 +504,12 @@ def _close_quietly(closable):
 
 @contextmanager
 def cluster_backend(args):
-    """The backend of a command's ``--scheduler`` / ``--workers`` options.
+    """The backend of a command's ``--backend``, ``--scheduler`` and ``--workers`` options.
 
-    Yields None when neither is given (the estimator keeps its local backend; dask is not
-    imported).  Otherwise yields a ``DaskBackend`` on a client of the scheduler at
+    Yields None when none of them asks for anything but this machine's cores (the
+    estimator keeps its local backend; dask is not imported), the CUDA backend for
+    ``--backend cuda`` (or ``auto``, on a machine with a usable GPU; ``auto`` elsewhere
+    is the local backend).  Otherwise yields a ``DaskBackend`` on a client of the scheduler at
     ``--scheduler`` (answering within ``--scheduler-timeout`` seconds) or of a
     ``LocalCluster`` of ``--workers`` worker processes, started here and closed when the
     block ends, however it ends (an error, Ctrl-C).  The cluster's own failures (a task
@@ -517,9 +519,17 @@ def cluster_backend(args):
     data (a file the workers cannot open, a NaN row) pass through as they are.
     """
     option = cluster_option(args)
+    device = getattr(args, "backend", "local")
     if option is None:
-        yield None
+        if device == "local":
+            yield None
+        else:
+            from ..engine.backend import get_backend
+            yield get_backend(device)     # one sentence when it cannot run (no GPU, ...)
         return
+    if device != "local":
+        raise ValueError(f"--backend {device} and {option} cannot be combined: the Dask "
+                         "workers run the local kernels")
     distributed = _import_distributed(option)
     from ..engine.cluster import DaskBackend
     debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))

@@ -81,8 +81,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_cluster_options(parser):
-    """``--scheduler`` / ``--workers`` (one of them) and ``--scheduler-timeout``: run the
-    command's chunk tasks on a Dask cluster (docs/cluster.md)."""
+    """``--backend`` (this machine's cores or its GPU), and ``--scheduler`` /
+    ``--workers`` (one of them) and ``--scheduler-timeout``: run the command's chunk tasks
+    on a Dask cluster (docs/cluster.md)."""
+    parser.add_argument("--backend", choices=("local", "cuda", "auto"), default="local",
+                        help="where the chunk work runs: local (this machine's cores), cuda "
+                             "(an NVIDIA GPU; pip install 'fastvi[cuda]'; docs/gpu.md) or "
+                             "auto (the GPU when one is usable, else local) (local)")
     group = parser.add_argument_group(
         "cluster", "run the chunk work on a Dask cluster, with the same results "
                    "(pip install 'fastvi[dask]'; docs/cluster.md)")

@@ -142,15 +142,16 @@ def _open_data(args, model):
 
 @contextmanager
 def _on_cluster(args, model):
-    """Run ``model`` on the Dask backend of ``--scheduler`` / ``--workers`` for the block;
-    yields whether it does (then the outputs are asked for the whole source at once)."""
+    """Run ``model`` on the backend of ``--backend``, ``--scheduler`` or ``--workers`` for
+    the block; yields whether it is a Dask backend (then the outputs are asked for the
+    whole source at once; the GPU, like the local backend, takes them chunk by chunk)."""
     with _cluster_backend(args) as backend:
         if backend is None:
             yield False
             return
         model.set_params(backend=backend)
         try:
-            yield True
+            yield backend.name == "dask"
         finally:
             model.set_params(backend="local")
 

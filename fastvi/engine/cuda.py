@@ -116,6 +116,7 @@ class CudaBackend(Backend):
             raise InvalidParameterError(reason)
         from ..kernels import cuda as kernels
         self._kernels = kernels
+        self._row_device = None
 
     def open_pass(self, source, order, sample_weight=None, search=None, pairs=None,
                   proposal=None):
@@ -124,7 +125,13 @@ class CudaBackend(Backend):
         return _CudaPass(self._kernels, source, order, sample_weight, pairs, proposal)
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
-        return _Device(self._kernels, source, False).per_row(source, params, log_norm, resp, labels, top)
+        # the buffers of the last call are kept for the next one of the same shape: a
+        # chunked predict asks chunk by chunk (pinned memory is slow to allocate)
+        key = (max([stop - start for start, stop in source.chunk_bounds()] + [1]),
+               source.n_features, np.dtype(source.dtype))
+        if self._row_device is None or self._row_device[0] != key:
+            self._row_device = (key, _Device(self._kernels, source, False))
+        return self._row_device[1].per_row(source, params, log_norm, resp, labels, top)
 
     def neighbour_lists(self, params, truncation):
         raise InvalidParameterError(TRUNCATED_REFUSAL)
