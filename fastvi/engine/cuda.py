@@ -166,7 +166,8 @@ class _Device:
         self.slots = [{"stream": cuda.stream(),
                        "x_host": cuda.pinned_array((self.rows, n_features), dtype=dtype),
                        "x": cuda.device_array((self.rows, n_features), dtype=dtype),
-                       "w_host": cuda.pinned_array(self.rows if weighted else 0),
+                       # (no zero-byte pinned allocation: cuMemHostAlloc refuses it)
+                       "w_host": cuda.pinned_array(self.rows) if weighted else np.empty(0),
                        "w": cuda.device_array(self.rows if weighted else 0),
                        "lse": cuda.device_array(self.rows)} for _ in range(2)]
         self.no_labels = cuda.device_array((0, 1), dtype=np.int64)

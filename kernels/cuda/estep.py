@@ -12,7 +12,7 @@ backend (``fastvi.engine.cuda``) runs four kernels on each chunk, on one stream:
 1. ``log_rho_full`` / ``log_rho_diag``: one thread per row, every component; the rows are
    read once here.  The components' parameters are staged through shared memory, a tile
    of components at a time (as many as fit in ``SHARED_BYTES``; all K when they fit),
-   or read from global memory when not even one component fits (full with D > 75).
+   or read from global memory when not even one component fits (full with D > 71).
 2. ``normalise``: one thread per row: the log-sum-exp, the labels (the L most probable
    components) and the responsibilities, written over the log rho in place.
 3. ``moments``: block (g, k) adds, over the rows of group g (``GROUP_ROWS`` rows), the
