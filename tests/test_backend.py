@@ -223,7 +223,8 @@ def test_backend_names_and_errors():
     assert get_backend("local").name == "local"
     double = ReversedBackend()
     assert get_backend(double) is double
-    with pytest.raises(ValueError, match="backend must be one of \\('local', 'dask'\\)"):
+    with pytest.raises(ValueError,
+                       match="backend must be one of \\('local', 'dask', 'cuda', 'auto'\\)"):
         fastvi.GaussianMixture(backend="gpu").fit(np.zeros((4, 2)))
     assert fastvi.GaussianMixture().get_params()["backend"] == "local"
 

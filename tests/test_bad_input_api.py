@@ -71,8 +71,8 @@ API_CASES = [
     ("n_jobs=0", GaussianMixture, {"n_jobs": 0}, "fit",
      r"n_jobs must be -1 or between 1 and "),
     ("backend='gpu'", GaussianMixture, {"backend": "gpu"}, "fit",
-     r"backend must be one of \('local', 'dask'\) or a fastvi.engine.backend.Backend instance, "
-     r"got 'gpu'"),
+     r"backend must be one of \('local', 'dask', 'cuda', 'auto'\) or a "
+     r"fastvi.engine.backend.Backend instance, got 'gpu'"),
     ("verbose='x'", GaussianMixture, {"verbose": "x"}, "fit",
      r"verbose must be an integer >= 0, got 'x'"),
     ("warm_start='yes'", GaussianMixture, {"warm_start": "yes"}, "fit",
