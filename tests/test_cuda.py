@@ -431,3 +431,16 @@ def test_cli_backend_cuda_without_a_driver_is_one_error_line(tiny_h5, tmp_path):
     assert done.stderr.startswith("fastvi: error: backend='cuda' ")
     assert done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_work_arrays_larger_than_the_free_gpu_memory_are_one_sentence(gpu, monkeypatch):
+    from numba import cuda
+
+    class Small:
+        def get_memory_info(self):
+            return 1_000, 80_000_000_000
+    monkeypatch.setattr(cuda, "current_context", lambda: Small())
+    params, _ = em_params("diag", 3, 2, 0)
+    with pytest.raises(MemoryError, match=r"chunks of 50 rows with K = 3 need .* GB of GPU "
+                                          r"memory .* lower chunk_size \(--chunk-size\)"):
+        total_stats(gpu, ArraySource(np.zeros((50, 2)), 50), params)

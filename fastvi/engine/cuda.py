@@ -116,22 +116,36 @@ class CudaBackend(Backend):
             raise InvalidParameterError(reason)
         from ..kernels import cuda as kernels
         self._kernels = kernels
-        self._row_device = None
+        self._devices = {}
 
     def open_pass(self, source, order, sample_weight=None, search=None, pairs=None,
                   proposal=None):
         if search is not None:
             raise InvalidParameterError(TRUNCATED_REFUSAL)
-        return _CudaPass(self._kernels, source, order, sample_weight, pairs, proposal)
+        device = self._device("pass", source, sample_weight is not None)
+        return _CudaPass(device, source, order, sample_weight, pairs, proposal)
 
     def per_row(self, source, params, log_norm=False, resp=False, labels=False, top=0):
-        # the buffers of the last call are kept for the next one of the same shape: a
-        # chunked predict asks chunk by chunk (pinned memory is slow to allocate)
+        device = self._device("rows", source, False)
+        device.in_use = True
+        try:
+            return device.per_row(source, params, log_norm, resp, labels, top)
+        finally:
+            device.in_use = False
+
+    def _device(self, use, source, weighted):
+        """A ``_Device`` for ``source``: the last one made for this ``use`` ("pass" or
+        "rows") when its shapes fit and no open pass holds it, else a new one (which is
+        then kept).  Pinned memory is slow to allocate, and an EM fit opens a pass per
+        iteration, a chunked predict calls ``per_row`` per chunk."""
         key = (max([stop - start for start, stop in source.chunk_bounds()] + [1]),
-               source.n_features, np.dtype(source.dtype))
-        if self._row_device is None or self._row_device[0] != key:
-            self._row_device = (key, _Device(self._kernels, source, False))
-        return self._row_device[1].per_row(source, params, log_norm, resp, labels, top)
+               source.n_features, np.dtype(source.dtype), weighted)
+        kept = self._devices.get(use)
+        if kept is not None and kept[0] == key and not kept[1].in_use:
+            return kept[1]
+        device = _Device(self._kernels, source, weighted)
+        self._devices[use] = (key, device)
+        return device
 
     def neighbour_lists(self, params, truncation):
         raise InvalidParameterError(TRUNCATED_REFUSAL)
@@ -170,16 +184,33 @@ class _Device:
                        "w_host": cuda.pinned_array(self.rows) if weighted else np.empty(0),
                        "w": cuda.device_array(self.rows if weighted else 0),
                        "lse": cuda.device_array(self.rows)} for _ in range(2)]
+        self.in_use = False
         self.no_labels = cuda.device_array((0, 1), dtype=np.int64)
         self.no_top = cuda.device_array((0, 1))
         self._tables = {}
 
-    def _lr(self, slot, n_components):
-        """The slot's (rows, K) array of log rho, then of the responsibilities."""
+    def _lr(self, slot, n_components, n):
+        """The slot's (K, n) array of log rho, then of the responsibilities: a view of
+        one flat buffer of K x rows, so that it is contiguous for every n."""
         key = ("lr", n_components)
         if key not in slot:
-            slot[key] = self.cuda.device_array((self.rows, n_components))
-        return slot[key]
+            self._check_memory(n_components)
+            slot[key] = self.cuda.device_array(n_components * self.rows)
+        return slot[key][:n_components * n].reshape(n_components, n)
+
+    def _check_memory(self, n_components):
+        """Raise one sentence, before allocating, when the work arrays of K components
+        (both slots, the worse covariance form) would not fit in the GPU's free memory."""
+        n_entries = self._entries(True)[0].shape[0]
+        n_groups = -(-self.rows // self.estep.GROUP_ROWS)
+        need = 2 * 8 * (n_components * self.rows + (n_groups + 1) * (n_components + 1)
+                        * n_entries)
+        free, _ = self.cuda.current_context().get_memory_info()
+        if need > free:
+            raise MemoryError(
+                f"backend='cuda': chunks of {self.rows} rows with K = {n_components} need "
+                f"{need / 1e9:.2f} GB of GPU memory and {free / 1e9:.2f} GB are free: lower "
+                f"chunk_size (--chunk-size) or K")
 
     def _work(self, slot, n_components, full, role):
         """The slot's arrays for the statistics of K = ``n_components``: the groups'
@@ -214,22 +245,22 @@ class _Device:
 
     def log_rho(self, slot, n, device_params, full):
         """The log rho of the chunk's n rows under ``device_params``; returns the
-        device array (n, K) that holds them."""
+        device array (K, n) that holds them."""
         c, means, factor = device_params
         n_components = means.shape[0]
-        lr = self._lr(slot, n_components)[:n]
+        lr = self._lr(slot, n_components, n)
         tile = self.estep.component_tile(n_components, self.n_features, full)
         kernel = self.k.log_rho_full if full else self.k.log_rho_diag
         threads = self.estep.ROW_THREADS
-        per = 1 + self.n_features + (self.n_features ** 2 if full else self.n_features)
-        kernel[_blocks(n, threads), threads, slot["stream"], 8 * tile * per](
+        shared = 8 * tile * self.estep.component_words(self.n_features, full)
+        kernel[_blocks(n, threads), threads, slot["stream"], shared](
             slot["x"][:n], c, means, factor, tile, lr)
         return lr
 
     def normalise(self, slot, lr, want_resp, labels=None, top_v=None):
         """Log-sum-exp of each row into ``slot["lse"]``; the responsibilities over
         ``lr`` when ``want_resp``; the labels when ``labels`` is given."""
-        n = lr.shape[0]
+        n = lr.shape[1]
         threads = self.estep.ROW_THREADS
         self.k.normalise[_blocks(n, threads), threads, slot["stream"]](
             lr, want_resp, slot["lse"][:n],
@@ -240,7 +271,8 @@ class _Device:
         """Enqueue the E-step and moments of the chunk in ``slot`` under
         ``device_params``; returns ``(host, resp)``: the pinned array (K + 1, E) that
         receives the reduced statistics once the slot's stream is synchronised, and the
-        device array of the chunk's responsibilities (valid until the slot's next use)."""
+        device array (K, n) of the chunk's responsibilities (valid until the slot's next
+        use)."""
         estep = self.estep
         n_components = device_params[1].shape[0]
         work = self._work(slot, n_components, full, role)
@@ -253,7 +285,7 @@ class _Device:
         tile = estep.row_tile(self.n_features)
         threads = min(estep.ENTRY_THREADS, n_entries)
         weights = slot["w"][:n] if weighted else slot["w"][:0]
-        self.k.moments[(n_groups, n_components + 1), threads, slot["stream"],
+        self.k.moments[(n_components + 1, n_groups), threads, slot["stream"],
                        8 * tile * (self.n_features + 1)](
             slot["x"][:n], weights, resp, device_params[1], slot["lse"][:n],
             pair_i, pair_j, estep.GROUP_ROWS, tile, partial)
@@ -307,17 +339,19 @@ class _Device:
                 values = lr.copy_to_host(stream=stream)
                 stream.synchronize()
                 out["top_index"][start:stop], out["top_resp"][start:stop] = \
-                    top_responsibilities(values, int(top))
+                    top_responsibilities(values.T, int(top))
             if log_norm or resp or labels:
                 self.normalise(slot, lr, resp, device_labels[:n] if labels else None,
                                top_v[:n] if labels else None)
                 if log_norm:
                     slot["lse"][:n].copy_to_host(out["log_norm"][start:stop], stream=stream)
                 if resp:
-                    lr.copy_to_host(out["resp"][start:stop], stream=stream)
+                    resp_t = lr.copy_to_host(stream=stream)
                 if labels:
                     device_labels[:n].copy_to_host(out["labels"][start:stop], stream=stream)
             stream.synchronize()
+            if resp:
+                out["resp"][start:stop] = resp_t.T
         if labels == 1:
             out["labels"] = out["labels"][:, 0]
         return out
@@ -347,12 +381,13 @@ def top_responsibilities(log_rho, n_top):
 
 
 class _CudaPass(ChunkPass):
-    def __init__(self, kernels, source, order, sample_weight, pairs=None, proposal=None):
+    def __init__(self, device, source, order, sample_weight, pairs=None, proposal=None):
         self.source = source
         self.sample_weight = sample_weight
         self.pairs = pairs
         self.proposal = proposal
-        self.device = _Device(kernels, source, sample_weight is not None)
+        self.device = device
+        device.in_use = True            # until close(): no other pass shares its slots
         self.count = 0
         # the reader runs one chunk ahead; check=False: check_result traces a non-finite
         # result to its row.  A chunk is copied into pinned memory at once, so the
@@ -390,8 +425,8 @@ class _CudaPass(ChunkPass):
         job = {"index": index, "start": start, "n": n, "slot": slot, "weights": weights}
         job["host"], resp = device.statistics(slot, n, weights is not None, on_device,
                                               params.full)
-        if self.pairs is not None:
-            job["resp"] = resp.copy_to_host(stream=slot["stream"])
+        if self.pairs is not None:          # (K, n): the entropy kernel's own layout
+            job["resp_t"] = resp.copy_to_host(stream=slot["stream"])
         if proposal is not None:
             job["proposal"], _ = device.statistics(slot, n, weights is not None, proposal,
                                                    self.proposal.full, role="proposal")
@@ -401,7 +436,7 @@ class _CudaPass(ChunkPass):
         job["slot"]["stream"].synchronize()
         stats = self._complete(job["host"], params, job)
         if self.pairs is not None:
-            stats.pair_loss = pair_entropy_loss(job["resp"], self.pairs, job["weights"])
+            stats.pair_loss = pair_entropy_loss(job["resp_t"].T, self.pairs, job["weights"])
         if "proposal" in job:
             stats.proposal = self._complete(job["proposal"], self.proposal, job)
         return job["index"], stats
@@ -417,3 +452,4 @@ class _CudaPass(ChunkPass):
 
     def close(self):
         self._chunks.close()
+        self.device.in_use = False

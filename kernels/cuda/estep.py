@@ -11,12 +11,16 @@ backend (``fastvi.engine.cuda``) runs four kernels on each chunk, on one stream:
 
 1. ``log_rho_full`` / ``log_rho_diag``: one thread per row, every component; the rows are
    read once here.  The components' parameters are staged through shared memory, a tile
-   of components at a time (as many as fit in ``SHARED_BYTES``; all K when they fit),
-   or read from global memory when not even one component fits (full with D > 71).
+   of components at a time (as many as fit in ``SHARED_BYTES``; all K when they fit; a
+   full factor as its packed upper triangle), or read from global memory when not even
+   one component fits (full with D > 99).  Log rho is stored (K, rows): the threads of a
+   warp, consecutive rows, write and later read consecutive addresses.
 2. ``normalise``: one thread per row: the log-sum-exp, the labels (the L most probable
    components) and the responsibilities, written over the log rho in place.
-3. ``moments``: block (g, k) adds, over the rows of group g (``GROUP_ROWS`` rows), the
-   centred moments of component k; block (g, K) adds the weighted log-normalisers.  The
+3. ``moments``: block (k, g) adds, over the rows of group g (``GROUP_ROWS`` rows), the
+   centred moments of component k; block (K, g) adds the weighted log-normalisers (k
+   varies fastest in the grid, so the blocks that run together read the same rows, from
+   L2).  The
    rows of the group pass through shared memory ``ROW_TILE`` at a time, centred once per
    block; each thread owns entries of the augmented moment matrix
    ``sum_n w_n r_nk a a^T`` with ``a = (1, x_n - m_k)`` (``entry_tables``: N_k, s1 and the
@@ -67,11 +71,16 @@ def entry_tables(n_features, full):
     return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1])
 
 
+def component_words(n_features, full):
+    """The float64 words of one component's parameters in shared memory: c, m, and U
+    (its packed upper triangle, column by column, for full; its diagonal for diag)."""
+    return 1 + n_features + (n_features * (n_features + 1) // 2 if full else n_features)
+
+
 def component_tile(n_components, n_features, full):
     """How many components' parameters (c, m, U) fit in ``SHARED_BYTES`` at once (at most
     K); 0 when not even one does, and the kernel then reads them from global memory."""
-    per_component = 1 + n_features + (n_features * n_features if full else n_features)
-    return min(n_components, SHARED_BYTES // (8 * per_component))
+    return min(n_components, SHARED_BYTES // (8 * component_words(n_features, full)))
 
 
 def row_tile(n_features):
@@ -81,10 +90,12 @@ def row_tile(n_features):
 
 @cuda.jit
 def log_rho_full(X, c, means, factor, tile, lr):
-    """lr[n, k] = c_k - 1/2 ||U_k^T (x_n - m_k)||^2, one thread per row n.
+    """lr[k, n] = c_k - 1/2 ||U_k^T (x_n - m_k)||^2, one thread per row n.
 
     ``tile`` components at a time pass through dynamic shared memory (the launch gives
-    ``8 * tile * (1 + D + D*D)`` bytes); ``tile = 0`` reads the parameters where they are.
+    ``8 * tile * component_words(D, True)`` bytes), U_k as its upper triangle packed
+    column by column (column j, entries i = 0..j, at j (j + 1) / 2 + i);
+    ``tile = 0`` reads the parameters where they are.
     """
     n = cuda.grid(1)
     n_rows, n_features = X.shape
@@ -98,10 +109,10 @@ def log_rho_full(X, c, means, factor, tile, lr):
                     for i in range(j + 1):
                         y += factor[k, i, j] * (X[n, i] - means[k, i])
                     q += y * y
-                lr[n, k] = c[k] - 0.5 * q
+                lr[k, n] = c[k] - 0.5 * q
         return
     shared = cuda.shared.array(0, dtype=float64)
-    per = 1 + n_features + n_features * n_features
+    per = 1 + n_features + n_features * (n_features + 1) // 2
     for first in range(0, n_components, tile):
         count = min(tile, n_components - first)
         for index in range(cuda.threadIdx.x, count * per, cuda.blockDim.x):
@@ -112,26 +123,33 @@ def log_rho_full(X, c, means, factor, tile, lr):
             elif r <= n_features:
                 shared[index] = means[first + kk, r - 1]
             else:
-                f = r - 1 - n_features
-                shared[index] = factor[first + kk, f // n_features, f % n_features]
+                f = r - 1 - n_features          # packed index: column j, row i <= j
+                j = int((math.sqrt(8.0 * f + 1.0) - 1.0) * 0.5)
+                while (j + 1) * (j + 2) // 2 <= f:
+                    j += 1
+                while j * (j + 1) // 2 > f:
+                    j -= 1
+                shared[index] = factor[first + kk, f - j * (j + 1) // 2, j]
         cuda.syncthreads()
         if n < n_rows:
             for kk in range(count):
                 base = kk * per
+                packed = base + 1 + n_features
                 q = 0.0
                 for j in range(n_features):
                     y = 0.0
                     for i in range(j + 1):
-                        y += (shared[base + 1 + n_features + i * n_features + j]
-                              * (X[n, i] - shared[base + 1 + i]))
+                        y += shared[packed + i] * (X[n, i] - shared[base + 1 + i])
                     q += y * y
-                lr[n, first + kk] = shared[base] - 0.5 * q
+                    packed += j + 1
+                lr[first + kk, n] = shared[base] - 0.5 * q
         cuda.syncthreads()
 
 
 @cuda.jit
 def log_rho_diag(X, c, means, factor, tile, lr):
-    """``log_rho_full`` for a diagonal factor (K, D): ||U_k^T d||^2 = sum_i (u_ki d_i)^2."""
+    """``log_rho_full`` for a diagonal factor (K, D): ||U_k^T d||^2 = sum_i (u_ki d_i)^2
+    (``8 * tile * component_words(D, False)`` bytes of shared memory)."""
     n = cuda.grid(1)
     n_rows, n_features = X.shape
     n_components = means.shape[0]
@@ -142,7 +160,7 @@ def log_rho_diag(X, c, means, factor, tile, lr):
                 for i in range(n_features):
                     y = factor[k, i] * (X[n, i] - means[k, i])
                     q += y * y
-                lr[n, k] = c[k] - 0.5 * q
+                lr[k, n] = c[k] - 0.5 * q
         return
     shared = cuda.shared.array(0, dtype=float64)
     per = 1 + 2 * n_features
@@ -165,13 +183,13 @@ def log_rho_diag(X, c, means, factor, tile, lr):
                 for i in range(n_features):
                     y = shared[base + 1 + n_features + i] * (X[n, i] - shared[base + 1 + i])
                     q += y * y
-                lr[n, first + kk] = shared[base] - 0.5 * q
+                lr[first + kk, n] = shared[base] - 0.5 * q
         cuda.syncthreads()
 
 
 @cuda.jit
 def normalise(lr, want_resp, lse, labels, top_v):
-    """Per row n: ``lse[n] = log sum_k exp(lr[n, k])``; ``labels[n, :L]`` the L most
+    """Per row n (``lr`` is (K, n)): ``lse[n] = log sum_k exp(lr[k, n])``; ``labels[n, :L]`` the L most
     probable components, most probable first (ties: the lower index first, so L = 1 is
     ``argmax``), when ``labels`` has rows (``top_v`` (n, L) is its scratch); and, when
     ``want_resp``, the responsibilities written over ``lr`` in place.
@@ -180,14 +198,14 @@ def normalise(lr, want_resp, lse, labels, top_v):
     a row whose log rho are all -inf gets lse = -inf and responsibilities 0.
     """
     n = cuda.grid(1)
-    if n >= lr.shape[0]:
+    if n >= lr.shape[1]:
         return
-    n_components = lr.shape[1]
+    n_components = lr.shape[0]
     if labels.shape[0] > 0:
         n_top = labels.shape[1]
         kept = 0
         for k in range(n_components):
-            value = lr[n, k]
+            value = lr[k, n]
             if kept == n_top and not value > top_v[n, n_top - 1]:
                 continue
             pos = kept if kept < n_top else n_top - 1
@@ -200,17 +218,17 @@ def normalise(lr, want_resp, lse, labels, top_v):
             top_v[n, pos] = value
             if kept < n_top:
                 kept += 1
-    top = lr[n, 0]
+    top = lr[0, n]
     for k in range(1, n_components):
-        if lr[n, k] > top:
-            top = lr[n, k]
+        if lr[k, n] > top:
+            top = lr[k, n]
     if not top > _NEG_INF:          # all -inf, or NaN first: shift by 0 (no inf - inf)
         top = 0.0
     total = 0.0
     for k in range(n_components):
-        e = math.exp(lr[n, k] - top)
+        e = math.exp(lr[k, n] - top)
         if want_resp:
-            lr[n, k] = e
+            lr[k, n] = e
         total += e
     if total > 0.0:
         lse[n] = math.log(total) + top
@@ -221,20 +239,21 @@ def normalise(lr, want_resp, lse, labels, top_v):
     if want_resp:
         scale = 1.0 / total if total > 0.0 else 0.0
         for k in range(n_components):
-            lr[n, k] *= scale
+            lr[k, n] *= scale
 
 
 @cuda.jit
 def moments(X, weights, resp, means, lse, pair_i, pair_j, group_rows, tile, partial):
-    """Block (g, k): ``partial[g, k, e]`` = entry e (``entry_tables``) of component k over
-    rows ``g * group_rows`` to the group's end; block (g, K): ``partial[g, K, 0]`` =
+    """Block (k, g): ``partial[g, k, e]`` = entry e (``entry_tables``) of component k over
+    rows ``g * group_rows`` to the group's end (``resp`` is (K, n)); block (K, g):
+    ``partial[g, K, 0]`` =
     ``sum_n w_n lse_n`` over those rows (the rest of its slot 0).  ``weights`` of length 0
     means all ones.  ``tile`` rows at a time pass through shared memory, centred
     (``8 * tile * (D + 1)`` bytes); ``tile = 0`` reads the rows where they are.  Either
     way every entry adds its rows in ascending order, so the bits do not depend on it.
     """
-    g = cuda.blockIdx.x
-    k = cuda.blockIdx.y
+    k = cuda.blockIdx.x
+    g = cuda.blockIdx.y
     n_rows, n_features = X.shape
     n_components = means.shape[0]
     n_entries = pair_i.shape[0]
@@ -255,7 +274,7 @@ def moments(X, weights, resp, means, lse, pair_i, pair_j, group_rows, tile, part
             j = pair_j[e]
             acc = 0.0
             for n in range(start, stop):
-                rn = (weights[n] if weighted else 1.0) * resp[n, k]
+                rn = (weights[n] if weighted else 1.0) * resp[k, n]
                 a = 1.0 if i < 0 else X[n, i] - means[k, i]
                 b = 1.0 if j < 0 else X[n, j] - means[k, j]
                 acc += (rn * a) * b
@@ -274,7 +293,7 @@ def moments(X, weights, resp, means, lse, pair_i, pair_j, group_rows, tile, part
             f = index - t * width
             n = first + t
             if f == 0:
-                shared[index] = (weights[n] if weighted else 1.0) * resp[n, k]
+                shared[index] = (weights[n] if weighted else 1.0) * resp[k, n]
             else:
                 shared[index] = X[n, f - 1] - means[k, f - 1]
         cuda.syncthreads()
