@@ -189,19 +189,19 @@ class _Device:
         self.no_top = cuda.device_array((0, 1))
         self._tables = {}
 
-    def _lr(self, slot, n_components, n):
+    def _lr(self, slot, n_components, n, full):
         """The slot's (K, n) array of log rho, then of the responsibilities: a view of
         one flat buffer of K x rows, so that it is contiguous for every n."""
         key = ("lr", n_components)
         if key not in slot:
-            self._check_memory(n_components)
+            self._check_memory(n_components, full)
             slot[key] = self.cuda.device_array(n_components * self.rows)
         return slot[key][:n_components * n].reshape(n_components, n)
 
-    def _check_memory(self, n_components):
+    def _check_memory(self, n_components, full):
         """Raise one sentence, before allocating, when the work arrays of K components
-        (both slots, the worse covariance form) would not fit in the GPU's free memory."""
-        n_entries = self._entries(True)[0].shape[0]
+        (both slots) would not fit in the GPU's free memory."""
+        n_entries = self._entries(full)[0].shape[0]
         n_groups = -(-self.rows // self.estep.GROUP_ROWS)
         need = 2 * 8 * (n_components * self.rows + (n_groups + 1) * (n_components + 1)
                         * n_entries)
@@ -248,7 +248,7 @@ class _Device:
         device array (K, n) that holds them."""
         c, means, factor = device_params
         n_components = means.shape[0]
-        lr = self._lr(slot, n_components, n)
+        lr = self._lr(slot, n_components, n, full)
         tile = self.estep.component_tile(n_components, self.n_features, full)
         kernel = self.k.log_rho_full if full else self.k.log_rho_diag
         threads = self.estep.ROW_THREADS
