@@ -165,8 +165,9 @@ def _params_on_device(cuda, params):
 class _Device:
     """The GPU buffers of one pass or one per-row call.  Chunk i uses slot i % 2: a
     stream, a pinned host buffer and a device buffer for its rows and weights, and the
-    kernels' work arrays (``_work``, per number of components: a birth proposal has more
-    than the model), all sized for the source's largest chunk and kept for the pass."""
+    kernels' work arrays (``_lr``, ``_work``: one set for the model, one for a birth or
+    delete proposal, whose K differs), all sized for the source's largest chunk and kept
+    from pass to pass."""
 
     def __init__(self, kernels, source, weighted):
         from numba import cuda
@@ -189,11 +190,13 @@ class _Device:
         self.no_top = cuda.device_array((0, 1))
         self._tables = {}
 
-    def _lr(self, slot, n_components, n, full):
+    def _lr(self, slot, n_components, n, full, role):
         """The slot's (K, n) array of log rho, then of the responsibilities: a view of
-        one flat buffer of K x rows, so that it is contiguous for every n."""
-        key = ("lr", n_components)
-        if key not in slot:
+        one flat buffer, so that it is contiguous for every n; one buffer per ``role``
+        (the model's, a proposal's), grown when K grows (moves change K between passes)."""
+        key = ("lr", role)
+        if key not in slot or slot[key].size < n_components * self.rows:
+            slot.pop(key, None)
             self._check_memory(n_components, full)
             slot[key] = self.cuda.device_array(n_components * self.rows)
         return slot[key][:n_components * n].reshape(n_components, n)
@@ -214,12 +217,13 @@ class _Device:
 
     def _work(self, slot, n_components, full, role):
         """The slot's arrays for the statistics of K = ``n_components``: the groups'
-        partials, their sum, and the pinned array that receives it (one per ``role``: a
-        proposal's statistics are received beside the model's, on the same stream)."""
-        key = ("work", n_components, full, role)
-        if key not in slot:
-            n_entries = self._entries(full)[0].shape[0]
-            shape = (n_components + 1, n_entries)
+        partials, their sum, and the pinned array that receives it; one set per ``role``
+        (a proposal's statistics are received beside the model's, on the same stream),
+        made again when K or the covariance form changes."""
+        key = ("work", role)
+        shape = (n_components + 1, self._entries(full)[0].shape[0])
+        if key not in slot or slot[key]["out"].shape != shape:
+            slot.pop(key, None)
             n_groups = -(-self.rows // self.estep.GROUP_ROWS)
             slot[key] = {"partial": self.cuda.device_array((n_groups,) + shape),
                          "out": self.cuda.device_array(shape),
@@ -243,12 +247,12 @@ class _Device:
             np.copyto(slot["w_host"][:n], weights)
             slot["w"][:n].copy_to_device(slot["w_host"][:n], stream=slot["stream"])
 
-    def log_rho(self, slot, n, device_params, full):
+    def log_rho(self, slot, n, device_params, full, role="main"):
         """The log rho of the chunk's n rows under ``device_params``; returns the
         device array (K, n) that holds them."""
         c, means, factor = device_params
         n_components = means.shape[0]
-        lr = self._lr(slot, n_components, n, full)
+        lr = self._lr(slot, n_components, n, full, role)
         tile = self.estep.component_tile(n_components, self.n_features, full)
         kernel = self.k.log_rho_full if full else self.k.log_rho_diag
         threads = self.estep.ROW_THREADS
@@ -276,7 +280,7 @@ class _Device:
         estep = self.estep
         n_components = device_params[1].shape[0]
         work = self._work(slot, n_components, full, role)
-        resp = self.log_rho(slot, n, device_params, full)
+        resp = self.log_rho(slot, n, device_params, full, role)
         self.normalise(slot, resp, True)
         pair_i, pair_j = self._entries(full)
         n_entries = pair_i.shape[0]
