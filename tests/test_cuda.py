@@ -444,3 +444,17 @@ def test_work_arrays_larger_than_the_free_gpu_memory_are_one_sentence(gpu, monke
     with pytest.raises(MemoryError, match=r"chunks of 50 rows with K = 3 need .* GB of GPU "
                                           r"memory .* lower chunk_size \(--chunk-size\)"):
         total_stats(gpu, ArraySource(np.zeros((50, 2)), 50), params)
+
+
+def test_the_gpu_benchmark_runs_its_smoke_sizes(tmp_path):
+    """bench/gpu.py is run unattended on a GPU (bench/gpu_check.sh): its smoke sizes run
+    here, in the simulator, so that the script cannot rot while no GPU is at hand."""
+    import json
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "gpu.py")
+    done = subprocess.run([sys.executable, script, "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    assert report["cases"] and not [case for case in report["cases"]
+                                    if case["status"].startswith("failed")]
+    assert "fastvi on the GPU" in (tmp_path / "gpu.md").read_text()
