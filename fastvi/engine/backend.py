@@ -46,6 +46,7 @@ import numpy as np
 from ..data.checks import InvalidParameterError
 from ..data.sources import ArraySource
 from .stats import SufficientStats
+from .truncation import SUPPORT_DTYPE
 
 # name -> "module:class" of the backends fastvi ships (imported when first asked for)
 _REGISTERED = {"local": "fastvi.engine.local:LocalBackend",
@@ -198,6 +199,22 @@ def get_backend(backend):
     names = tuple(_REGISTERED) + tuple(_CHOSEN)
     raise InvalidParameterError(f"backend must be one of {names} or a "
                                 f"fastvi.engine.backend.Backend instance, got {backend!r}")
+
+
+def empty_outputs(n_rows, n_components, log_norm=False, resp=False, labels=False, top=0):
+    """The arrays ``Backend.per_row`` fills, as asked: ``"log_norm"`` (n,), ``"resp"``
+    (n, K), ``"labels"`` (n, L) int64, ``"top_index"`` (n, L) int32, ``"top_resp"`` (n, L)."""
+    out = {}
+    if log_norm:
+        out["log_norm"] = np.empty(n_rows)
+    if resp:
+        out["resp"] = np.empty((n_rows, n_components))
+    if labels:
+        out["labels"] = np.empty((n_rows, int(labels)), dtype=np.int64)
+    if top:
+        out["top_index"] = np.empty((n_rows, int(top)), dtype=SUPPORT_DTYPE)
+        out["top_resp"] = np.empty((n_rows, int(top)))
+    return out
 
 
 def total_stats(backend, source, params, sample_weight=None):

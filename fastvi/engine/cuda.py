@@ -28,7 +28,7 @@ import importlib
 import numpy as np
 
 from ..data.checks import InvalidParameterError
-from .backend import Backend, ChunkPass, check_result
+from .backend import Backend, ChunkPass, check_result, empty_outputs
 from .local import compute_threads, pair_entropy_loss, thread_count
 from .stats import SufficientStats
 
@@ -318,19 +318,10 @@ class _Device:
     # -- per-row outputs
 
     def per_row(self, source, params, log_norm, resp, labels, top):
-        n_rows, n_components = source.n_rows, params.means.shape[0]
-        out = {}
-        if log_norm:
-            out["log_norm"] = np.empty(n_rows)
-        if resp:
-            out["resp"] = np.empty((n_rows, n_components))
+        out = empty_outputs(source.n_rows, params.means.shape[0], log_norm, resp, labels, top)
         if labels:
-            out["labels"] = np.empty((n_rows, int(labels)), dtype=np.int64)
             device_labels = self.cuda.device_array((self.rows, int(labels)), dtype=np.int64)
             top_v = self.cuda.device_array((self.rows, int(labels)))
-        if top:
-            out["top_index"] = np.empty((n_rows, int(top)), dtype=np.int32)
-            out["top_resp"] = np.empty((n_rows, int(top)))
         device_params = _params_on_device(self.cuda, params)
         slot = self.slots[0]
         stream = slot["stream"]

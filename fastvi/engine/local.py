@@ -16,7 +16,7 @@ from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
 from ..kernels.entropy import pair_entropy_loss as entropy_kernel
 from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
-from .backend import Backend, ChunkPass, check_result, total_stats
+from .backend import Backend, ChunkPass, check_result, empty_outputs, total_stats
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
 
@@ -241,18 +241,8 @@ def per_row(X, params, log_norm=False, resp=False, labels=False, top=0,
     or chunk source); ``top=L`` adds ``"top_index"`` (n, L) int32 and ``"top_resp"``
     (n, L), the exact top L."""
     source = as_source(X, chunk_rows)
-    n_rows = source.n_rows
     n_components = params.means.shape[0]
-    out = {}
-    if log_norm:
-        out["log_norm"] = np.empty(n_rows)
-    if resp:
-        out["resp"] = np.empty((n_rows, n_components))
-    if labels:
-        out["labels"] = np.empty((n_rows, int(labels)), dtype=np.int64)
-    if top:
-        out["top_index"] = np.empty((n_rows, int(top)), dtype=SUPPORT_DTYPE)
-        out["top_resp"] = np.empty((n_rows, int(top)))
+    out = empty_outputs(source.n_rows, n_components, log_norm, resp, labels, top)
     dense = log_norm or resp or labels
     for _, start, chunk in source.chunks():
         stop = start + chunk.shape[0]
