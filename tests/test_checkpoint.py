@@ -368,3 +368,32 @@ def test_a_truncated_or_empty_file_is_refused_naming_it(tmp_path):
             fastvi.load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="gone.ckpt: no such checkpoint"):
         fastvi.load_checkpoint(tmp_path / "gone.ckpt")
+
+
+def test_a_batch_pass_checkpoints_its_pairwise_partial_sums(tmp_path):
+    """Mid-pass, a batch state holds the blocks of its pairwise sum (engine.reduce), not a
+    running total; blocks that do not follow each other from chunk 0 to the position are
+    refused as corrupt; a state of the older form (its sum so far in ``stats``) resumes."""
+    from fastvi.data.sources import ArraySource
+    from fastvi.io.resume_checks import CorruptCheckpoint, validate_state
+    X, _ = mixture_rows(6000, seed=2)
+    kwargs = dict(n_components=3, random_state=0, chunk_size=500, max_iter=2, tol=0)
+    whole = quiet(fastvi.GaussianMixture(**kwargs).fit, X)
+    crash = SaveThrough(12 + 1 + 6, tmp_path / "fit.ckpt")   # pass 2, after 6 chunks
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        quiet(fastvi.GaussianMixture(**kwargs).fit, X, checkpoint=crash)
+    state = crash.loaded
+    assert state.stats is None and state.position == 6
+    assert [block[:2] for block in state.partials] == [[0, 4], [4, 6]]
+    model = fastvi.GaussianMixture(**kwargs)
+    source = ArraySource(X, 500)
+    state.partials[1][0] = 5
+    with pytest.raises(CorruptCheckpoint, match=r"partials\[1\]\[0\] is 5 \(expected 4: the "
+                                                r"blocks follow each other from chunk 0\)"):
+        validate_state(state, model, source)
+    state.partials[1][0] = 4
+    # the older form: the same chunks' sum in stats, no blocks; it goes on to the same fit
+    # up to rounding (its sum of six chunks was added in another order)
+    state.stats, state.partials = state.partials[0][2] + state.partials[1][2], []
+    resumed = quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=state)
+    np.testing.assert_allclose(resumed.means_, whole.means_, rtol=1e-12)

@@ -85,6 +85,24 @@ def _has_avx512():
 OTHER_SIMD = 1e-12 if _has_avx512() else None
 
 
+def _refitted_rtol(entry, default):
+    """The tolerance of a fixture entry (a case or a checkpoint of cases.json) that
+    ``make_legacy_fixtures.py --refit`` wrote again after a change that moved fitted bits
+    on purpose: bit for bit (0.0) on a CPU of the SIMD width it was written on, else
+    OTHER_SIMD's rounding (1e-12); ``default`` for an entry never refitted.
+
+    Refitted (issue 28): every sum over chunks became a pairwise tree sum
+    (``fastvi.engine.reduce``; more accurate, and the same bits in any order of arrival),
+    and a memoized fit's first pass updates once, at its end (it fitted the first chunks
+    of rows sorted by cluster and never recovered).  The memoized fits moved; a batch
+    pass of five or more chunks moves in the last bits; every checkpoint's resumed fit was
+    computed again, from the old code's checkpoint files."""
+    refitted = entry.get("refitted")
+    if refitted is None:
+        return default
+    return 0.0 if refitted["avx512"] == _has_avx512() else 1e-12
+
+
 def _generator():
     spec = importlib.util.spec_from_file_location("make_legacy_fixtures", GENERATOR)
     module = importlib.util.module_from_spec(spec)
@@ -208,7 +226,7 @@ def test_fit_matches_legacy(name, inputs):
     estimator = gen.build(case)
     warned = gen.run_calls(estimator, case, inputs)
     got = gen.outcome(estimator, case, inputs)
-    assert_same(_group(RESULTS, name), got, name, rtol=INIT_REORDERED)
+    assert_same(_group(RESULTS, name), got, name, rtol=_refitted_rtol(case, INIT_REORDERED))
     assert warned == case["warnings"], f"{name}: warnings {warned}, expected {case['warnings']}"
 
 
@@ -237,9 +255,18 @@ def test_legacy_checkpoint_resumes(name, inputs):
         np.testing.assert_equal(meta["params"][key], value, err_msg=f"{name}: {key}")
     estimator = gen.resume(case, state, meta, inputs)
     got = gen.outcome(estimator, case, inputs)
-    assert_same(_group(CHECKPOINT_RESULTS, f"{name}/resumed"), got, name)
-    # and where the old code ended without the interruption (equal, in the fixtures)
-    assert_same(_group(CHECKPOINT_RESULTS, f"{name}/uninterrupted"), got, name)
+    rtol = _refitted_rtol(ckpt, None)
+    assert_same(_group(CHECKPOINT_RESULTS, f"{name}/resumed"), got, name, rtol=rtol)
+    # and where the fit ends without the interruption: the same bits where the old code
+    # wrote both; to rounding where the checkpoint's statistics and parameters came from
+    # a CPU of another SIMD width than today's uninterrupted fit (refitted fixtures).  A
+    # memoized checkpoint of the old code carries the old first pass (parameters moved
+    # chunk by chunk), so its resumed fit is another fit: checked against its own result
+    # above only (test_fixtures_cover_the_grid lists which).
+    differs = ckpt.get("resumed_differs_by", 0.0)
+    if differs <= 1e-12:
+        assert_same(_group(CHECKPOINT_RESULTS, f"{name}/uninterrupted"), got, name,
+                    rtol=0.0 if differs == 0.0 else 1e-12)
 
 
 # ----------------------------------------------------------------------------- the fixtures
@@ -270,4 +297,10 @@ def test_fixtures_cover_the_grid():
     assert {p.get("algorithm", "batch") for p in params if p.get("n_active")} >= {
         "batch", "memoized"}
     assert any(c["state"].get("position", 0) > 0 for c in SPEC["checkpoints"])
-    assert all(c["resumed_equals_uninterrupted"] for c in SPEC["checkpoints"])
+    strayed = {c["name"] for c in SPEC["checkpoints"]
+               if c.get("resumed_differs_by", 0) > 1e-12}
+    memoized = {c["name"] for c in SPEC["checkpoints"]
+                if CASES[c["case"]]["params"].get("algorithm") == "memoized"}
+    assert strayed == memoized and memoized
+    assert all(c["resumed_equals_uninterrupted"] for c in SPEC["checkpoints"]
+               if "refitted" not in c)

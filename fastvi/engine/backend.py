@@ -17,11 +17,12 @@ What a backend promises
   second moments mirrored, ``log_norm`` the sum of the rows' weighted log-normalisers,
   ``weight`` the rows' total weight).  A backend may compute them in any order, on any
   number of threads, processes or devices, but hands them back in chunk order.
-* **Sums in chunk order, by the caller.**  The loop adds the chunks' statistics in the
-  order they come, left to right (``S = ((S_0 + S_1) + S_2) + ...``).  So two backends
-  whose per-chunk arithmetic is the same (the local backend and a Dask backend running
-  the same Numba kernel on the same chunking) give the same bits, and a result never
-  depends on the number of threads or workers.  A backend whose arithmetic differs (a
+* **Sums in one tree, by the caller.**  The loop adds the chunks' statistics pairwise,
+  in the binary tree over chunk indices of ``fastvi.engine.reduce`` (its shape set by the
+  number of chunks alone).  So two backends whose per-chunk arithmetic is the same (the
+  local backend and a Dask backend running the same Numba kernel on the same chunking)
+  give the same bits, and a result never depends on the number of threads or workers,
+  nor on the order in which chunks arrive.  A backend whose arithmetic differs (a
   GPU's block size and fused multiply-adds) agrees to rounding, and with itself bit for
   bit.
 * **Fixed parameters within a request.**  Every chunk of one ``stats`` call is computed
@@ -45,6 +46,7 @@ import numpy as np
 
 from ..data.checks import InvalidParameterError
 from ..data.sources import ArraySource
+from .reduce import PairwiseSum
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
 
@@ -218,12 +220,14 @@ def empty_outputs(n_rows, n_components, log_norm=False, resp=False, labels=False
 
 
 def total_stats(backend, source, params, sample_weight=None):
-    """The statistics of all rows of ``source`` under ``params``, summed in chunk order."""
-    total = SufficientStats.zeros(params.means, params.full)
+    """The statistics of all rows of ``source`` under ``params``: the chunks' pairwise
+    tree sum (``fastvi.engine.reduce``), as a batch pass adds them."""
+    total = PairwiseSum()
     with backend.open_pass(source, range(source.n_chunks), sample_weight) as chunk_pass:
-        for _, stats in chunk_pass.stats(params):
-            total = total + stats
-    return total
+        for index, stats in chunk_pass.stats(params):
+            total.add(index, stats)
+    summed = total.total()
+    return SufficientStats.zeros(params.means, params.full) if summed is None else summed
 
 
 def check_result(source, start, chunk, log_norm):

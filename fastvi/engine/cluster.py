@@ -6,7 +6,7 @@ pure function of (row reader, row ranges, weights, kernel parameters).  The work
 its own rows (an HDF5 file by its path, so no row passes through the client or the
 scheduler; an in-memory array is scattered to every worker once per fit), runs the same
 fused kernel as the local backend and returns each chunk's statistics, which the loop
-adds in chunk order.  A ``dask.array`` is computed block by block on the cluster, where
+adds in its fixed tree (``fastvi.engine.reduce``).  A ``dask.array`` is computed block by block on the cluster, where
 its blocks stay.  A request of many chunks is cut into about ``TASKS_PER_THREAD`` tasks
 per worker thread: a task costs the cluster a few milliseconds (client, scheduler and
 worker round trips), which one task per chunk would pay hundreds of times a pass.  So a
@@ -14,7 +14,8 @@ fit on a cluster is the local fit, bit for bit, for the same chunking, however m
 workers, in whatever order they finish, and a task recomputed on another worker after a
 failure (``retries``) gives the same bits.
 
-* batch: every chunk of a pass is submitted at once (in runs), under the pass's parameters;
+* batch, and a memoized fit's first pass: every chunk of a pass is submitted at once (in
+  runs), under the pass's parameters;
 * stochastic and memoized: one chunk at a time, since the parameters change after each
   (a memoized fit's per-chunk cache stays on the client: K x D x D floats a chunk, what
   the exact ELBO and the coordinate-ascent updates need there);
@@ -144,7 +145,7 @@ def chunk_stats_task(chunks, params, truncation, neighbours, label, pairs=None,
 
     ``chunks``: ``(reader, start, stop, weights, rows, seed)`` for each.  Returns a list
     of ``(SufficientStats, rows)``, one a chunk (``rows``: its updated supports or None):
-    the client adds the chunks' statistics in chunk order, as the local backend does.
+    the client adds the chunks' statistics in the loop's tree, as for the local backend.
     ``pairs``: merge candidates, whose entropy losses each chunk's statistics then carry;
     ``proposal``: a move's kernel parameters, under which each chunk's statistics are
     computed too (``proposal`` of the chunk's)."""

@@ -231,7 +231,8 @@ def _no_stats(params):
 
 def accumulate(X, params, sample_weight=None, chunk_rows=DEFAULT_CHUNK_ROWS):
     """One E-step pass of the local backend over ``X`` (array, dataset or chunk source):
-    the statistics of all rows about ``params.means``, summed in chunk order."""
+    the statistics of all rows about ``params.means``, the chunks summed pairwise
+    (``backend.total_stats``)."""
     return total_stats(LocalBackend(), as_source(X, chunk_rows), params, sample_weight)
 
 

@@ -202,6 +202,39 @@ def _check_stats(check, field, stats, k, d, full):
                        "None: the fit takes it off a chunk's statistics)")
 
 
+def _check_partials(check, state, k, d, full, position):
+    """A batch pass's partial sums so far (``reduce.PairwiseSum`` blocks
+    ``[start, stop, stats]``, consecutive from chunk 0 to ``position``); none for the other
+    algorithms.  A batch state written by a fastvi that summed left to right holds its sum
+    in ``stats`` instead, and no blocks.  Returns the blocks."""
+    partials = getattr(state, "partials", None)
+    if partials is None:
+        partials = []
+    check.type("partials", partials, list, "a list of [start, stop, statistics] blocks")
+    if partials and (state.algorithm != "batch" or position == 0):
+        check.fail("partials", f"holds {len(partials)} blocks (expected none: only a batch "
+                   "pass under way has them)")
+    expected_start = 0
+    for i, block in enumerate(partials):
+        field = f"partials[{i}]"
+        if not isinstance(block, list) or len(block) != 3:
+            check.fail(field, f"is {_what(block)} (expected [start, stop, statistics])")
+        start, stop, stats = block
+        check.integer(f"{field}[0]", start, expected_start, expected_start,
+                      expected=f"{expected_start}: the blocks follow each other from chunk 0")
+        check.integer(f"{field}[1]", stop, start + 1, position,
+                      expected=f"a chunk after {start} and at most the position {position}")
+        _check_stats(check, f"{field}[2]", stats, k, d, full)
+        expected_start = stop
+    if partials and expected_start != position:
+        check.fail("partials", f"end at chunk {expected_start} (expected the position, "
+                   f"{position})")
+    if partials and state.stats is not None:
+        check.fail("stats", f"is {_what(state.stats)} (expected None: a batch pass keeps "
+                   "its sum so far in partials)")
+    return partials
+
+
 def _check_statistics(check, state, model, n_chunks, d, k, position):
     """``stats``, and a memoized fit's cache of every chunk's statistics and entropy."""
     algorithm, full = state.algorithm, model._full_stats
@@ -210,8 +243,9 @@ def _check_statistics(check, state, model, n_chunks, d, k, position):
     if algorithm != "memoized" and (memo or entropy):
         check.fail("memo", f"holds {len(memo)} chunks' statistics (expected none: a "
                    f"{algorithm} fit caches none)")
-    needed = (algorithm == "stochastic" or (algorithm == "batch" and position > 0)
-              or (algorithm == "memoized" and memo))
+    partials = _check_partials(check, state, k, d, full, position)
+    needed = (algorithm == "stochastic" or (algorithm == "memoized" and memo)
+              or (algorithm == "batch" and position > 0 and not partials))
     if needed:
         _check_stats(check, "stats", state.stats, k, d, full)
     elif state.stats is not None:

@@ -3,6 +3,10 @@
 Usage::
 
     python tests/data/make_legacy_fixtures.py OUTDIR
+    python tests/data/make_legacy_fixtures.py --refit OUTDIR REASON CASE [CASE ...]
+
+(``--refit``: a change moved fitted bits on purpose; the named fits and every checkpoint's
+resumed fit are computed again by today's code, the files of the old code kept.)
 
 The committed copy is ``tests/data/legacy/``, written by the code before the package was
 split into sub-packages (``fastvi.mixture``, ``fastvi.engine``, ...).  It lets the tests
@@ -681,7 +685,96 @@ def main(outdir):
     return spec
 
 
+def largest_difference(got, expected):
+    """The largest difference between the float attributes of ``expected`` and ``got``,
+    relative to each array's largest magnitude (0.0: the same bits; inf: not comparable)."""
+    largest = 0.0
+    for key, want in expected.items():
+        have = got.get(key)
+        if have is None or have.shape != want.shape:
+            return float("inf")
+        if want.dtype.kind != "f" or want.size == 0:
+            if not np.array_equal(have, want):
+                return float("inf")
+            continue
+        scale = float(np.nanmax(np.abs(want))) or 1.0
+        with np.errstate(invalid="ignore"):
+            diff = np.atleast_1d(np.abs(have.astype(np.float64) - want))
+        diff[np.atleast_1d(np.isnan(have) & np.isnan(want))] = 0.0
+        largest = max(largest, float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))) / scale)
+    return largest
+
+
+def _has_avx512():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return any(line.startswith("flags") and " avx512f" in line for line in fh)
+    except OSError:
+        return False
+
+
+def refit(outdir, reason, case_names):
+    """Rewrite, with today's code, the results of the fits ``case_names`` (a) and of
+    resuming every checkpoint file (c), keeping the data, the model files and the
+    checkpoint files that the old code wrote: for a change that moves fitted bits on
+    purpose.  Each rewritten entry records ``refitted``: the reason, the versions, and
+    whether this CPU has AVX-512 (the tests compare bit for bit only on a CPU of the same
+    SIMD width; see tests/test_legacy.py)."""
+    with open(os.path.join(outdir, "cases.json")) as f:
+        spec = json.load(f)
+    with np.load(os.path.join(outdir, "data.npz")) as f:
+        data = {key: f[key] for key in f.files}
+    with np.load(os.path.join(outdir, "results.npz")) as f:
+        results = {key: f[key] for key in f.files}
+    by_name = {case["name"]: case for case in spec["cases"]}
+    unknown = sorted(set(case_names) - set(by_name))
+    if unknown:
+        sys.exit(f"no such case: {', '.join(unknown)}")
+    stamp = {"reason": reason, "written_by": versions(), "avx512": _has_avx512()}
+    checkpoints = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        inputs = Inputs(data, workdir)
+        try:
+            for name in case_names:
+                case = by_name[name]
+                estimator = build(case)
+                case["warnings"] = run_calls(estimator, case, inputs)
+                results = {k: v for k, v in results.items() if not k.startswith(name + "/")}
+                for key, value in outcome(estimator, case, inputs).items():
+                    results[f"{name}/{key}"] = value
+                case["refitted"] = stamp
+                inputs.close()
+            for ckpt in spec["checkpoints"]:
+                case = by_name[ckpt["case"]]
+                state, meta = fastvi.load_checkpoint(os.path.join(outdir, ckpt["file"]))
+                got = outcome(resume(case, state, meta, inputs), case, inputs)
+                inputs.close()
+                uninterrupted = {k.split("/", 1)[1]: v for k, v in results.items()
+                                 if k.startswith(case["name"] + "/")}
+                ckpt["resumed_equals_uninterrupted"] = same(got, uninterrupted)
+                ckpt["resumed_differs_by"] = largest_difference(got, uninterrupted)
+                ckpt["refitted"] = stamp
+                for key, value in got.items():
+                    checkpoints[f"{ckpt['name']}/resumed/{key}"] = value
+                for key, value in uninterrupted.items():
+                    if not key.startswith("predict:"):
+                        checkpoints[f"{ckpt['name']}/uninterrupted/{key}"] = value
+        finally:
+            inputs.close()
+    np.savez_compressed(os.path.join(outdir, "results.npz"), **results)
+    np.savez_compressed(os.path.join(outdir, "checkpoints.npz"), **checkpoints)
+    with open(os.path.join(outdir, "cases.json"), "w") as f:
+        json.dump(spec, f, indent=1, sort_keys=False)
+        f.write("\n")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tests/data/make_legacy_fixtures.py OUTDIR")
-    main(sys.argv[1])
+    if len(sys.argv) >= 4 and sys.argv[1] == "--refit":
+        # python tests/data/make_legacy_fixtures.py --refit OUTDIR "why" CASE [CASE ...]
+        refit(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif len(sys.argv) == 2:
+        main(sys.argv[1])
+    else:
+        sys.exit("usage: python tests/data/make_legacy_fixtures.py OUTDIR\n"
+                 "       python tests/data/make_legacy_fixtures.py --refit OUTDIR REASON "
+                 "CASE [CASE ...]")
