@@ -122,19 +122,34 @@ def test_hard_methods_make_no_n_by_k_array(method):
     assert peak < X.shape[0] * n_components * 8 / 4, peak
 
 
-def test_random_responsibilities_are_one_draw_made_block_by_block():
-    """``random`` draws its uniforms a block at a time: the statistics are those of the
-    whole (n, K) draw from the same generator, normalised per row, and the generator is
-    left where the whole draw leaves it."""
-    X = data()
+def test_random_responsibilities_are_drawn_per_block_from_their_own_streams():
+    """``random`` draws each block of rows from its own stream, seeded by (one draw of the
+    fit's generator, the block's index): the statistics are those of the blocks' draws,
+    normalised per row, and the same for any number of threads and any order of blocks."""
+    X = data(n_rows=3 * _init.BLOCK_ROWS + 17)
     resp = _init.initial_resp(X, 9, "random", np.random.default_rng(6))
     assert isinstance(resp, _init.UniformResp) and resp.shape == (X.shape[0], 9)
-    stats = _init.stats_from_resp(X, resp, 9, False)
-    whole = np.random.default_rng(6)
-    expected = whole.uniform(size=(X.shape[0], 9))
+    seed = int(np.random.default_rng(6).integers(1 << 63))
+    assert resp.seed == seed
+    expected = np.vstack([np.random.default_rng([seed, b]).uniform(
+        size=(min(_init.BLOCK_ROWS, X.shape[0] - b * _init.BLOCK_ROWS), 9)) for b in range(4)])
     expected /= expected.sum(axis=1, keepdims=True)
-    assert_stats_close(stats, naive_stats(X, expected, False), X.shape[0])
-    assert resp.rng.uniform() == whole.uniform()
+    np.testing.assert_array_equal(resp.dense(), expected)
+    np.testing.assert_array_equal(resp.block(2 * _init.BLOCK_ROWS, 3 * _init.BLOCK_ROWS),
+                                  expected[2 * _init.BLOCK_ROWS:3 * _init.BLOCK_ROWS])
+    previous = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            results.append(_init.stats_from_resp(X, resp, 9, False))
+    finally:
+        numba.set_num_threads(previous)
+    assert_stats_close(results[0], naive_stats(X, expected, False), X.shape[0])
+    for name in ("nk", "s1", "s2", "ref"):
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))
+    with pytest.raises(ValueError, match="whole blocks"):
+        resp.block(5, 10)
 
 
 def test_random_makes_no_n_by_k_array():
