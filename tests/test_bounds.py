@@ -70,9 +70,11 @@ def test_em_pass_obeys_the_documented_inequality(covariance_type):
             assert slack > -0.5 * X.shape[1]
 
 
-@pytest.mark.parametrize("seed, reg, fall", [(1, 0.1, 6.9e-3), (22, 1e-3, 2.4e-3)])
+@pytest.mark.parametrize("seed, reg, fall", [(1, 0.1, 3.45e-3), (183, 1e-3, 4.4e-4)])
 def test_em_bound_can_fall_with_reg_covar(seed, reg, fall):
-    """The documented case: EM with reg_covar > 0 on a few duplicated rows."""
+    """The documented case: EM with reg_covar > 0 on a few duplicated rows.  (Seeds found
+    again when init_params="random" began to draw each block from its own stream, issue
+    28: seeds 1 and 22 then fell by 6.9e-3 and 2.4e-3.)"""
     X = degenerate(seed)
     model = quiet(fastvi.GaussianMixture(2, reg_covar=reg, max_iter=20, tol=0,
                                          random_state=seed, init_params="random"), X)
