@@ -165,3 +165,49 @@ def test_random_makes_no_n_by_k_array():
     finally:
         tracemalloc.stop()
     assert peak < X.shape[0] * n_components * 8 / 4, peak
+
+
+def kmeans_cost(sample, labels, n_components):
+    centres = np.array([sample[labels == k].mean(axis=0) for k in range(n_components)])
+    return float(((sample - centres[labels]) ** 2).sum(axis=1).mean())
+
+
+def test_kmeans_parallel_finds_separated_clusters_as_kmeanspp_does():
+    """k-means|| (Bahmani et al. 2012): on 64 separated clusters its seeds give a k-means
+    cost no worse than greedy k-means++'s (both then take each row to its nearest seed),
+    every component used; the same labels for the same seed, and for 1 or 2 threads."""
+    rng = np.random.default_rng(0)
+    centres = 6.0 * rng.standard_normal((64, 8))
+    X = centres[rng.integers(0, 64, 12000)] + rng.standard_normal((12000, 8))
+    labels = _init.initial_resp(X, 64, "k-means||", np.random.default_rng(1))
+    greedy = _init.initial_resp(X, 64, "k-means++", np.random.default_rng(1))
+    assert labels.shape == (12000,) and np.unique(labels).size == 64
+    assert kmeans_cost(X, labels, 64) <= 1.05 * kmeans_cost(X, greedy, 64)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        again = _init.initial_resp(X, 64, "k-means||", np.random.default_rng(1))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(again, labels)
+
+
+def test_kmeans_parallel_never_seeds_on_rows_of_zero_weight_and_sees_stored_order_not():
+    """Rows of weight zero are never drawn (their d^2 counts for nothing); the rows are
+    seen in lexicographic order, so storing them in another order changes nothing."""
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.standard_normal((300, 2)), 1e3 + rng.standard_normal((50, 2))])
+    weights = np.r_[np.ones(300), np.zeros(50)]
+    labels = _init.initial_resp(X, 4, "k-means||", np.random.default_rng(3), weights)
+    stats = _init.stats_from_resp(X, labels, 4, True, weights)
+    assert np.abs(stats.ref[stats.nk > 0]).max() < 10.0
+    order = np.random.default_rng(4).permutation(X.shape[0])
+    shuffled = _init.initial_resp(X[order], 4, "k-means||", np.random.default_rng(3),
+                                  weights[order])
+    np.testing.assert_array_equal(shuffled, labels[order])
+
+
+def test_kmeans_parallel_with_fewer_distinct_rows_than_components_falls_back():
+    X = np.repeat(np.eye(3), 20, axis=0)
+    labels = _init.initial_resp(X, 5, "k-means||", np.random.default_rng(0))
+    assert labels.shape == (60,) and set(np.unique(labels)) <= set(range(5))

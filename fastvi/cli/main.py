@@ -151,7 +151,10 @@ def build_parser():
                    help="covariance structure (full)")
     g.add_argument("--weight-prior", choices=("dirichlet_process", "dirichlet_distribution"),
                    help="bgmm only (dirichlet_process)")
-    g.add_argument("--init", choices=("kmeans", "k-means++", "random", "random_from_data"))
+    g.add_argument("--init", choices=("kmeans", "k-means++", "k-means||", "random",
+                                      "random_from_data"),
+                   help="initialisation on a sample (kmeans; k-means||: scalable seeding, "
+                        "for large K)")
     g.add_argument("--n-init", type=_positive_int,
                    help="initialisations, best kept (1; more disables checkpoints)")
     g.add_argument("--seed", type=_non_negative_int, help="random seed (0)")

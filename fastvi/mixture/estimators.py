@@ -16,8 +16,12 @@ _COMMON_DOC = """
     max_iter : int, default=100
     n_init : int, default=1
         Number of initialisations; the best bound is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+    init_params : {'kmeans', 'k-means++', 'k-means||', 'random', 'random_from_data'}, \
+default='kmeans'
         How initial responsibilities are drawn, on at most ``init_sample_size`` rows.
+        ``k-means||`` is the scalable k-means++ of Bahmani et al. (2012): two rounds of
+        oversampling by matrix products instead of K greedy steps, each row then given to
+        its nearest seed; at large K it costs a small part of ``k-means++``.
     random_state : int, numpy Generator or None
     warm_start : bool, default=False
         Start a new ``fit`` from the fitted parameters.

@@ -27,7 +27,9 @@ from threadpoolctl import threadpool_limits
 
 from ..engine.stats import SufficientStats
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "k-means||", "random", "random_from_data")
+KMEANS_PARALLEL_ROUNDS = 2      # k-means|| oversampling rounds (Spark MLlib's default)
+KMEANS_PARALLEL_FACTOR = 2.0    # rows drawn per round: factor x K in expectation
 
 
 def draw_sample(source, n_rows, rng, sample_weight=None):
@@ -182,6 +184,72 @@ def _kmeans_labels(sample, weights, n_components, rng, lloyd):
     return labels
 
 
+def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
+    """Each row's nearest of ``centres`` (indices offset by ``first``) and its squared
+    Euclidean distance, by blocked GEMMs on the fit's threads (``||x||^2 - 2 x.c +
+    ||c||^2``, clipped at 0); with ``best`` and ``best_d2`` (the nearest so far), the
+    nearer of the two, the earlier on a tie.  Returns ``(best, best_d2)``."""
+    centre_sq = (centres ** 2).sum(axis=1)
+
+    def block(start, stop):
+        rows = sample[start:stop]
+        dist = np.matmul(rows, centres.T)
+        dist *= -2.0
+        dist += centre_sq
+        index = dist.argmin(axis=1)
+        d2 = np.maximum(dist[np.arange(stop - start), index] + (rows ** 2).sum(axis=1), 0.0)
+        return index + first, d2
+
+    parts = _map_blocks(block, sample.shape[0])
+    index = np.concatenate([part[0] for part in parts])
+    d2 = np.concatenate([part[1] for part in parts])
+    if best is None:
+        return index, d2
+    nearer = d2 < best_d2
+    return np.where(nearer, index, best), np.where(nearer, d2, best_d2)
+
+
+def _kmeans_parallel_labels(sample, weights, n_components, rng):
+    """k-means|| (Bahmani, Moseley, Vattani, Kumar & Vassilvitskii 2012, "Scalable
+    k-means++", Algorithm 2), weighted, on the rows in lexicographic order: one row drawn
+    by weight; then ``KMEANS_PARALLEL_ROUNDS`` rounds, each drawing every row
+    independently with probability ``min(1, l w_n d_n^2 / phi)`` (``l`` =
+    ``KMEANS_PARALLEL_FACTOR x K``, ``d_n`` the distance to the candidates so far, ``phi``
+    the weighted cost) and updating each row's nearest candidate by one blocked GEMM
+    against the new ones; each candidate weighed by the rows nearest to it (step 7, from
+    the same GEMMs); k-means++ on the weighted candidates (a few times K rows) picks the
+    K centres; each row goes to its nearest.  Bahmani et al. find that r = 5 rounds of
+    l = 2K do as well as k-means++; Spark MLlib runs 2, as here: about 5 x K distances
+    per row in all.  Where greedy k-means++ takes K sequential steps over the sample, this is a
+    few passes of matrix products (Spark MLlib's default initialisation).  Too few
+    candidates (fewer distinct rows than K): greedy k-means++ on the sample instead."""
+    order = np.lexsort(sample.T[::-1])
+    rows = sample[order]
+    w = np.ones(rows.shape[0]) if weights is None else weights[order]
+    p = w / w.sum()
+    picked = [int(rng.choice(rows.shape[0], p=p))]
+    nearest, d2 = _nearest_candidates(rows, rows[picked])
+    for _ in range(KMEANS_PARALLEL_ROUNDS):
+        phi = float(w @ d2)
+        if not phi > 0.0:
+            break                                   # every row is a candidate's copy
+        odds = KMEANS_PARALLEL_FACTOR * n_components * w * d2 / phi
+        new = np.flatnonzero((rng.uniform(size=rows.shape[0]) < odds) & (d2 > 0.0))
+        if new.size:
+            nearest, d2 = _nearest_candidates(rows, rows[new], len(picked), nearest, d2)
+            picked.extend(new.tolist())
+    if len(picked) < n_components:
+        return _kmeans_labels(sample, weights, n_components, rng, lloyd=False)
+    # step 7: each candidate weighs what the rows nearest to it weigh
+    weight = np.bincount(nearest, weights=w, minlength=len(picked))
+    with threadpool_limits(1):
+        centres, _ = kmeans_plusplus(rows[picked], n_components, sample_weight=weight,
+                                     random_state=_seed(rng))
+    labels = np.empty(rows.shape[0], dtype=np.intp)
+    labels[order] = _nearest(rows, centres)
+    return labels
+
+
 def initial_resp(sample, n_components, init_params, rng, weights=None):
     """Initial responsibilities of the sample rows by the named method: hard ones as
     labels, shape (n_sample,) (a one-hot row each, never made), ``random`` as a
@@ -189,6 +257,8 @@ def initial_resp(sample, n_components, init_params, rng, weights=None):
 
     ``kmeans`` runs Lloyd's algorithm from greedy k-means++ seeds (weighted);
     ``k-means++`` picks the seeds and gives each sample row to its nearest one;
+    ``k-means||`` picks them by k-means|| (``_kmeans_parallel_labels``: a few rounds of
+    matrix products instead of K greedy steps) and gives each row to its nearest;
     ``random_from_data`` picks K distinct rows with probability proportional to their
     weight (a zero-weight row is never a centre) and gives each row to its nearest;
     ``random`` draws uniform responsibilities (the weights then enter the statistics),
@@ -196,6 +266,8 @@ def initial_resp(sample, n_components, init_params, rng, weights=None):
     """
     if init_params in ("kmeans", "k-means++"):
         return _kmeans_labels(sample, weights, n_components, rng, init_params == "kmeans")
+    if init_params == "k-means||":
+        return _kmeans_parallel_labels(sample, weights, n_components, rng)
     if init_params == "random_from_data":
         p = None if weights is None else weights / weights.sum()
         if p is not None and np.count_nonzero(p) < n_components:
