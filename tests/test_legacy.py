@@ -65,14 +65,17 @@ ROUNDING_ONLY = {
 }
 
 
-def _has_avx512():
-    """Whether this x86-64 CPU has AVX-512 (Linux: /proc/cpuinfo's flags)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return any(line.startswith("flags") and " avx512f" in line for line in fh)
-    except OSError:
-        return False
 
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_legacy_fixtures", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _generator()
+_has_avx512 = gen.has_avx512
 
 # The fixtures were written, and their bits are exact, on x86-64 CPUs without AVX-512 (the
 # AVX2 machines of the sessions that wrote them and of CI).  On a CPU with AVX-512 (seen:
@@ -104,14 +107,6 @@ def _refitted_rtol(entry, default):
     return 0.0 if refitted["avx512"] == _has_avx512() else 1e-12
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_legacy_fixtures", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _generator()
 
 with open(os.path.join(LEGACY, "cases.json")) as _f:
     SPEC = json.load(_f)

@@ -705,7 +705,8 @@ def largest_difference(got, expected):
     return largest
 
 
-def _has_avx512():
+def has_avx512():
+    """Whether this x86-64 CPU has AVX-512 (Linux: /proc/cpuinfo's flags)."""
     try:
         with open("/proc/cpuinfo") as fh:
             return any(line.startswith("flags") and " avx512f" in line for line in fh)
@@ -730,7 +731,7 @@ def refit(outdir, reason, case_names):
     unknown = sorted(set(case_names) - set(by_name))
     if unknown:
         sys.exit(f"no such case: {', '.join(unknown)}")
-    stamp = {"reason": reason, "written_by": versions(), "avx512": _has_avx512()}
+    stamp = {"reason": reason, "written_by": versions(), "avx512": has_avx512()}
     checkpoints = {}
     with tempfile.TemporaryDirectory() as workdir:
         inputs = Inputs(data, workdir)
