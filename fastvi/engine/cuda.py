@@ -222,9 +222,9 @@ class _Device:
         made again when K or the covariance form changes."""
         key = ("work", role)
         shape = (n_components + 1, self._entries(full)[0].shape[0])
-        if key not in slot or slot[key]["out"].shape != shape:
+        n_groups = -(-self.rows // self.estep.GROUP_ROWS)
+        if key not in slot or slot[key]["partial"].shape != (n_groups,) + shape:
             slot.pop(key, None)
-            n_groups = -(-self.rows // self.estep.GROUP_ROWS)
             slot[key] = {"partial": self.cuda.device_array((n_groups,) + shape),
                          "out": self.cuda.device_array(shape),
                          "host": self.cuda.pinned_array(shape)}
