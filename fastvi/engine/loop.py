@@ -19,8 +19,8 @@ differ only in how the chunk statistics are added up:
   decreases.  The first pass computes every chunk under the initial parameters and
   updates once, at its end, as a batch pass: fitted to the chunks seen so far, the
   parameters of a first pass over rows sorted by cluster went where the first chunks
-  were, and the fit never recovered (16 clusters: adjusted Rand index 0.34 against
-  batch's 0.92).
+  were, and the fit never recovered (16 clusters in 16 chunks: 14 components used and an
+  adjusted Rand index of 0.73, against batch's 16 and 0.998; tests/test_streaming.py).
 
 Every sum over chunks (a batch pass's statistics, a memoized fit's S, the cached entropies,
 a proposal's statistics, the merge candidates' losses) is the pairwise sum of
