@@ -204,6 +204,26 @@ def test_a_fit_on_the_cluster_is_the_local_fit(case, weighted, data, client):
         assert_same_outputs(expected, got, X, sparse=algorithm == "batch")
 
 
+@pytest.mark.parametrize("n_workers", [1, 3])
+def test_one_or_three_workers_give_the_local_bits(n_workers, data):
+    """Issue 28: the pairwise tree over the chunks (four here: ((0 + 1) + (2 + 3)), not
+    left to right), a memoized fit with merges, stochastic steps and the initialisations
+    give the local bits whatever the number of workers (the module's client has two)."""
+    X, weights = data
+    with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        on_cluster = backend(client)
+        for cls, kwargs in [
+                (GMM, dict(algorithm="batch", covariance_type="full", init_params="k-means||")),
+                (BGMM, dict(algorithm="memoized", n_components=8, max_iter=5,
+                            moves=("merge",), weight_concentration_prior=1e-3)),
+                (BGMM, dict(algorithm="stochastic", covariance_type="diag",
+                            init_params="random"))]:
+            expected, got = fit_both(cls, X, on_cluster, weights, **kwargs)
+            assert_same_fit(expected, got)
+
+
 @pytest.mark.parametrize("algorithm", ["batch", "memoized"])
 def test_merge_moves_on_the_cluster_are_the_local_ones(algorithm, data, client):
     X, weights = data
