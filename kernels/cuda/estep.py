@@ -20,9 +20,8 @@ backend (``fastvi.engine.cuda``) runs four kernels on each chunk, on one stream:
 3. ``moments``: block (k, g) adds, over the rows of group g (``GROUP_ROWS`` rows), the
    centred moments of component k; block (K, g) adds the weighted log-normalisers (k
    varies fastest in the grid, so the blocks that run together read the same rows, from
-   L2).  The
-   rows of the group pass through shared memory ``ROW_TILE`` at a time, centred once per
-   block; each thread owns entries of the augmented moment matrix
+   L2).  The rows of the group pass through shared memory ``ROW_TILE`` at a time, centred
+   once per block; each thread owns entries of the augmented moment matrix
    ``sum_n w_n r_nk a a^T`` with ``a = (1, x_n - m_k)`` (``entry_tables``: N_k, s1 and the
    upper triangle of s2, or its diagonal), and adds its rows in ascending order.
 4. ``reduce_groups``: one thread per entry adds the groups' partials, g ascending.
