@@ -29,7 +29,7 @@ import numpy as np
 
 from ..data.checks import InvalidParameterError
 from .backend import Backend, ChunkPass, check_result, empty_outputs
-from .local import compute_threads, pair_entropy_loss, thread_count
+from .local import compute_threads, largest_per_row, pair_entropy_loss, thread_count
 from .stats import SufficientStats
 
 TRUNCATED_REFUSAL = ("backend='cuda' does not run the truncated q (n_active): its search "
@@ -361,11 +361,7 @@ def top_responsibilities(log_rho, n_top):
     indices, and their responsibilities renormalised over them: what the local backend's
     exhaustive truncated kernel gives (``local.top_responsibilities``)."""
     n_top = min(n_top, log_rho.shape[1])
-    ranked = np.where(np.isnan(log_rho), -np.inf, log_rho)
-    top = np.argpartition(-ranked, n_top - 1, axis=1)[:, :n_top]
-    values = np.take_along_axis(-ranked, top, axis=1)
-    order = np.lexsort((top, values), axis=1)
-    top = np.take_along_axis(top, order, axis=1)
+    top = largest_per_row(np.where(np.isnan(log_rho), -np.inf, log_rho), n_top)
     chosen = np.take_along_axis(log_rho, top, axis=1)
     shift = chosen[:, :1]
     shift = np.where(np.isfinite(shift), shift, 0.0)

@@ -276,13 +276,18 @@ def neighbour_lists(params, truncation):
     table = rank_table(params.means, params.c, params.means, params.factor, _arrays(params))
     table[np.isnan(table)] = -np.inf
     np.fill_diagonal(table, np.inf)
-    width = min(width, n_components)
-    # the `width` largest per row (argpartition, O(K) a row), then those sorted; a
-    # full sort of the K x K table took 50 ms a pass at K = 1024
-    top = np.argpartition(-table, width - 1, axis=1)[:, :width]
-    values = np.take_along_axis(-table, top, axis=1)
-    order = np.lexsort((top, values), axis=1)          # by value, ties by index
-    return np.ascontiguousarray(np.take_along_axis(top, order, axis=1), dtype=np.int64)
+    return np.ascontiguousarray(largest_per_row(table, min(width, n_components)),
+                                dtype=np.int64)
+
+
+def largest_per_row(values, width):
+    """The column indices of the ``width`` largest entries of each row of ``values`` (no
+    NaN), largest first, ties by the lower index: argpartition (O(K) a row), then only
+    those sorted; a full sort of a K x K table took 50 ms a pass at K = 1024."""
+    top = np.argpartition(-values, width - 1, axis=1)[:, :width]
+    ranked = np.take_along_axis(-values, top, axis=1)
+    order = np.lexsort((top, ranked), axis=1)          # by value, ties by index
+    return np.take_along_axis(top, order, axis=1)
 
 
 def _arrays(params):

@@ -134,19 +134,8 @@ class UniformResp:
 
 def _nearest(sample, centres):
     """Index of the nearest centre of every row (squared Euclidean distance), a block of
-    rows at a time: memory ``BLOCK_ROWS x K``, not N x K."""
-    squared = (centres ** 2).sum(axis=1)
-
-    def block_labels(start, stop):
-        # one BLOCK_ROWS x K array in place; scaling by -2 is exact, so these are the bits
-        # of (-2 x) . c
-        dist = np.matmul(sample[start:stop], centres.T)
-        dist *= -2.0
-        dist += squared
-        return np.argmin(dist, axis=1)
-
-    parts = _map_blocks(block_labels, sample.shape[0])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+    rows at a time: memory ``BLOCK_ROWS x K``, not N x K (``_nearest_candidates``)."""
+    return _nearest_candidates(sample, centres)[0]
 
 
 def _seed(rng):
@@ -192,6 +181,8 @@ def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
     centre_sq = (centres ** 2).sum(axis=1)
 
     def block(start, stop):
+        # one BLOCK_ROWS x K array in place; scaling by -2 is exact, so these are the bits
+        # of (-2 x) . c
         rows = sample[start:stop]
         dist = np.matmul(rows, centres.T)
         dist *= -2.0
@@ -201,6 +192,8 @@ def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
         return index + first, d2
 
     parts = _map_blocks(block, sample.shape[0])
+    if not parts:
+        return np.zeros(0, dtype=np.intp), np.zeros(0)
     index = np.concatenate([part[0] for part in parts])
     d2 = np.concatenate([part[1] for part in parts])
     if best is None:
@@ -220,9 +213,9 @@ def _kmeans_parallel_labels(sample, weights, n_components, rng):
     the same GEMMs); k-means++ on the weighted candidates (a few times K rows) picks the
     K centres; each row goes to its nearest.  Bahmani et al. find that r = 5 rounds of
     l = 2K do as well as k-means++; Spark MLlib runs 2, as here: about 5 x K distances
-    per row in all.  Where greedy k-means++ takes K sequential steps over the sample, this is a
-    few passes of matrix products (Spark MLlib's default initialisation).  Too few
-    candidates (fewer distinct rows than K): greedy k-means++ on the sample instead."""
+    per row in all.  Where greedy k-means++ takes K sequential steps over the sample, this
+    is a few passes of matrix products.  Too few candidates (fewer distinct rows than K):
+    greedy k-means++ on the sample instead."""
     order = np.lexsort(sample.T[::-1])
     rows = sample[order]
     w = np.ones(rows.shape[0]) if weights is None else weights[order]
