@@ -380,6 +380,7 @@ class _CudaPass(ChunkPass):
         self.device = device
         device.in_use = True            # until close(): no other pass shares its slots
         self.count = 0
+        self._proposal_on_device = None
         # the reader runs one chunk ahead; check=False: check_result traces a non-finite
         # result to its row.  A chunk is copied into pinned memory at once, so the
         # reader may reuse its buffers.
@@ -388,7 +389,10 @@ class _CudaPass(ChunkPass):
     def stats(self, params, count=None):
         cuda = self.device.cuda
         on_device = _params_on_device(cuda, params)
-        proposal = None if self.proposal is None else _params_on_device(cuda, self.proposal)
+        # the proposal is fixed for the pass: sent once, not with every one-chunk request
+        if self.proposal is not None and self._proposal_on_device is None:
+            self._proposal_on_device = _params_on_device(cuda, self.proposal)
+        proposal = self._proposal_on_device
         pending = None
         taken = 0
         while count is None or taken < count:
