@@ -140,6 +140,26 @@ def test_a_swallowed_first_signal_does_not_make_the_process_unstoppable(restored
             signal.raise_signal(signal.SIGINT)
 
 
+def test_signals_after_the_stop_is_reported_are_only_noted(restored, capsys):
+    # The race CI met: the second Ctrl-C landed after the command had caught the first
+    # one's KeyboardInterrupt and printed its line (no exception unwinding any more), and
+    # was raised into a progress bar's __del__ and the handlers' restore (exit -2).
+    with interrupts.handling((signal.SIGINT, signal.SIGTERM), final=signal.SIG_IGN) as got:
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            pass                                        # the command reports the stop
+        interrupts.settle()
+        signal.raise_signal(signal.SIGINT)              # noted, not raised
+        signal.raise_signal(signal.SIGINT)
+        assert got == [signal.SIGTERM, signal.SIGINT, signal.SIGINT]
+        assert interrupts.stop_signal() == signal.SIGTERM
+    assert "finishing the cleanup" not in capsys.readouterr().err     # nothing more said
+    # a program's block leaves the signals ignored: it only exits now
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.raise_signal(signal.SIGINT)
+
+
 def test_handlers_are_put_back_after_a_command(tmp_path, restored):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     assert main(["make-data", str(tmp_path / "d.h5"), "--n-samples", "10"]) == 0

@@ -48,8 +48,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def stop_status():
     """The exit status of a command that a signal stopped: 128 + the signal's number (130
     for SIGINT, also when none is known; 143 for SIGTERM, 129 for SIGHUP), as a shell
-    reports a process that the signal killed."""
-    from ..data.interrupts import stop_signal
+    reports a process that the signal killed.  The command has decided to end: later
+    signals are only noted (``interrupts.settle``)."""
+    from ..data.interrupts import settle, stop_signal
+    settle()
     return 128 + int(stop_signal() or signal.SIGINT)
 
 

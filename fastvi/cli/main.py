@@ -353,15 +353,11 @@ def main(argv=None):
     # SIGINT, SIGTERM and SIGHUP alike in every command (fastvi.data.interrupts): the work
     # stops at a safe point, the outputs in progress are removed, a second signal during
     # that cleanup does not cut it short, and the exit status is 128 + the signal.
-    try:
-        with interrupts.handling(STOP_SIGNALS):
-            return _run(args, debug)
-    finally:
-        if as_program and interrupts.can_handle():
-            # The command is done and has said so; the process only exits now.  A late
-            # signal would kill the interpreter's shutdown raw and change the status.
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, signal.SIG_IGN)
+    # A program (not a call from Python) ignores signals once the block ends: the command
+    # has said how it ended and the process only exits now; a late signal would kill the
+    # interpreter's shutdown raw and change the status.
+    with interrupts.handling(STOP_SIGNALS, final=signal.SIG_IGN if as_program else None):
+        return _run(args, debug)
 
 
 def _run(args, debug):

@@ -87,8 +87,18 @@ def can_handle():
 
 
 @contextmanager
-def handling(signals=(signal.SIGINT,)):
+def handling(signals=(signal.SIGINT,), final=None):
     """Handle ``signals`` by the policy of this module for the block.
+
+    Parameters
+    ----------
+    signals : tuple of int
+        The signals to handle.
+    final : handler, optional
+        What the signals get when the block ends, instead of the handlers they had
+        before (a program's ``signal.SIG_IGN``: it has said how it ended and only exits
+        now).  From the block's end until that handler is in, a signal is only noted, so
+        none can slip between the two.
 
     Yields
     ------
@@ -111,10 +121,26 @@ def handling(signals=(signal.SIGINT,)):
     try:
         yield record.received
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if final is not None:
+            record.hold += 1                    # never undone: the record ends here
+            for signum in signals:
+                signal.signal(signum, final)
+        else:
+            for signum, handler in previous.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if outermost:
             _record = None
+
+
+def settle():
+    """The stop has been reported (the command said how it ended): from now on, a signal
+    is only noted.  Without this, a second Ctrl-C after the first one's exception was
+    handled is taken for a swallowed first stop and raised again, into whatever runs
+    then (a progress bar's ``__del__``, the interpreter's shutdown)."""
+    record = _record
+    if record is not None:
+        record.hold += 1                        # never undone: the record ends with the block
+        record.noted = True                     # and nothing more is said
 
 
 @contextmanager
