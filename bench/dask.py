@@ -66,21 +66,22 @@ def per_iteration(path, covariance_type, backend, repeats):
 def bytes_per_iteration(path, model, n_workers):
     """What one batch iteration sends and receives, from the pickled sizes: the kernel
     parameters broadcast to every worker, each task's chunk list (the file's row reader
-    and the row ranges: about ``TASKS_PER_THREAD`` tasks per worker thread) and each
-    chunk's statistics coming back."""
+    and the row ranges: about ``TASKS_PER_THREAD`` tasks per worker thread) and each run
+    of chunks' statistics coming back (a worker adds its runs: ``ChunkPass.sums``)."""
     from fastvi.engine.cluster import TASKS_PER_THREAD
+    from fastvi.engine.reduce import aligned_runs
     from fastvi.engine.stats import SufficientStats
     params = model._kernel_params()
     with fastvi.HDF5Source(path, "/X") as source:
         n_chunks, reader = source.n_chunks, source.remote_reader()
         per_chunk_out = len(pickle.dumps([(reader, 0, source.chunk_rows, None, None, 0)]))
-    size = -(-n_chunks // (TASKS_PER_THREAD * n_workers))
-    n_tasks = -(-n_chunks // size)
+    runs = aligned_runs(0, n_chunks, max(1, n_chunks // (TASKS_PER_THREAD * n_workers)))
     stats = SufficientStats.zeros(params.means, params.full)
-    back = len(pickle.dumps((stats, None)))
-    sent = {"n_chunks": n_chunks, "n_tasks": n_tasks, "params": len(pickle.dumps(params)),
-            "per_chunk_out": per_chunk_out, "per_chunk_back": back}
-    sent["total"] = (n_workers * sent["params"] + n_chunks * (per_chunk_out + back))
+    back = len(pickle.dumps((stats, [None])))
+    sent = {"n_chunks": n_chunks, "n_runs": len(runs), "params": len(pickle.dumps(params)),
+            "per_chunk_out": per_chunk_out, "per_run_back": back}
+    sent["total"] = (n_workers * sent["params"] + n_chunks * per_chunk_out
+                     + len(runs) * back)
     return sent
 
 
@@ -118,9 +119,9 @@ def main():
             print(f"{covariance_type:6}{local_s:12.3f}{dask_s:12.3f}"
                   f"{100 * (dask_s / local_s - 1):9.1f}%{str(same):>11}"
                   f"{sent['total'] / 1024:9.1f}", flush=True)
-            print(f"      {sent['n_chunks']} chunks in {sent['n_tasks']} tasks; parameters "
+            print(f"      {sent['n_chunks']} chunks in {sent['n_runs']} runs; parameters "
                   f"{sent['params']} B to each worker, per chunk {sent['per_chunk_out']} B "
-                  f"out and {sent['per_chunk_back']} B back", flush=True)
+                  f"out, per run {sent['per_run_back']} B back", flush=True)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,17 @@ MIXTURES = {
                          n_components_init=2, covariance_type="diag")),
     "truncated": (fastvi.BayesianGaussianMixture,
                   dict(algorithm="memoized", batch_size=1000, n_active=2, n_candidates=3)),
+    # steps of several chunks: 12 chunks in 4 memoized batches of 3, with merges; a
+    # stochastic minibatch of 2 chunks (batch_size 2000 > chunk_size 1000)
+    "memoized-batches": (fastvi.BayesianGaussianMixture,
+                         dict(algorithm="memoized", batch_size=500, n_batches=4,
+                              moves=("merge",), n_components=8,
+                              weight_concentration_prior=1e-3)),
+    "stochastic-minibatch": (fastvi.GaussianMixture,
+                             dict(algorithm="stochastic", batch_size=2000)),
 }
+# where the fit crashes (the checkpoint callback's call), when not the default: mid-step
+CRASH_AT = {"batch-birth": 4, "memoized-batches": 17, "stochastic-minibatch": 10}
 
 
 @pytest.mark.parametrize("kind", list(MIXTURES))
@@ -114,20 +124,29 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
               **extra}
     whole = quiet(cls(**kwargs).fit, X)
     # in the second pass (a batch fit's births are proposed in its first and third)
-    at = 4 if kind == "batch-birth" else 9
+    at = CRASH_AT.get(kind, 9)
     crash = SaveThrough(at, tmp_path / "fit.ckpt")
     with pytest.raises(RuntimeError, match="simulated crash"):
         quiet(cls(**kwargs).fit, X, checkpoint=crash)
     assert isinstance(crash.loaded, FitState) and crash.meta == {"n": at}
     if kind.startswith("memoized"):
-        assert len(crash.loaded.memo) == 6
+        assert len(crash.loaded.memo) == (4 if kind == "memoized-batches" else 6)
         assert all(type(s) is SufficientStats for s in crash.loaded.memo.values())
     if kind == "truncated":
         assert type(crash.loaded.supports).__name__ == "MemorySupports"
+    if kind in ("memoized-batches", "stochastic-minibatch"):     # mid-step, chunks of it done
+        assert crash.loaded.step_chunks > 1 and crash.loaded.partials
+    # a memoized pass keeps its batches' pair losses and proposal statistics; a batch
+    # pass (one step) carries them in its partial sums until its end
+    loaded = crash.loaded
     if kind.endswith("-merge"):      # crashed mid-pass with the pass's pair losses so far
-        assert crash.loaded.merge_pairs is not None and len(crash.loaded.memo_pair_loss) > 0
+        so_far = (loaded.memo_pair_loss if kind.startswith("memoized")
+                  else [block[2].pair_loss for block in loaded.partials])
+        assert loaded.merge_pairs is not None and len(so_far) > 0
     if kind.endswith("-birth"):      # crashed mid-pass with a proposal's statistics so far
-        assert crash.loaded.proposal["move"] == "birth" and len(crash.loaded.memo_proposal) > 0
+        so_far = (loaded.memo_proposal if kind.startswith("memoized")
+                  else [block[2].proposal for block in loaded.partials])
+        assert loaded.proposal["move"] == "birth" and len(so_far) > 0
     resumed = quiet(cls(**kwargs).fit, X, resume=crash.loaded)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))

@@ -204,11 +204,14 @@ def test_a_fit_on_the_cluster_is_the_local_fit(case, weighted, data, client):
         assert_same_outputs(expected, got, X, sparse=algorithm == "batch")
 
 
-@pytest.mark.parametrize("n_workers", [1, 3])
-def test_one_or_three_workers_give_the_local_bits(n_workers, data):
+@pytest.mark.parametrize("n_workers", [1, 2, 3])
+def test_one_two_or_three_workers_give_the_local_bits(n_workers, data):
     """Issue 28: the pairwise tree over the chunks (four here: ((0 + 1) + (2 + 3)), not
     left to right), a memoized fit with merges, stochastic steps and the initialisations
-    give the local bits whatever the number of workers (the module's client has two)."""
+    give the local bits whatever the number of workers.  With 30 chunks a task adds runs
+    of chunks on its worker (up to 7 on one worker, 2 on three: other runs, the same
+    tree); memoized batches of 4 chunks and stochastic minibatches of 3 are computed
+    together, on several workers, and added alike."""
     X, weights = data
     with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                   dashboard_address=None, host="127.0.0.1") as cluster, \
@@ -216,10 +219,16 @@ def test_one_or_three_workers_give_the_local_bits(n_workers, data):
         on_cluster = backend(client)
         for cls, kwargs in [
                 (GMM, dict(algorithm="batch", covariance_type="full", init_params="k-means||")),
+                (GMM, dict(algorithm="batch", covariance_type="diag", chunk_size=20)),
                 (BGMM, dict(algorithm="memoized", n_components=8, max_iter=5,
                             moves=("merge",), weight_concentration_prior=1e-3)),
+                (BGMM, dict(algorithm="memoized", n_components=8, max_iter=4,
+                            chunk_size=50, batch_size=50, n_batches=3,
+                            moves=("merge", "birth"), weight_concentration_prior=1e-3)),
                 (BGMM, dict(algorithm="stochastic", covariance_type="diag",
-                            init_params="random"))]:
+                            init_params="random")),
+                (GMM, dict(algorithm="stochastic", covariance_type="tied", chunk_size=100,
+                           batch_size=300))]:
             expected, got = fit_both(cls, X, on_cluster, weights, **kwargs)
             assert_same_fit(expected, got)
 
@@ -331,6 +340,24 @@ def test_a_fit_of_files_read_by_the_workers_is_the_local_fit(kind, cls, algorith
         assert_same_outputs(expected, got, source, sparse="n_active" in extra)
 
 
+@pytest.mark.parametrize("kind", ["hdf5", "two-files"])
+def test_the_initial_sample_is_read_on_the_workers(kind, files, data, client):
+    """Issue 28: a sample of a file's rows (initialisation, birth proposals) is picked by
+    the workers that read the chunks; only the drawn rows come back, the same rows as on
+    one machine, and a fit from it gives the local bits."""
+    X, _ = data
+    on_cluster = backend(client)
+    index = np.sort(np.random.default_rng(4).choice(X.shape[0], 50, replace=False))
+    with open_source(files, kind) as source:
+        with tasks_on(on_cluster, "sample_rows_task", 1):
+            rows = on_cluster.sample_rows(source, index)
+        np.testing.assert_array_equal(rows, X[index])
+        with tasks_on(on_cluster, "sample_rows_task", 1):
+            expected, got = fit_both(BGMM, source, on_cluster, init_sample_size=100,
+                                     moves=("birth",), n_components=6, n_components_init=2)
+        assert_same_fit(expected, got)
+
+
 def test_a_file_fit_is_the_in_memory_fit(files, data, client):
     """The same chunking gives the same bits whether the workers read a file, two files or
     a scattered array."""
@@ -372,7 +399,7 @@ def test_a_task_runs_its_kernels_on_the_workers_numba_num_threads(data, client):
     oversubscribed this machine's two cores: a pass 2.5 times slower)."""
     X, _ = data
     params = fit(GMM, X)._kernel_params()
-    chunk = [(fastvi.ArraySource(X).remote_reader(), 0, 150, None, None, 0)]
+    chunk = [[(fastvi.ArraySource(X).remote_reader(), 0, 150, None, None, 0)]]
     args = (chunk, params, None, None, "X")
     assert client.submit(dask_helpers.kernel_threads_in_a_task, "1", *args,
                          pure=False).result() == 1

@@ -211,3 +211,26 @@ def test_kmeans_parallel_with_fewer_distinct_rows_than_components_falls_back():
     X = np.repeat(np.eye(3), 20, axis=0)
     labels = _init.initial_resp(X, 5, "k-means||", np.random.default_rng(0))
     assert labels.shape == (60,) and set(np.unique(labels)) <= set(range(5))
+
+
+@pytest.mark.parametrize("n_components, method", [(3, "kmeans"), (255, "kmeans"),
+                                                  (256, "k-means||"), (1024, "k-means||")])
+def test_auto_is_kmeans_until_256_components_then_kmeans_parallel(n_components, method):
+    # the default: scikit-learn's kmeans, until Lloyd's iterations and greedy seeding cost
+    # tens of passes' worth (issue 28); the storage never decides
+    assert _init.resolve_init("auto", n_components) == method
+    assert _init.resolve_init("random", n_components) == "random"
+
+
+def test_the_default_init_at_large_k_is_the_kmeans_parallel_fit():
+    import warnings
+    import fastvi
+    X = np.random.default_rng(0).normal(size=(3000, 2))
+    fits = []
+    for init in ("auto", "k-means||"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(fastvi.GaussianMixture(256, covariance_type="spherical",
+                                               init_params=init, max_iter=1,
+                                               random_state=0).fit(X))
+    np.testing.assert_array_equal(fits[0].means_, fits[1].means_)

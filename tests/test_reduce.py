@@ -72,7 +72,7 @@ def test_absent_chunks_count_as_nothing():
 def test_pairwise_sum_refuses_a_chunk_out_of_order():
     partial = PairwiseSum()
     partial.add(0, 1.0)
-    with pytest.raises(ValueError, match="chunk 2 added to a pairwise sum that expects chunk 1"):
+    with pytest.raises(ValueError, match="chunks 2:3 added to a pairwise sum that expects chunk 1"):
         partial.add(2, 1.0)
 
 

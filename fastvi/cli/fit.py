@@ -141,6 +141,7 @@ _MODEL_OPTIONS = {
     "weight_prior": ("weight_concentration_prior_type", "--weight-prior"),
     "algorithm": ("algorithm", "--algorithm"),
     "batch_size": ("batch_size", "--batch-size"),
+    "n_batches": ("n_batches", "--n-batches"),
     "tau": ("learning_offset", "--tau"),
     "kappa": ("learning_decay", "--kappa"),
     "shuffle": ("shuffle", "--no-shuffle"),
@@ -181,10 +182,9 @@ def _build_model(args):
 
 
 def _chunk_rows(model):
-    """Rows per chunk of the fit: the minibatch of the online algorithms."""
-    if model.algorithm != "batch" and model.batch_size is not None:
-        return int(model.batch_size)
-    return int(model.chunk_size)
+    """Rows per chunk of the fit: the minibatch of the online algorithms (or its share
+    of a stochastic minibatch of several chunks)."""
+    return int(model._chunk_rows())
 
 
 class NamedCheckpointer(Checkpointer):

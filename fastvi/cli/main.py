@@ -151,10 +151,10 @@ def build_parser():
                    help="covariance structure (full)")
     g.add_argument("--weight-prior", choices=("dirichlet_process", "dirichlet_distribution"),
                    help="bgmm only (dirichlet_process)")
-    g.add_argument("--init", choices=("kmeans", "k-means++", "k-means||", "random",
+    g.add_argument("--init", choices=("auto", "kmeans", "k-means++", "k-means||", "random",
                                       "random_from_data"),
-                   help="initialisation on a sample (kmeans; k-means||: scalable seeding, "
-                        "for large K)")
+                   help="initialisation on a sample (auto: k-means||, the scalable "
+                        "k-means++, from K = 256 on, else kmeans)")
     g.add_argument("--n-init", type=_positive_int,
                    help="initialisations, best kept (1; more disables checkpoints)")
     g.add_argument("--seed", type=_non_negative_int, help="random seed (0)")
@@ -171,7 +171,12 @@ def build_parser():
                         "--validation is given")
     g.add_argument("--batch-size", type=_positive_int, metavar="ROWS",
                    help="rows per minibatch of stochastic and memoized (--chunk-size); "
-                        "rounded up to the HDF5 chunking")
+                        "rounded up to the HDF5 chunking; a stochastic minibatch larger "
+                        "than --chunk-size is several chunks, computed together")
+    g.add_argument("--n-batches", type=_positive_int, metavar="B",
+                   help="memoized: cache the statistics of B batches of consecutive "
+                        "chunks, each recomputed as one step (default: one per chunk up "
+                        "to 64 chunks, then 64 or fewer, the caches within 256 MiB)")
     g.add_argument("--tau", type=_finite_non_negative_float, metavar="TAU",
                    help="learning offset of the step size (t + tau)^-kappa (10)")
     g.add_argument("--kappa", type=_finite_float, metavar="KAPPA",

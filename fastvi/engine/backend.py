@@ -25,10 +25,14 @@ What a backend promises
   nor on the order in which chunks arrive.  A backend whose arithmetic differs (a
   GPU's block size and fused multiply-adds) agrees to rounding, and with itself bit for
   bit.
-* **Fixed parameters within a request.**  Every chunk of one ``stats`` call is computed
-  under the ``params`` of that call.  The batch algorithm asks for a whole pass at once;
-  stochastic and memoized ask one chunk at a time (their parameters change after each).
-  A pass is opened with its whole chunk order, so a backend may read ahead in it.
+* **Fixed parameters within a request.**  Every chunk of one ``stats`` (or ``sums``) call
+  is computed under the ``params`` of that call.  The loop asks for one step at a time: a
+  whole batch pass, a stochastic minibatch or a memoized batch of chunks (their
+  parameters change after each).  A pass is opened with its whole chunk order, so a
+  backend may read ahead in it.
+* **Sums of runs.**  ``sums`` hands out the same statistics as sums over runs of chunks
+  that are nodes of the step's tree (up to ``largest_run`` chunks); a backend may add a
+  run's chunks where they were computed (a Dask worker), so only one value a run travels.
 * **The truncated q.**  With a ``Search``, the E-step of chunk ``j`` of the pass (its
   position in the order) draws its random candidates from ``search.first_seed + j``
   (mod 2^63) and updates ``search.supports`` for the chunk's rows before the chunk's
@@ -46,7 +50,7 @@ import numpy as np
 
 from ..data.checks import InvalidParameterError
 from ..data.sources import ArraySource
-from .reduce import PairwiseSum
+from .reduce import PairwiseSum, aligned_runs, tree_sum
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
 
@@ -99,6 +103,21 @@ class ChunkPass:
         """Yield ``(index, SufficientStats)`` for the next ``count`` chunks of the order
         (all that remain when None), computed under ``params``."""
         raise NotImplementedError
+
+    def largest_run(self, count):
+        """The most chunks this backend adds up itself in one run of ``sums``, in a request
+        of ``count`` chunks (a power of two or not; the loop cuts runs that are nodes of the
+        tree, at most this long).  Default: 1, each chunk on its own."""
+        return 1
+
+    def sums(self, params, sizes):
+        """Yield, for consecutive runs of the next ``sum(sizes)`` chunks of the order, of
+        ``sizes`` chunks each, the run's statistics: ``reduce.tree_sum`` of its chunks, as
+        leaves 0, 1, ... of the run (a node of its step's tree, so the same bits as the
+        loop's tree would add).  Runs longer than ``largest_run`` are not asked for."""
+        chunks = self.stats(params, sum(sizes))
+        for size in sizes:
+            yield tree_sum({leaf: next(chunks)[1] for leaf in range(size)}, size)
 
     def close(self):
         """Release what the pass holds (reader threads, buffers, tasks)."""
@@ -168,6 +187,21 @@ class Backend:
         (``fastvi.engine.truncation``)."""
         raise NotImplementedError
 
+    def sample_rows(self, source, index):
+        """The rows ``index`` (sorted, distinct row numbers) of ``source``, in that order,
+        as read (the initialisation's and the birth moves' samples).  An in-memory array
+        is indexed; any other source is read here chunk by chunk, keeping the drawn rows of
+        each, so memory stays bounded by the sample and one chunk.  A backend whose workers
+        read the data (Dask) picks the rows there: only the sample travels."""
+        from ..data.sources import ArraySource
+        if isinstance(source, ArraySource):
+            return source.read_rows(index)
+        parts = [np.empty((0, source.n_features), dtype=source.dtype)]
+        for _, start, chunk in source.chunks():
+            lo, hi = np.searchsorted(index, [start, start + chunk.shape[0]])
+            parts.append(chunk[index[lo:hi] - start])
+        return np.vstack(parts)
+
     def check_n_jobs(self, n_jobs):
         """Raise ``InvalidParameterError`` unless ``n_jobs`` (not None) is a thread count
         this backend can use."""
@@ -223,9 +257,11 @@ def total_stats(backend, source, params, sample_weight=None):
     """The statistics of all rows of ``source`` under ``params``: the chunks' pairwise
     tree sum (``fastvi.engine.reduce``), as a batch pass adds them."""
     total = PairwiseSum()
-    with backend.open_pass(source, range(source.n_chunks), sample_weight) as chunk_pass:
-        for index, stats in chunk_pass.stats(params):
-            total.add(index, stats)
+    n_chunks = source.n_chunks
+    with backend.open_pass(source, range(n_chunks), sample_weight) as chunk_pass:
+        runs = aligned_runs(0, n_chunks, chunk_pass.largest_run(n_chunks))
+        for (lo, hi), value in zip(runs, chunk_pass.sums(params, [hi - lo for lo, hi in runs])):
+            total.add_block(lo, hi, value)
     summed = total.total()
     return SufficientStats.zeros(params.means, params.full) if summed is None else summed
 

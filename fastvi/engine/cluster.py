@@ -1,24 +1,26 @@
 """The Dask backend: the local kernels on the workers of a ``dask.distributed`` cluster.
 
 ``backend="dask"`` (the current default client) or ``backend=DaskBackend(client)``.  A
-task computes the statistics of a run of consecutive chunks, each chunk's on its own: a
+task computes the statistics of runs of consecutive chunks, each chunk's on its own: a
 pure function of (row reader, row ranges, weights, kernel parameters).  The worker reads
 its own rows (an HDF5 file by its path, so no row passes through the client or the
 scheduler; an in-memory array is scattered to every worker once per fit), runs the same
-fused kernel as the local backend and returns each chunk's statistics, which the loop
-adds in its fixed tree (``fastvi.engine.reduce``).  A ``dask.array`` is computed block by block on the cluster, where
-its blocks stay.  A request of many chunks is cut into about ``TASKS_PER_THREAD`` tasks
-per worker thread: a task costs the cluster a few milliseconds (client, scheduler and
-worker round trips), which one task per chunk would pay hundreds of times a pass.  So a
-fit on a cluster is the local fit, bit for bit, for the same chunking, however many
-workers, in whatever order they finish, and a task recomputed on another worker after a
-failure (``retries``) gives the same bits.
+fused kernel as the local backend, adds each run's chunks in the tree of
+``fastvi.engine.reduce`` (a run is a whole subtree: ``ChunkPass.sums``) and returns one
+sum a run, which the loop adds in the same tree.  A ``dask.array`` is computed block by
+block on the cluster, where its blocks stay.  A request of many chunks is cut into about
+``TASKS_PER_THREAD`` tasks per worker thread: a task costs the cluster a few
+milliseconds (client, scheduler and worker round trips), which one task per chunk would
+pay hundreds of times a pass.  So a fit on a cluster is the local fit, bit for bit, for
+the same chunking, however many workers, in whatever order they finish, and a task
+recomputed on another worker after a failure (``retries``) gives the same bits.
 
 * batch, and a memoized fit's first pass: every chunk of a pass is submitted at once (in
   runs), under the pass's parameters;
-* stochastic and memoized: one chunk at a time, since the parameters change after each
-  (a memoized fit's per-chunk cache stays on the client: K x D x D floats a chunk, what
-  the exact ELBO and the coordinate-ascent updates need there);
+* stochastic and memoized: one step at a time (a minibatch, or a memoized batch of
+  chunks: ``batch_size``, ``n_batches``), its chunks at once, since the parameters change
+  after each (a memoized fit's per-batch cache stays on the client: K x D x D floats a
+  batch, what the exact ELBO and the coordinate-ascent updates need there);
 * the truncated q: a chunk's per-row supports travel with its task and come back updated,
   and the client keeps them (``MemorySupports`` or ``FileSupports`` as on one machine), so
   the tasks stay pure and retries safe (cost: 8 bytes a row and support slot per pass);
@@ -48,6 +50,7 @@ from ..data.sources import (ArraySource, ConcatSource, DaskArraySource, HDF5Sour
                             _check_finite)
 from . import local
 from .backend import Backend, ChunkPass, Search
+from .reduce import tree_sum
 
 
 def _distributed():
@@ -139,21 +142,36 @@ def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbou
                                        seed), rows
 
 
-def chunk_stats_task(chunks, params, truncation, neighbours, label, pairs=None,
+def chunk_stats_task(runs, params, truncation, neighbours, label, pairs=None,
                      proposal=None):
-    """The statistics of a run of chunks, on a worker, each from zero on its own.
+    """The statistics of runs of chunks, on a worker, each chunk's from zero on its own,
+    then each run's chunks added here in the tree's order (``reduce.tree_sum`` over the
+    run's leaves), so only one value a run goes back.
 
-    ``chunks``: ``(reader, start, stop, weights, rows, seed)`` for each.  Returns a list
-    of ``(SufficientStats, rows)``, one a chunk (``rows``: its updated supports or None):
-    the client adds the chunks' statistics in the loop's tree, as for the local backend.
-    ``pairs``: merge candidates, whose entropy losses each chunk's statistics then carry;
-    ``proposal``: a move's kernel parameters, under which each chunk's statistics are
-    computed too (``proposal`` of the chunk's)."""
+    ``runs``: a list of runs, each a list of ``(reader, start, stop, weights, rows,
+    seed)``, one a chunk.  Returns a list of ``(SufficientStats, [rows, ...])``, one a run
+    (``rows``: each chunk's updated supports, or None).  ``pairs``: merge candidates,
+    whose entropy losses the statistics then carry; ``proposal``: a move's kernel
+    parameters, under which the statistics are computed too (``proposal`` of each)."""
     _use_worker_threads()
-    return [_chunk_stats(rows_read, start, weights, rows, seed, params, truncation,
-                         neighbours, label, pairs, proposal)
-            for rows_read, (_, start, _, weights, rows, seed)
-            in zip(_read_ahead(chunks), chunks)]
+    chunks = [chunk for run in runs for chunk in run]
+    results = [_chunk_stats(rows_read, start, weights, rows, seed, params, truncation,
+                            neighbours, label, pairs, proposal)
+               for rows_read, (_, start, _, weights, rows, seed)
+               in zip(_read_ahead(chunks), chunks)]
+    out, first = [], 0
+    for run in runs:
+        part = results[first:first + len(run)]
+        first += len(run)
+        out.append((tree_sum({leaf: stats for leaf, (stats, _) in enumerate(part)},
+                             len(part)), [rows for _, rows in part]))
+    return out
+
+
+def sample_rows_task(chunks):
+    """The drawn rows of chunks, on a worker: ``(reader, start, stop, rows)`` each,
+    ``rows`` the drawn row numbers within the chunk; a list of arrays, one a chunk."""
+    return [chunk[rows] for chunk, (_, _, _, rows) in zip(_read_ahead(chunks), chunks)]
 
 
 def per_row_task(chunks, params, what, label):
@@ -358,6 +376,33 @@ class DaskBackend(Backend):
         # a K x K table of the parameters alone: no rows, computed on the client
         return local.neighbour_lists(params, truncation)
 
+    def sample_rows(self, source, index):
+        # files and dask arrays: each worker reads its chunks and sends back only the
+        # drawn rows (an in-memory array is on the client already)
+        if not isinstance(source, (HDF5Source, ConcatSource, DaskArraySource)):
+            return super().sample_rows(source, index)
+        client, bounds = self.get_client(), source.chunk_bounds()
+        picks = []                  # (chunk, its drawn rows), the chunks with any
+        for chunk, (start, stop) in enumerate(bounds):
+            lo, hi = np.searchsorted(index, [start, stop])
+            if hi > lo:
+                picks.append((chunk, index[lo:hi] - start))
+
+        # A file's reader is scattered as the request's shared input (a chunk request
+        # scatters its parameters): a worker that cannot unpickle fastvi's objects then
+        # fails on the client with the error that names it, not in the worker's stream.
+        file_reader = (source.remote_reader()
+                       if isinstance(source, (HDF5Source, ConcatSource)) else None)
+
+        def submit(items, readers, shared):
+            chunks = [(readers(picks[i][0]) if file_reader is None else shared,
+                       *bounds[picks[i][0]], picks[i][1]) for i in items]
+            return client.submit(sample_rows_task, chunks, pure=False, retries=self.retries)
+
+        parts = list(self._in_order(client, source, file_reader, submit, len(picks), []))
+        empty = np.empty((0, source.n_features), dtype=source.dtype)
+        return np.vstack([empty] + parts)
+
 
 class _DaskPass(ChunkPass):
     def __init__(self, backend, source, order, sample_weight, search, pairs=None,
@@ -374,27 +419,39 @@ class _DaskPass(ChunkPass):
         self.position = 0
         self._futures = []
 
-    def _submit(self, positions, readers, params_future):
-        """The task of the chunks at ``positions`` of the pass."""
-        search, chunks = self.search, []
-        truncation = neighbours = None
+    def _chunk(self, j, readers):
+        """The task's tuple of the chunk at position ``j`` of the pass (``chunk_stats_task``)."""
+        search = self.search
+        index = self.order[j]
+        start, end = self.bounds[index]
+        weights = (None if self.sample_weight is None
+                   else np.ascontiguousarray(self.sample_weight[start:end], np.float64))
+        rows, seed = None, 0
         if search is not None:
-            truncation, neighbours = search.truncation, search.neighbours
-        for j in positions:
-            index = self.order[j]
-            start, end = self.bounds[index]
-            weights = (None if self.sample_weight is None
-                       else np.ascontiguousarray(self.sample_weight[start:end], np.float64))
-            rows, seed = None, 0
-            if search is not None:
-                seed = (search.first_seed + j) % (1 << 63)
-                if search.supports is not None and not truncation.exhaustive:
-                    rows = np.array(search.supports.rows(start, end))
-            chunks.append((readers(index), start, end, weights, rows, seed))
-        return self.client.submit(chunk_stats_task, chunks, params_future, truncation,
-                                  neighbours, self.source.label, self.pairs, self.proposal,
-                                  pure=False,
-                                  retries=self.backend.retries)
+            seed = (search.first_seed + j) % (1 << 63)
+            if search.supports is not None and not search.truncation.exhaustive:
+                rows = np.array(search.supports.rows(start, end))
+        return (readers(index), start, end, weights, rows, seed)
+
+    def _search_args(self):
+        search = self.search
+        return (None, None) if search is None else (search.truncation, search.neighbours)
+
+    def _submit(self, runs, readers, params_future):
+        """The task of ``runs``, each a range of positions of the pass."""
+        chunks = [[self._chunk(j, readers) for j in run] for run in runs]
+        return self.client.submit(chunk_stats_task, chunks, params_future,
+                                  *self._search_args(), self.source.label, self.pairs,
+                                  self.proposal, pure=False, retries=self.backend.retries)
+
+    def _commit_rows(self, j, rows):
+        """A chunk's supports, updated on a worker, into the pass's supports."""
+        if rows is not None:
+            # in place for MemorySupports (a view), written to the file for FileSupports
+            search = self.search
+            start = self.bounds[self.order[j]][0]
+            search.supports.rows(start, start + rows.shape[0])[:] = rows
+            search.supports.commit(start, rows)
 
     def stats(self, params, count=None):
         first = self.position
@@ -402,19 +459,40 @@ class _DaskPass(ChunkPass):
         self.position = stop
         if stop == first:
             return
-        search = self.search
         results = self.backend._in_order(
             self.client, self.source, params,
-            lambda run, readers, params_future: self._submit(
-                [first + i for i in run], readers, params_future),
+            lambda items, readers, params_future: self._submit(
+                [range(first + i, first + i + 1) for i in items], readers, params_future),
             stop - first, self._futures)
         for j, (stats, rows) in zip(range(first, stop), results):
-            if rows is not None:
-                # in place for MemorySupports (a view), written to the file for FileSupports
-                start = self.bounds[self.order[j]][0]
-                search.supports.rows(start, start + rows.shape[0])[:] = rows
-                search.supports.commit(start, rows)
+            self._commit_rows(j, rows[0])
             yield self.order[j], stats
+
+    def largest_run(self, count):
+        """About ``TASKS_PER_THREAD`` runs per worker thread in a request of ``count``
+        chunks, each added on its worker; one chunk a run under a truncated search (its
+        supports come back chunk by chunk anyway)."""
+        if self.search is not None:
+            return 1
+        threads = max(1, sum(self.client.nthreads().values()))
+        return max(1, count // (TASKS_PER_THREAD * threads))
+
+    def sums(self, params, sizes):
+        first = self.position
+        starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))) + first
+        self.position = int(starts[-1])
+        if not len(sizes):
+            return
+
+        results = self.backend._in_order(
+            self.client, self.source, params,
+            lambda items, readers, params_future: self._submit(
+                [range(starts[i], starts[i + 1]) for i in items], readers, params_future),
+            len(sizes), self._futures)
+        for i, (value, rows) in zip(range(len(sizes)), results):
+            for j, chunk_rows in zip(range(starts[i], starts[i + 1]), rows):
+                self._commit_rows(j, chunk_rows)
+            yield value
 
     def close(self):
         for future in self._futures:
@@ -422,4 +500,4 @@ class _DaskPass(ChunkPass):
         self._futures.clear()
 
 
-__all__ = ["DaskBackend", "chunk_stats_task", "per_row_task"]
+__all__ = ["DaskBackend", "chunk_stats_task", "per_row_task", "sample_rows_task"]

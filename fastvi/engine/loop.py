@@ -8,13 +8,17 @@ differ only in how the chunk statistics are added up:
   or VB-EM).  Equal, bit for bit, to the in-memory fit for the same chunk size.
 * ``stochastic`` (Hoffman, Blei, Wang & Paisley 2013, "Stochastic variational inference",
   eq. 25-26; for maximum likelihood, Cappe & Moulines 2009, stepwise EM): after each
-  minibatch B, ``S <- (1 - rho_t) S + rho_t (N / |B|) S_B`` with
-  ``rho_t = (t + tau)^-kappa``, then the update from S.  Because the VB update is
+  minibatch B (one chunk, or ``step_chunks`` chunks of a random order of all chunks),
+  ``S <- (1 - rho_t) S + rho_t (N / |B|) S_B`` with ``rho_t = (t + tau)^-kappa``, t
+  counting minibatches, then the update from S.  Because the VB update is
   ``lambda = lambda_0 + S`` in natural parameters, blending the statistics in one frame is
   exactly Hoffman's blend of natural parameters.
 * ``memoized`` (Hughes & Sudderth 2013, "Memoized online variational inference for
-  Dirichlet process mixture models"): each chunk's statistics are cached, S is their sum,
-  recomputed when a chunk's cache is replaced, and the exact update follows every chunk.
+  Dirichlet process mixture models"): the chunks make fixed batches of ``step_chunks``
+  consecutive chunks (their nBatch); each batch's statistics are cached, S is their sum,
+  recomputed when a batch's cache is replaced, and the exact update follows every batch.
+  Each pass visits the batches in a seeded random order.  With one batch this is batch
+  EM, bit for bit.
   After the first pass this is coordinate ascent on the ELBO, which therefore never
   decreases.  The first pass computes every chunk under the initial parameters and
   updates once, at its end, as a batch pass: fitted to the chunks seen so far, the
@@ -22,10 +26,14 @@ differ only in how the chunk statistics are added up:
   were, and the fit never recovered (16 clusters in 16 chunks: 14 components used and an
   adjusted Rand index of 0.73, against batch's 16 and 0.998; tests/test_streaming.py).
 
-Every sum over chunks (a batch pass's statistics, a memoized fit's S, the cached entropies,
-a proposal's statistics, the merge candidates' losses) is the pairwise sum of
-``fastvi.engine.reduce``: one binary tree over the chunk indices, whose shape depends on
-the number of chunks only.  So the bits do not depend on the order in which the chunks
+Each algorithm proceeds in steps: a batch pass is one step; a stochastic minibatch and a
+memoized batch are one each.  A step's chunks are computed under the same parameters and
+added, with the merge candidates' losses and a proposal's statistics they carry, in the
+pairwise tree of ``fastvi.engine.reduce`` over their places in the step (a backend may
+hand back sums of whole subtrees: a Dask worker adds its runs of chunks); the step so
+far is ``FitState.partials``, so a checkpoint may fall mid-step.  A memoized fit's S and
+its cached entropies are the same tree over its batches.  The trees' shapes depend on
+the numbers of chunks and batches only.  So the bits do not depend on the order in which the chunks
 arrive, nor on the backend that computed them.
 
 The whole state lives in one ``FitState`` that is updated only between chunks, so a
@@ -40,7 +48,7 @@ import numpy as np
 from ..data import interrupts
 from ..data.checks import InvalidParameterError
 from .backend import Search, get_backend
-from .reduce import ChunkTree, PairwiseSum, tree_sum
+from .reduce import ChunkTree, PairwiseSum, aligned_runs, tree_sum
 
 ALGORITHMS = ("batch", "stochastic", "memoized")
 
@@ -66,15 +74,18 @@ class FitState:
     params: object                    # the model's parameters (``_get_parameters``)
     stats: object = None              # batch: the pass's sum, at its end; stochastic: S;
                                       # memoized: the tree sum of ``memo``
-    partials: list = field(default_factory=list)      # batch: the pass so far, as the
-                                      # [start, stop, stats] blocks of a reduce.PairwiseSum
-    memo: dict = field(default_factory=dict)          # memoized: chunk index -> stats
-    memo_entropy: dict = field(default_factory=dict)  # memoized: chunk -> sum of H(q(z_n))
+    partials: list = field(default_factory=list)      # the step so far (a batch pass, a
+                                      # minibatch, a memoized batch), as the [start, stop,
+                                      # stats] blocks of a reduce.PairwiseSum of its leaves
+    memo: dict = field(default_factory=dict)          # memoized: batch -> stats
+    memo_entropy: dict = field(default_factory=dict)  # memoized: batch -> sum of H(q(z_n))
     merge_pairs: object = None        # merge moves: the pass's candidate pairs (P, 2)
-    memo_pair_loss: dict = field(default_factory=dict)  # merge moves: chunk -> (P,) losses
+    memo_pair_loss: dict = field(default_factory=dict)  # merge moves: batch -> (P,) losses
+                                      # (a batch pass: one, 0, at its end)
     proposal: dict = None             # birth/delete: the pass's proposal ("params": KernelParams)
-    memo_proposal: dict = field(default_factory=dict)   # chunk -> its stats under the proposal
-    memo_proposal_entropy: dict = field(default_factory=dict)   # chunk -> H under the proposal
+    memo_proposal: dict = field(default_factory=dict)   # batch -> its stats under the proposal
+    memo_proposal_entropy: dict = field(default_factory=dict)   # batch -> H under the proposal
+    step_chunks: int = 1              # stochastic, memoized: chunks per minibatch or batch
     proposal_wait: int = 0            # birth/delete: passes before the next round
     moves_settled: list = field(default_factory=list)   # kinds with nothing left to try
     tried: dict = field(default_factory=dict)   # kind -> positions tried since the last change
@@ -252,10 +263,18 @@ class ChunkLoop:
                       state.search_seed + state.step)
 
     def _new_order(self, state):
+        """The chunks of a pass, in the order visited: ascending (batch, or no shuffle); a
+        stochastic fit's chunks in a random order (its minibatches: runs of
+        ``step_chunks``); a memoized fit's batches in a random order, each batch's chunks
+        ascending (bnpy's order: the same chunks make a batch every pass)."""
         n_chunks = self.n_chunks
-        if self.shuffle and state.algorithm != "batch":
+        if not self.shuffle or state.algorithm == "batch":
+            return list(range(n_chunks))
+        if state.algorithm == "stochastic":
             return [int(i) for i in state.rng.permutation(n_chunks)]
-        return list(range(n_chunks))
+        m = self.step_chunks(state)
+        return [index for key in state.rng.permutation(self.n_groups(state))
+                for index in range(int(key) * m, min(int(key) * m + m, n_chunks))]
 
     def _emit(self, event):
         if self.callback is not None:
@@ -276,12 +295,13 @@ class ChunkLoop:
             if state.order is None:
                 state.order = self._new_order(state)
                 state.position = 0
-            if state.algorithm == "batch" and state.position > 0 and state.stats is not None:
+            if state.algorithm == "batch" and state.position > 0 and state.stats is not None \
+                    and not state.partials and state.position < self.n_chunks:
                 # checkpointed mid-pass by a fastvi that summed left to right: its sum so
                 # far is one block of the pairwise sum
                 state.partials, state.stats = [[0, state.position, state.stats]], None
             if state.algorithm == "memoized":
-                self._tree = ChunkTree(self.n_chunks, state.memo)
+                self._tree = ChunkTree(self.n_groups(state), state.memo)
             pass_params = model._kernel_params()
             if self.truncation is not None and (state.position == 0 or state.neighbours is None):
                 # Fixed for the pass (a search heuristic: stale lists cost speed, not
@@ -303,71 +323,114 @@ class ChunkLoop:
             indices = state.order[state.position:]
             with self.backend.open_pass(self.source, indices, self.sample_weight,
                                         self._search(state), **extra) as chunk_pass:
-                for index, new, params in self._pass_stats(state, chunk_pass, pass_params):
-                    self._step(state, index, new, params)
-                    state.position += 1
-                    state.step += 1
-                    state.params = model._get_parameters()
-                    self._emit({"event": "chunk", "pass": state.n_pass, "step": state.step,
-                                "rows": self._rows(index), "position": state.position,
-                                "n_chunks": len(state.order),
-                                "seconds": time.perf_counter() - started})
-                    if self.checkpoint is not None:
-                        with interrupts.held():
-                            self.checkpoint(state, force=interrupted())
-                    if interrupted():
-                        raise FitInterrupted(state)
+                for params, runs in self._requests(state, chunk_pass, pass_params):
+                    for (first, lo, hi), value in zip(runs, chunk_pass.sums(
+                            params, [hi - lo for _, lo, hi in runs])):
+                        self._take_run(state, first, lo, hi, value, params)
+                        self._emit({"event": "chunk", "pass": state.n_pass,
+                                    "step": state.step,
+                                    "rows": self._rows(state.order[first + lo:first + hi]),
+                                    "position": state.position,
+                                    "n_chunks": len(state.order),
+                                    "seconds": time.perf_counter() - started})
+                        if self.checkpoint is not None:
+                            with interrupts.held():
+                                self.checkpoint(state, force=interrupted())
+                        if interrupted():
+                            raise FitInterrupted(state)
             self._end_pass(state)
             if self.checkpoint is not None:
                 with interrupts.held():
                     self.checkpoint(state, force=True)
         return state
 
-    def _pass_stats(self, state, chunk_pass, pass_params):
-        """The chunks' statistics: the whole rest of the pass under the pass's parameters
-        (batch, and a memoized fit's first pass), or one chunk at a time under the
+    # ------------------------------------------------------------------ steps
+    def step_chunks(self, state):
+        """Chunks per step: a batch pass is one step; a stochastic minibatch or a memoized
+        batch is ``state.step_chunks`` chunks (the last of a pass may have fewer)."""
+        if state.algorithm == "batch":
+            return max(self.n_chunks, 1)
+        return state.step_chunks
+
+    def n_groups(self, state):
+        """The memoized fit's batches (and a batch pass's one): fixed runs of
+        ``step_chunks`` consecutive chunks, each one cache."""
+        return -(-self.n_chunks // self.step_chunks(state))
+
+    def _step_at(self, state, position):
+        """The step that holds ``position`` of the pass: ``(first, stop, key)``, its
+        positions ``[first, stop)`` in the order and a memoized batch's number (the cache's
+        key; None for the others).  A memoized pass visits whole batches (the order
+        permutes batches, each batch's chunks ascending); a stochastic pass cuts its chunk
+        order into runs of ``step_chunks``."""
+        m, n = self.step_chunks(state), len(state.order)
+        if state.algorithm == "memoized":
+            index = state.order[position]
+            key = index // m
+            first = position - (index - key * m)
+            return first, first + min(m, self.n_chunks - key * m), key
+        first = position - position % m
+        return first, min(first + m, n), None
+
+    def _requests(self, state, chunk_pass, pass_params):
+        """The pass's requests from ``state.position`` on: ``(params, runs)``, each run
+        ``(first, lo, hi)``, the leaves ``[lo, hi)`` of the step at positions ``first``...
+        in the tree of that step, a node (``reduce.aligned_runs``), as large as the
+        backend adds on its own.  The rest of a pass under the pass's parameters at once
+        (batch, and a memoized fit's first pass); else one step at a time, under the
         parameters of the moment."""
-        if state.algorithm == "batch" or (state.algorithm == "memoized" and state.n_pass == 0):
-            for index, stats in chunk_pass.stats(pass_params):
-                yield index, stats, pass_params
-            return
-        while True:
-            params = self.model._kernel_params()
-            item = next(chunk_pass.stats(params, 1), None)
-            if item is None:
-                return
-            yield item + (params,)
+        whole = (state.algorithm == "batch"
+                 or (state.algorithm == "memoized" and state.n_pass == 0))
+        while state.position < len(state.order):
+            runs, position = [], state.position
+            while position < len(state.order) and (whole or not runs):
+                first, stop, _ = self._step_at(state, position)
+                for lo, hi in aligned_runs(position - first, stop - first,
+                                           chunk_pass.largest_run(stop - position)):
+                    runs.append((first, lo, hi))
+                position = stop
+            yield (pass_params if whole else self.model._kernel_params()), runs
 
-    def _rows(self, index):
-        start, stop = self.bounds[index]
-        return stop - start
+    def _rows(self, indices):
+        return sum(self.bounds[index][1] - self.bounds[index][0] for index in indices)
 
-    def _step(self, state, index, new, params):
-        """Take in the statistics ``new`` of chunk ``index``, computed under ``params``."""
+    def _take_run(self, state, first, lo, hi, value, params):
+        """Take in the sum ``value`` of the step's leaves ``[lo, hi)`` (positions
+        ``first + lo``...), computed under ``params``; at the step's last, the step."""
+        partial = PairwiseSum(state.partials if lo > 0 else [])
+        partial.add_block(lo, hi, value)
+        state.partials = partial.blocks
+        state.position = first + hi
+        state.step += hi - lo
+        _, stop, key = self._step_at(state, first)
+        if state.position == stop:
+            state.partials = []
+            self._take_step(state, first, key, partial.total(), params)
+            state.params = self.model._get_parameters()
+
+    def _take_step(self, state, first, key, new, params):
+        """Take in the statistics ``new`` of a whole step (positions ``first``...; a memoized
+        batch ``key``), computed under ``params``."""
         model = self.model
+        cache = 0 if state.algorithm == "batch" else key
         if new.pair_loss is not None:       # merge moves (batch and memoized passes)
-            state.memo_pair_loss[index] = new.pair_loss
+            state.memo_pair_loss[cache] = new.pair_loss
             new.pair_loss = None
         if new.proposal is not None:        # birth or delete (batch and memoized passes)
             proposed, new.proposal = new.proposal, None
-            state.memo_proposal[index] = proposed
-            state.memo_proposal_entropy[index] = (
+            state.memo_proposal[cache] = proposed
+            state.memo_proposal_entropy[cache] = (
                 proposed.log_norm - expected_log_rho_sum(proposed, state.proposal["params"]))
         if state.algorithm == "batch":
-            # Parameters stay fixed for the whole pass; its chunks come in index order and
-            # are added pairwise (reduce.PairwiseSum), the sum taken at the pass's end.
-            if state.position == 0:
-                state.partials = []
-            partials = PairwiseSum(state.partials)
-            partials.add(index, new)
-            state.partials = partials.blocks
+            # the pass's tree sum, under the pass's parameters; the update at its end
+            state.stats = new
             return
         if state.algorithm == "stochastic":
             if new.weight == 0.0:
                 # A minibatch whose rows all weigh zero says nothing about the data: its
                 # scaled statistics (N / |B|) S_B are undefined, so it makes no step.
                 return
-            rho = (state.step + 1 + self.tau) ** (-self.kappa)
+            rho = (self._minibatches_before(state, first) + 1 + self.tau) ** (-self.kappa)
             scaled = new.scale(rho * self.total_weight / new.weight)
             state.stats = scaled + state.stats.scale(1.0 - rho)
             model._m_step(state.stats)
@@ -376,20 +439,29 @@ class ChunkLoop:
             state.pass_bound_sum += new.log_norm / new.weight
             state.pass_bound_count += 1
             return
-        # memoized: S is the tree sum of the caches, recomputed above the replaced one
-        state.memo[index] = new
-        state.memo_entropy[index] = new.log_norm - expected_log_rho_sum(new, params)
-        state.stats = self._tree.set(index, new)
-        if state.n_pass == 0 and len(state.memo) < self.n_chunks:
-            return      # the first pass updates once, when every chunk is cached
+        # memoized: S is the tree sum of the batches' caches, recomputed above the replaced
+        state.memo[key] = new
+        state.memo_entropy[key] = new.log_norm - expected_log_rho_sum(new, params)
+        state.stats = self._tree.set(key, new)
+        if state.n_pass == 0 and len(state.memo) < self.n_groups(state):
+            return      # the first pass updates once, when every batch is cached
         model._m_step(state.stats)
+
+    def _minibatches_before(self, state, first):
+        """t of the stochastic step size: the minibatches taken before the one at position
+        ``first`` of this pass.  One chunk each: the chunks done (``partial_fit``'s calls
+        add up, each a pass of its own); else whole passes' worth and this pass's."""
+        m = state.step_chunks
+        if m == 1:
+            return state.step - (state.position - first)      # the chunks before this one
+        return state.n_pass * -(-self.n_chunks // m) + first // m
 
     def _entropy(self, state):
         """H[q(z)] of the pass's q(z): a memoized fit's cached terms; a batch pass's q(z) is
         the optimum under the pass's parameters (still the model's), whose entropy is the
         log-normaliser minus the expected log rho."""
         if state.algorithm == "memoized":
-            return tree_sum(state.memo_entropy, self.n_chunks)
+            return tree_sum(state.memo_entropy, self.n_groups(state))
         return (state.stats.log_norm
                 - expected_log_rho_sum(state.stats, self.model._kernel_params()))
 
@@ -422,10 +494,11 @@ class ChunkLoop:
         proposal, caches = state.proposal, state.memo_proposal
         entropies = state.memo_proposal_entropy
         state.proposal, state.memo_proposal, state.memo_proposal_entropy = None, {}, {}
-        if proposal is None or len(caches) < self.n_chunks:
+        n_groups = self.n_groups(state)
+        if proposal is None or len(caches) < n_groups:
             return []
-        proposed = tree_sum(caches, self.n_chunks)
-        proposed_entropy = tree_sum(entropies, self.n_chunks)
+        proposed = tree_sum(caches, n_groups)
+        proposed_entropy = tree_sum(entropies, n_groups)
         before = self.model._bound(state.stats, self._entropy(state))
         gain = self.model._bound(proposed, proposed_entropy) - before
         record = {key: value for key, value in proposal.items() if key != "params"}
@@ -460,11 +533,11 @@ class ChunkLoop:
         pairs = state.merge_pairs
         losses = state.memo_pair_loss
         state.merge_pairs, state.memo_pair_loss = None, {}
-        if pairs is None or len(losses) < self.n_chunks:
+        if pairs is None or len(losses) < self.n_groups(state):
             return []
         memoized = state.algorithm == "memoized"
         entropy = self._entropy(state)
-        loss = tree_sum(losses, self.n_chunks)
+        loss = tree_sum(losses, self.n_groups(state))
         moves, _ = self.model._greedy_merges(state.stats, entropy, pairs, loss)
         accepted = [move for move in moves if move["accepted"]]
         for move in accepted:
@@ -482,7 +555,8 @@ class ChunkLoop:
         model = self.model
         moves = None
         if state.algorithm == "batch":
-            state.stats = PairwiseSum(state.partials).total()
+            if state.partials:        # a checkpoint of an older fastvi, at the pass's end
+                state.stats = PairwiseSum(state.partials).total()
             state.partials = []
             # A no-op on sums of the backends' mirrored chunk statistics; a batch state
             # checkpointed mid-pass by fastvi before the backend seam (tests/data/legacy)
@@ -502,7 +576,7 @@ class ChunkLoop:
             moves = self._moves(state) if self.merging or self.proposing else None
             # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
             params = model._kernel_params()
-            entropy = tree_sum(state.memo_entropy, self.n_chunks)
+            entropy = tree_sum(state.memo_entropy, self.n_groups(state))
             bound = (entropy + expected_log_rho_sum(state.stats, params)
                      - model._kl()) / self.total_weight
         record = {"event": "pass", "pass": state.n_pass + 1, "step": state.step,

@@ -67,10 +67,16 @@ class PairwiseSum:
 
     def add(self, index, value):
         """Add chunk ``index``, which must be the next one (``count``)."""
-        if index != self.count:
-            raise ValueError(f"chunk {index} added to a pairwise sum that expects chunk "
-                             f"{self.count} next")
-        self.blocks.append([index, index + 1, value])
+        self.add_block(index, index + 1, value)
+
+    def add_block(self, start, stop, value):
+        """Add the sum of chunks ``[start, stop)``, a node of the tree (an aligned run,
+        as ``aligned_runs`` cuts them; its sum in the tree's order, as ``tree_sum``
+        adds it) that starts at the next chunk (``count``)."""
+        if start != self.count or stop <= start:
+            raise ValueError(f"chunks {start}:{stop} added to a pairwise sum that expects "
+                             f"chunk {self.count} next")
+        self.blocks.append([start, stop, value])
         # merge the last two runs while they are siblings in the tree: equal sizes, the
         # left one starting at a multiple of the pair's size
         while len(self.blocks) >= 2:
@@ -86,6 +92,25 @@ class PairwiseSum:
         for _, _, value in reversed(self.blocks):
             total = _add(value, total)
         return total
+
+
+def aligned_runs(start, stop, largest):
+    """``[start, stop)`` cut into runs that are nodes of the tree of any number of chunks
+    >= ``stop``: each ``[a, a + 2^j)`` with ``a`` a multiple of ``2^j`` and ``2^j <=
+    largest``, as long as can be (so a worker may add a run's chunks itself, in the
+    tree's order, and send one sum).  An aligned run inside ``[0, n)`` is a node of the
+    tree over n chunks: the tree splits [0, n) at a power of two p, a multiple of any
+    smaller power, so the run lies on one side, and so on down."""
+    largest = max(1, int(largest))
+    runs = []
+    while start < stop:
+        size = 1
+        while (size * 2 <= largest and start % (size * 2) == 0
+               and start + size * 2 <= stop):
+            size *= 2
+        runs.append((start, start + size))
+        start += size
+    return runs
 
 
 class ChunkTree:

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _add_carried(name, left, right):
+    """The sum of what two statistics carry (``pair_loss``, ``proposal``): both or none."""
+    if left is None and right is None:
+        return None
+    if left is None or right is None:
+        raise ValueError(f"statistics with and without {name} added: every chunk of a pass "
+                         "carries the same extras")
+    return left + right
+
+
 @dataclass
 class SufficientStats:
     """Weighted, centred sufficient statistics of K components.
@@ -30,12 +40,13 @@ class SufficientStats:
     weight : float
         ``sum_n w_n``, the (weighted) number of rows.
     pair_loss : (P,) ndarray or None
-        Only on a chunk's statistics fresh from a backend asked for it (merge moves):
-        ``local.pair_entropy_loss`` of the pass's candidate pairs over the chunk's rows.
-        The chunk loop takes it off at once; arithmetic never carries it.
+        Only on statistics from a backend asked for it (merge moves):
+        ``local.pair_entropy_loss`` of the pass's candidate pairs over the rows.  A sum
+        of such statistics (the chunks of a step, added in the tree) sums them too; the
+        chunk loop takes it off at the end of a step.
     proposal : SufficientStats or None
         Likewise, only from a backend asked for a birth or delete proposal: the same
-        chunk's statistics under the proposal's kernel parameters.
+        rows' statistics under the proposal's kernel parameters, summed alike.
     """
 
     nk: np.ndarray
@@ -80,11 +91,13 @@ class SufficientStats:
                                self.log_norm, self.weight)
 
     def __add__(self, other):
+        pair_loss = _add_carried("pair_loss", self.pair_loss, other.pair_loss)
+        proposal = _add_carried("proposal", self.proposal, other.proposal)
         if not np.array_equal(self.ref, other.ref):
             other = other.shift(self.ref)
         return SufficientStats(self.nk + other.nk, self.s1 + other.s1, self.s2 + other.s2,
                                self.ref.copy(), self.log_norm + other.log_norm,
-                               self.weight + other.weight)
+                               self.weight + other.weight, pair_loss, proposal)
 
     def __sub__(self, other):
         if not np.array_equal(self.ref, other.ref):

@@ -18,7 +18,8 @@ def _check_fit_state(check, state, model, source):
                    f"{', '.join(ALGORITHMS)})")
     _check_description(check, state.data)
     n_pass = check.integer("n_pass", state.n_pass, 0)
-    position = _check_order(check, state, model, n_chunks)
+    step_chunks = _check_step_chunks(check, state, n_chunks)
+    position = _check_order(check, state, model, n_chunks, step_chunks)
     done = n_pass * n_chunks + position
     # every chunk of a pass counts one step (a minibatch of zero weight too): the step
     # sets the stochastic step size and the truncated search's random candidates
@@ -27,7 +28,8 @@ def _check_fit_state(check, state, model, source):
                    f"{n_pass} passes of {n_chunks} and {position} of this one)")
     check.generator("rng", state.rng)
     n_components = _check_parameters(check, state.params, model, n_features)
-    _check_statistics(check, state, model, n_chunks, n_features, n_components, position)
+    _check_statistics(check, state, model, n_chunks, n_features, n_components, position,
+                      step_chunks)
     _check_moves(check, state, model, n_chunks, n_features, n_components)
     _check_search(check, state, model, source, n_components)
     check.real("bound", state.bound, allow=(-math.inf,), expected="a number, or -inf")
@@ -52,7 +54,30 @@ def _check_description(check, data):
                    "hex digest, or None)")
 
 
-def _check_order(check, state, model, n_chunks):
+def _check_step_chunks(check, state, n_chunks):
+    """Chunks per step (a stochastic minibatch, a memoized batch); a batch pass is one
+    step of every chunk.  Returns it."""
+    stored = getattr(state, "step_chunks", 1)
+    if state.algorithm == "batch":
+        check.integer("step_chunks", stored, 1, expected="a positive integer (unused by "
+                      "a batch fit)")
+        return max(n_chunks, 1)
+    return check.integer("step_chunks", stored, 1, max(n_chunks, 1),
+                         expected=f"the chunks per step: 1..{n_chunks}")
+
+
+def _step_leaf(state, position, step_chunks):
+    """How many chunks of the step under way are done at ``position`` (0 at a step's
+    boundary), as ``ChunkLoop._step_at`` lays the steps out."""
+    order = state.order
+    if order is None or position in (0, len(order)):
+        return 0
+    if state.algorithm == "memoized":
+        return order[position] % step_chunks
+    return position % step_chunks
+
+
+def _check_order(check, state, model, n_chunks, step_chunks=1):
     """The chunk order of the pass and the position in it; returns the position."""
     order = state.order
     if order is None:                  # between passes: the next pass makes its order
@@ -75,6 +100,16 @@ def _check_order(check, state, model, n_chunks):
         # the chunks in order, and a batch pass sums their statistics in that order
         check.fail("order", f"is not 0..{n_chunks - 1} in order (expected the chunks in "
                    "order: a batch pass, or a fit without shuffle, reads them so)")
+    if state.algorithm == "memoized" and step_chunks > 1 and len(order) == n_chunks:
+        # whole batches of step_chunks consecutive chunks, each ascending
+        m, p = step_chunks, 0
+        while p < n_chunks:
+            key = order[p] // m
+            batch = list(range(key * m, min(key * m + m, n_chunks)))
+            if order[p:p + len(batch)] != batch:
+                check.fail("order", f"at {p} is not batch {key} (chunks {batch[0]}.."
+                           f"{batch[-1]}) in order (expected whole batches of {m} chunks)")
+            p += len(batch)
     position = state.position
     if _is_int(position) and position > len(order):
         check.fail("position", f"is {position}, beyond the order of {len(order)} chunks "
@@ -176,8 +211,10 @@ def _check_gaussians(check, field, covariances, factors, covariance_type, k, d):
                    "diagonal)")
 
 
-def _check_stats(check, field, stats, k, d, full):
-    """A ``SufficientStats`` of ``k`` components of ``d`` features."""
+def _check_stats(check, field, stats, k, d, full, carried=None):
+    """A ``SufficientStats`` of ``k`` components of ``d`` features.  ``carried``: what a
+    step's partial sums carry on a fit with moves, ``(n_pairs or None, the proposal's
+    components or None)``; elsewhere they carry nothing."""
     from ..engine.stats import SufficientStats
     check.type(field, stats, SufficientStats, f"the statistics of {k} components")
     what = f"{k} components of {d} features"
@@ -196,24 +233,32 @@ def _check_stats(check, field, stats, k, d, full):
     if negative.size:
         check.fail(f"{field}.nk", f"has a negative count ({float(nk[negative[0]])!r}, "
                    f"component {negative[0]}; expected counts >= 0)")
-    for name in ("pair_loss", "proposal"):
-        if getattr(stats, name) is not None:
+    n_pairs, k_proposal = carried or (None, None)
+    if n_pairs is not None:
+        check.array(f"{field}.pair_loss", stats.pair_loss, (n_pairs,), "a loss per pair")
+    if k_proposal is not None:
+        _check_stats(check, f"{field}.proposal", stats.proposal, k_proposal, d, full)
+    for name, wanted in (("pair_loss", n_pairs), ("proposal", k_proposal)):
+        if wanted is None and getattr(stats, name) is not None:
             check.fail(f"{field}.{name}", f"is {_what(getattr(stats, name))} (expected "
-                       "None: the fit takes it off a chunk's statistics)")
+                       "None: the fit takes it off a step's statistics)")
 
 
-def _check_partials(check, state, k, d, full, position):
-    """A batch pass's partial sums so far (``reduce.PairwiseSum`` blocks
-    ``[start, stop, stats]``, consecutive from chunk 0 to ``position``); none for the other
-    algorithms.  A batch state written by a fastvi that summed left to right holds its sum
-    in ``stats`` instead, and no blocks.  Returns the blocks."""
+def _check_partials(check, state, k, d, full, position, leaf, carried):
+    """The step under way so far (``reduce.PairwiseSum`` blocks ``[start, stop, stats]`` of
+    its leaves, consecutive from 0 to ``leaf``, the chunks of the step done).  A batch
+    state written by a fastvi that summed left to right holds its sum in ``stats``
+    instead, and no blocks; one written before steps (a batch pass at its end) may hold
+    blocks up to the position.  Returns the blocks."""
     partials = getattr(state, "partials", None)
     if partials is None:
         partials = []
     check.type("partials", partials, list, "a list of [start, stop, statistics] blocks")
-    if partials and (state.algorithm != "batch" or position == 0):
-        check.fail("partials", f"holds {len(partials)} blocks (expected none: only a batch "
-                   "pass under way has them)")
+    if state.algorithm == "batch" and leaf == 0 and partials:
+        leaf = position                 # an older fastvi's batch pass, all chunks added
+    if partials and leaf == 0:
+        check.fail("partials", f"holds {len(partials)} blocks (expected none between "
+                   "steps)")
     expected_start = 0
     for i, block in enumerate(partials):
         field = f"partials[{i}]"
@@ -222,49 +267,71 @@ def _check_partials(check, state, k, d, full, position):
         start, stop, stats = block
         check.integer(f"{field}[0]", start, expected_start, expected_start,
                       expected=f"{expected_start}: the blocks follow each other from chunk 0")
-        check.integer(f"{field}[1]", stop, start + 1, position,
-                      expected=f"a chunk after {start} and at most the position {position}")
-        _check_stats(check, f"{field}[2]", stats, k, d, full)
+        check.integer(f"{field}[1]", stop, start + 1, leaf,
+                      expected=f"a chunk after {start} and at most {leaf}, the chunks of "
+                      "the step done")
+        _check_stats(check, f"{field}[2]", stats, k, d, full, carried)
         expected_start = stop
-    if partials and expected_start != position:
-        check.fail("partials", f"end at chunk {expected_start} (expected the position, "
-                   f"{position})")
-    if partials and state.stats is not None:
+    if leaf and not partials and state.algorithm != "batch":
+        check.fail("partials", f"is empty (expected the sums of the {leaf} chunks of the "
+                   "step done)")
+    if partials and expected_start != leaf:
+        check.fail("partials", f"end at chunk {expected_start} (expected {leaf}, the "
+                   "chunks of the step done)")
+    if partials and state.algorithm == "batch" and state.stats is not None:
         check.fail("stats", f"is {_what(state.stats)} (expected None: a batch pass keeps "
                    "its sum so far in partials)")
     return partials
 
 
-def _check_statistics(check, state, model, n_chunks, d, k, position):
-    """``stats``, and a memoized fit's cache of every chunk's statistics and entropy."""
+def _carried(state, k_default):
+    """What the partial sums of a pass with moves carry: ``(n_pairs, proposal's K)``."""
+    pairs, proposal = state.merge_pairs, state.proposal
+    n_pairs = (pairs.shape[0] if type(pairs) is np.ndarray and pairs.ndim == 2 else None)
+    k_proposal = None
+    if isinstance(proposal, dict):
+        means = getattr(proposal.get("params"), "means", None)
+        k_proposal = (means.shape[0] if type(means) is np.ndarray and means.ndim == 2
+                      else k_default)
+    return n_pairs, k_proposal
+
+
+def _check_statistics(check, state, model, n_chunks, d, k, position, step_chunks):
+    """``stats``, the step under way, and a memoized fit's cache of every batch's
+    statistics and entropy (a batch: ``step_chunks`` consecutive chunks)."""
     algorithm, full = state.algorithm, model._full_stats
-    memo = check.chunk_keys("memo", state.memo, n_chunks, "statistics")
-    entropy = check.chunk_keys("memo_entropy", state.memo_entropy, n_chunks, "entropies")
+    n_groups = -(-n_chunks // step_chunks)
+    memo = check.chunk_keys("memo", state.memo, n_groups, "statistics")
+    entropy = check.chunk_keys("memo_entropy", state.memo_entropy, n_groups, "entropies")
     if algorithm != "memoized" and (memo or entropy):
-        check.fail("memo", f"holds {len(memo)} chunks' statistics (expected none: a "
+        check.fail("memo", f"holds {len(memo)} batches' statistics (expected none: a "
                    f"{algorithm} fit caches none)")
-    partials = _check_partials(check, state, k, d, full, position)
+    leaf = _step_leaf(state, position, step_chunks)
+    partials = _check_partials(check, state, k, d, full, position, leaf,
+                               _carried(state, k))
     needed = (algorithm == "stochastic" or (algorithm == "memoized" and memo)
               or (algorithm == "batch" and position > 0 and not partials))
     if needed:
         _check_stats(check, "stats", state.stats, k, d, full)
     elif state.stats is not None:
         check.fail("stats", f"is {_what(state.stats)} (expected None: a {algorithm} fit has "
-                   "no statistics before its first chunk)")
+                   "no statistics before its first step)")
     if algorithm != "memoized":
         return
-    # the first pass caches the chunks of order[:position]; the later ones every chunk
+    # the first pass caches the batches done, order[:position] less a batch under way;
+    # the later ones every batch
     if state.n_pass == 0:
-        cached = set(state.order[:position]) if state.order is not None else set()
-        which = "the chunks order[:position] of the first pass"
+        done = state.order[:position - leaf] if state.order is not None else []
+        cached = {index // step_chunks for index in done}
+        which = "the batches done in the first pass"
     else:
-        cached, which = set(range(n_chunks)), "every chunk, after the first pass"
+        cached, which = set(range(n_groups)), "every batch, after the first pass"
     for key in memo:
         if key not in cached:
-            check.fail("memo", f"holds chunk {key} (expected {which})")
+            check.fail("memo", f"holds batch {key} (expected {which})")
     for key in sorted(cached):
         if key not in memo:
-            check.fail("memo", f"lacks chunk {key} (expected {which})")
+            check.fail("memo", f"lacks batch {key} (expected {which})")
     check.same_keys("memo_entropy", entropy, memo, "memo")
     for key, stats in memo.items():
         _check_stats(check, f"memo[{key}]", stats, k, d, full)

@@ -34,6 +34,11 @@ from ..engine import loop as _loop
 from ..engine.backend import KernelParams, get_backend, total_stats
 from ..engine.truncation import FileSupports, MemorySupports, make_truncation
 
+# A memoized fit's default batches (n_batches=None): at most this many caches, and at
+# most this many bytes for them and the tree of sums above them.
+MEMO_BATCHES = 64
+MEMO_BYTES = 256 << 20
+
 __all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError"]
 
 
@@ -96,6 +101,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if not isinstance(self.verbose, (bool, np.bool_)):     # verbose=True is usual
             check_integer("verbose", self.verbose, 0)
         check_integer("batch_size", self.batch_size, 1, allow_none=True)
+        check_integer("n_batches", getattr(self, "n_batches", None), 1, allow_none=True)
         backend = self._backend()
         if self.n_jobs is not None:
             backend.check_n_jobs(self.n_jobs)
@@ -144,10 +150,37 @@ class BaseMixture(DensityMixin, BaseEstimator):
                              chunk_rows=self._chunk_rows())
 
     def _chunk_rows(self):
-        """Rows per chunk: the minibatch size for the online algorithms."""
+        """Rows per chunk: the minibatch size for the online algorithms, or for a
+        stochastic minibatch larger than ``chunk_size``, its share of it
+        (``_minibatch_chunks``)."""
         if self.algorithm != "batch" and self.batch_size is not None:
-            return self.batch_size
+            return -(-self.batch_size // self._minibatch_chunks())
         return self.chunk_size
+
+    def _minibatch_chunks(self):
+        """Chunks per stochastic minibatch: one, unless ``batch_size`` > ``chunk_size``."""
+        if self.algorithm != "stochastic" or self.batch_size is None:
+            return 1
+        return max(1, -(-self.batch_size // self.chunk_size))
+
+    def _step_chunks(self, source):
+        """Chunks per step of the loop (``FitState.step_chunks``): a stochastic
+        minibatch's, or a memoized batch's (``n_batches``, or its default)."""
+        if self.algorithm == "stochastic":
+            return self._minibatch_chunks()
+        if self.algorithm != "memoized":
+            return 1
+        n_chunks = source.n_chunks
+        n_batches = getattr(self, "n_batches", None)
+        if n_batches is None:
+            n_batches = min(n_chunks, MEMO_BATCHES,
+                            max(2, MEMO_BYTES // (2 * self._stats_bytes(source))))
+        return -(-n_chunks // max(1, min(n_batches, n_chunks)))
+
+    def _stats_bytes(self, source):
+        """Bytes of one set of statistics (a memoized batch's cache)."""
+        k, d = self.n_components, source.n_features
+        return 8 * k * (1 + d + (d * d if self._full_stats else d) + d)
 
     @property
     def _full_stats(self):
@@ -239,6 +272,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
                                         fingerprint=checkpoint is not None or resume is not None)
         if resume is not None:
             _loop.check_resumable(resume, described, self.algorithm)
+            self._check_resumed_steps(resume, source)
             self._check_resumed_supports(resume)
             # a tampered or garbled state is refused here, naming its file: the loop and
             # the kernels (which do not check bounds) take it as it is
@@ -278,6 +312,18 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if validation is not None:
             self.validation_history_ = [record["validation"] for record in best.history]
 
+    def _check_resumed_steps(self, state, source):
+        """A resumed fit takes as many chunks per step as it did (a memoized fit's caches
+        are per batch): refuse other settings rather than mix two fits."""
+        stored, wanted = getattr(state, "step_chunks", 1), self._step_chunks(source)
+        if state.algorithm != "batch" and type(stored) is int and stored != wanted:
+            what = ("n_batches" if state.algorithm == "memoized"
+                    else "batch_size and chunk_size")
+            raise _loop.ResumeMismatch(
+                f"the checkpoint's fit takes {stored} chunk(s) per "
+                f"{'batch' if state.algorithm == 'memoized' else 'minibatch'}, these "
+                f"settings {wanted}: resume with the {what} of the checkpointed fit")
+
     def _check_resumed_supports(self, state):
         """A resumed fit writes into the supports file its state names: only into the
         ``support_file`` this estimator was given (a checkpoint from elsewhere could name
@@ -295,7 +341,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """An initialised FitState: fresh parameters, or the fitted ones for warm starts."""
         stats = None if warm else self._initialize(source, sample_weight, rng)
         state = _loop.FitState(self.algorithm, self._get_parameters(), rng=rng,
-                               decider=self.lower_bound_ if warm else -np.inf)
+                               decider=self.lower_bound_ if warm else -np.inf,
+                               step_chunks=self._step_chunks(source))
         self._start_search(state, rng, source.n_rows, inputs=_source_files(source))
         if self.algorithm == "stochastic":
             state.stats = self._running_stats(stats, source, sample_weight)
@@ -360,7 +407,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         algorithm starts its running statistics from them), or None when a model's
         user-given initial parameters replaced them.
         """
-        sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight)
+        sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight,
+                                            self._backend())
         resp = self._initial_resp(sample, rng, weights)
         stats = _init.stats_from_resp(sample, resp, self._initial_components(),
                                       self._full_stats, weights)
@@ -371,8 +419,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return stats
 
     def _initial_resp(self, sample, rng, weights=None):
-        return _init.initial_resp(sample, self._initial_components(), self.init_params, rng,
-                                  weights)
+        """The sample's initial responsibilities by ``init_params`` (``"auto"`` resolved)."""
+        components = self._initial_components()
+        method = _init.resolve_init(self.init_params, components)
+        return _init.initial_resp(sample, components, method, rng, weights)
 
     def _initial_components(self):
         """How many components a fit starts from (BayesianGaussianMixture's

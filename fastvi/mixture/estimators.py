@@ -16,12 +16,15 @@ _COMMON_DOC = """
     max_iter : int, default=100
     n_init : int, default=1
         Number of initialisations; the best bound is kept.
-    init_params : {'kmeans', 'k-means++', 'k-means||', 'random', 'random_from_data'}, \
-default='kmeans'
+    init_params : {'auto', 'kmeans', 'k-means++', 'k-means||', 'random', \
+'random_from_data'}, default='auto'
         How initial responsibilities are drawn, on at most ``init_sample_size`` rows.
         ``k-means||`` is the scalable k-means++ of Bahmani et al. (2012): two rounds of
         oversampling by matrix products instead of K greedy steps, each row then given to
-        its nearest seed; at large K it costs a small part of ``k-means++``.
+        its nearest seed; at large K it costs a small part of ``k-means++``.  ``'auto'``:
+        ``k-means||`` from ``n_components`` = 256 on, else ``kmeans`` (Lloyd's
+        iterations from k-means++ seeds, scikit-learn's default); never by where the
+        rows are stored, so a file and an array give the same fit.
     random_state : int, numpy Generator or None
     warm_start : bool, default=False
         Start a new ``fit`` from the fitted parameters.
@@ -43,7 +46,18 @@ default='kmeans'
         (stepwise EM / stochastic VB, Hoffman et al. 2013); memoized (incremental EM /
         memoized VB, Hughes & Sudderth 2013).  ``max_iter`` counts passes over the data.
     batch_size : int or None, default=None
-        Rows per minibatch for the online algorithms (None: ``chunk_size``).
+        Rows per minibatch for the online algorithms (None: ``chunk_size``).  Up to
+        ``chunk_size``, a minibatch is one chunk of ``batch_size`` rows.  Larger, a
+        stochastic minibatch is ``m = ceil(batch_size / chunk_size)`` chunks of
+        ``ceil(batch_size / m)`` rows, computed together (in parallel on a Dask cluster)
+        and added in the tree of ``fastvi.engine.reduce``; the step size is per minibatch.
+    n_batches : int or None, default=None
+        Memoized: the cache holds one set of statistics per batch of consecutive chunks
+        (bnpy's ``nBatch``), and each step recomputes one batch, its chunks together (in
+        parallel on a Dask cluster), then updates.  Each pass visits the batches in a new
+        random order (``shuffle``).  None: one batch per chunk up to 64 chunks; beyond,
+        64 batches, or fewer where 64 caches (with the tree above them) would take more
+        than 256 MiB.  ``n_batches`` >= the number of chunks is one chunk each.
     learning_offset, learning_decay : float, default=10.0, 0.7
         tau >= 0 and kappa in (0.5, 1] of the step size ``rho_t = (t + tau)^-kappa``.
     shuffle : bool, default=True
@@ -132,17 +146,19 @@ class GaussianMixture(BaseMixture):
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 max_iter=100, n_init=1, init_params="auto", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, dtype=None, chunk_size=65536,
                  init_sample_size=100_000, n_jobs=None, algorithm="batch", batch_size=None,
                  learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6,
-                 n_active=None, n_candidates=None, support_file=None, backend="local"):
+                 n_active=None, n_candidates=None, support_file=None, backend="local",
+                 n_batches=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
                          n_candidates, support_file, backend)
+        self.n_batches = n_batches
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
@@ -307,7 +323,7 @@ class BayesianGaussianMixture(BaseMixture):
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-5, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans",
+                 max_iter=100, n_init=1, init_params="auto",
                  weight_concentration_prior_type="dirichlet_process",
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
                  degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
@@ -315,12 +331,13 @@ class BayesianGaussianMixture(BaseMixture):
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
                  total_samples=1e6, n_active=None, n_candidates=None, support_file=None,
-                 backend="local", moves=None, n_components_init=None):
+                 backend="local", moves=None, n_components_init=None, n_batches=None):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
                          n_candidates, support_file, backend)
+        self.n_batches = n_batches
         self.moves = moves
         self.n_components_init = n_components_init
         self.weight_concentration_prior_type = weight_concentration_prior_type
@@ -388,7 +405,7 @@ class BayesianGaussianMixture(BaseMixture):
             tried.append(k)
             return {"move": "delete", "components": [k], "params": _moves.without(params, k)}
         sample, weights = _init.draw_sample(source, _moves.BIRTH_SAMPLE_ROWS, rng,
-                                            sample_weight)
+                                            sample_weight, self._backend())
         resp = self._backend().per_row(ArraySource(sample, self._chunk_rows()), params,
                                        resp=True)["resp"]
         split, born = _moves.split_components(sample, resp, weights, self.n_components,

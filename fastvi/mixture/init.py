@@ -27,36 +27,31 @@ from threadpoolctl import threadpool_limits
 
 from ..engine.stats import SufficientStats
 
-INIT_METHODS = ("kmeans", "k-means++", "k-means||", "random", "random_from_data")
+INIT_METHODS = ("auto", "kmeans", "k-means++", "k-means||", "random", "random_from_data")
+AUTO_PARALLEL_K = 256           # "auto": k-means|| from this many components on
 KMEANS_PARALLEL_ROUNDS = 2      # k-means|| oversampling rounds (Spark MLlib's default)
 KMEANS_PARALLEL_FACTOR = 2.0    # rows drawn per round: factor x K in expectation
 
 
-def draw_sample(source, n_rows, rng, sample_weight=None):
+def draw_sample(source, n_rows, rng, sample_weight=None, backend=None):
     """At most ``n_rows`` rows of a chunk source (float64) and their weights.
 
     All rows, in order, when they fit.  Otherwise ``n_rows`` distinct row indices drawn
     uniformly from ``range(source.n_rows)``: the sample depends on the number of rows and
     the generator only, never on where the rows are stored (an array, an HDF5 dataset and
-    its chunking, several files), so every storage gives the same fit.  An in-memory array
-    is indexed directly; any other source is read once, chunk by chunk, keeping the drawn
-    rows of each, so memory stays bounded by the sample and one chunk.
+    its chunking, several files), so every storage gives the same fit.  The rows are read
+    through ``backend`` (``Backend.sample_rows``; default the local one): an in-memory
+    array is indexed directly; a file is read chunk by chunk, keeping the drawn rows of
+    each, here or on the Dask workers, so only the sample reaches this process.
     """
-    from ..data.sources import ArraySource
+    if backend is None:
+        from ..engine.backend import get_backend
+        backend = get_backend("local")
     if source.n_rows <= n_rows:
         index = np.arange(source.n_rows)
-        sample = np.vstack([chunk for _, _, chunk in source.chunks()])
     else:
         index = np.sort(rng.choice(source.n_rows, n_rows, replace=False))
-        if isinstance(source, ArraySource):
-            sample = source.read_rows(index)
-        else:
-            parts = []
-            for _, start, chunk in source.chunks():
-                lo, hi = np.searchsorted(index, [start, start + chunk.shape[0]])
-                parts.append(chunk[index[lo:hi] - start])
-            sample = np.vstack(parts)
-    sample = np.asarray(sample, dtype=np.float64)
+    sample = np.asarray(backend.sample_rows(source, index), dtype=np.float64)
     weights = None if sample_weight is None else np.asarray(sample_weight[index], dtype=np.float64)
     return sample, weights
 
@@ -241,6 +236,16 @@ def _kmeans_parallel_labels(sample, weights, n_components, rng):
     labels = np.empty(rows.shape[0], dtype=np.intp)
     labels[order] = _nearest(rows, centres)
     return labels
+
+
+def resolve_init(init_params, n_components):
+    """The method that ``init_params`` names: ``"auto"`` is ``k-means||`` from
+    ``AUTO_PARALLEL_K`` components on, where greedy seeding and Lloyd's iterations
+    (``kmeans``) cost tens of passes' worth of distances, else ``kmeans`` (scikit-learn's
+    default).  Never by where the rows are stored: a file and an array give the same fit."""
+    if init_params != "auto":
+        return init_params
+    return "k-means||" if n_components >= AUTO_PARALLEL_K else "kmeans"
 
 
 def initial_resp(sample, n_components, init_params, rng, weights=None):
