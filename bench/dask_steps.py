@@ -5,6 +5,7 @@ Usage::
 
     python bench/dask_steps.py [--n-samples 2000000] [--workers 2] [--data DIR]
                                [--repeats 3] [--chunk-size 65536]
+                               [--covariance-type diag]
 
 A stochastic or memoized fit updates its parameters after every step, so a step's chunks
 are one request and steps follow each other.  With one chunk a step (the only choice
@@ -35,9 +36,12 @@ N_COMPONENTS = 16
 PASSES_A, PASSES_B = 1, 3
 
 
+COVARIANCE = "diag"      # --covariance-type
+
+
 def fit(path, backend, passes, chunk_size, **settings):
     model = fastvi.BayesianGaussianMixture(
-        N_COMPONENTS, covariance_type="diag", tol=0.0, init_params="random_from_data",
+        N_COMPONENTS, covariance_type=COVARIANCE, tol=0.0, init_params="random_from_data",
         random_state=0, max_iter=passes, chunk_size=chunk_size, backend=backend, **settings)
     with fastvi.HDF5Source(path, "/X", chunk_rows=model._chunk_rows()) as source, \
             warnings.catch_warnings():
@@ -64,7 +68,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=65536)
     parser.add_argument("--data", default=os.path.join(_HERE, "data"))
+    parser.add_argument("--covariance-type", default="diag",
+                        choices=("full", "tied", "diag", "spherical"))
     args = parser.parse_args()
+    global COVARIANCE
+    COVARIANCE = args.covariance_type
     from distributed import Client, LocalCluster
     from fastvi.engine.cluster import DaskBackend
 
@@ -83,7 +91,7 @@ def main():
         ("memoized, 4 chunks a batch",
          dict(algorithm="memoized", n_batches=-(-n_chunks // 4))),
     ]
-    print(f"N={args.n_samples} D=16 K={N_COMPONENTS} diag VB, float32 HDF5 (page cache), "
+    print(f"N={args.n_samples} D=16 K={N_COMPONENTS} {COVARIANCE} VB, float32 HDF5 (page cache), "
           f"{n_chunks} chunks of {chunk}; local: {cores} Numba threads; dask: "
           f"{args.workers} worker processes x {threads} thread(s), loopback; s/pass, "
           f"medians of {args.repeats}")
