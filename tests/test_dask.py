@@ -358,6 +358,19 @@ def test_the_initial_sample_is_read_on_the_workers(kind, files, data, client):
         assert_same_fit(expected, got)
 
 
+def test_a_generated_source_is_made_on_the_workers(client):
+    """Issue 28's rehearsal source: each worker makes the chunks it reads (no row is
+    scattered or streamed), and the fit is the local one."""
+    from fastvi.datasets import GeneratedSource
+    source = GeneratedSource(3000, 3, 3, covariance_type="diag", random_state=2,
+                             chunk_rows=250)
+    on_cluster = backend(client)
+    expected, got = fit_both(GMM, source, on_cluster, init_sample_size=500,
+                             chunk_size=250, batch_size=250)
+    assert_same_fit(expected, got)
+    assert source not in on_cluster._scattered          # nothing was scattered
+
+
 def test_a_file_fit_is_the_in_memory_fit(files, data, client):
     """The same chunking gives the same bits whether the workers read a file, two files or
     a scattered array."""

@@ -520,3 +520,35 @@ def test_atomic_path_mode_is_private_before_and_after_the_rename(tmp_path):
         with open(tmp, "wb") as fh:
             fh.write(b"state")
     assert os.stat(tmp_path / "fit.ckpt").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("chunk_rows", [1000, 65536 * 2])
+def test_a_generated_source_holds_the_rows_of_make_mixture(chunk_rows):
+    # made on read, block by block (chunks of 1000 rows cut the 65,536-row generator
+    # blocks; 131,072 hold two): the rows of make_mixture for the same seeds
+    from fastvi.datasets import GeneratedSource
+    n = 140_000
+    X, _, truth = make_mixture(n, 3, 4, covariance_type="diag", random_state=9)
+    source = GeneratedSource(n, 3, 4, covariance_type="diag", random_state=9,
+                             chunk_rows=chunk_rows)
+    assert source.shape == X.shape and source.dtype == X.dtype
+    np.testing.assert_array_equal(source.truth["means"], truth["means"])
+    got = np.concatenate([chunk for _, _, chunk in source.chunks()])
+    np.testing.assert_array_equal(got, X)
+    np.testing.assert_array_equal(source.remote_reader().read(65530, 65540), X[65530:65540])
+    held_out = GeneratedSource(1000, 3, 4, covariance_type="diag", random_state=9,
+                               sample_seed=1)
+    np.testing.assert_array_equal(held_out.read(0, 1000),
+                                  make_mixture(1000, 3, 4, covariance_type="diag",
+                                               random_state=9, sample_seed=1)[0])
+
+
+def test_a_generated_source_with_a_block_per_chunk_makes_each_chunk_alone():
+    from fastvi.datasets import GeneratedSource
+    source = GeneratedSource(2500, 3, 2, random_state=4, chunk_rows=1000, block_rows=1000)
+    whole = source.read(0, 2500)
+    # chunk 1 from (seed, 1) alone: the same rows whichever range asks for them
+    np.testing.assert_array_equal(source.remote_reader().read(1000, 2000), whole[1000:2000])
+    np.testing.assert_array_equal(source.read(1500, 2100), whole[1500:2100])
+    other = GeneratedSource(2500, 3, 2, random_state=4, chunk_rows=1000)
+    assert not np.array_equal(other.read(1000, 2000), whole[1000:2000])

@@ -16,8 +16,9 @@ import numpy as np
 
 from .atomic import atomic_h5
 from .memory import SizeError, array_bytes, check_memory, format_bytes, shape_text
+from .sources import ChunkSource, _check_chunk_rows
 
-__all__ = ["make_mixture", "mixture_parameters", "write_mixture_h5"]
+__all__ = ["GeneratedSource", "make_mixture", "mixture_parameters", "write_mixture_h5"]
 
 BLOCK_ROWS = 65536
 # the root attribute "generator" of the files write_mixture_h5 writes: how make-data and
@@ -348,3 +349,69 @@ sample_seed
     truth["seed"] = entropy
     return truth
 
+
+class _GeneratedReader:
+    """Rows of a mixture made on demand from the generator blocks that hold them (each
+    block of ``block_rows`` its own stream, as ``make_mixture`` makes its blocks of
+    ``BLOCK_ROWS``): picklable and small, so a Dask worker makes its chunks itself."""
+
+    def __init__(self, truth, stream, n_rows, dtype, block_rows):
+        self.truth, self.stream, self.n_rows, self.dtype = truth, stream, n_rows, dtype
+        self.block_rows = block_rows
+
+    def read(self, start, stop):
+        factors, size = _factors(self.truth), self.block_rows
+        first, last = start // size, (stop - 1) // size
+        parts = [_block(self.truth, factors, self.stream, block,
+                        min(size, self.n_rows - block * size), self.dtype)[0]
+                 for block in range(first, last + 1)]
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return rows[start - first * size:stop - first * size]
+
+
+class GeneratedSource(ChunkSource):
+    """A chunk source of the rows of ``make_mixture`` (the same seeds, the same rows;
+    or, with ``block_rows``, rows drawn alike in other blocks), made when read, never
+    stored: data of any size with a known truth (``truth``), for
+    tests and rehearsals at scale.  On a Dask cluster each worker makes the chunks it
+    reads (``read_on_workers``), so no row crosses the network.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_components, separation, covariance_type, dtype, \
+random_state, sample_seed
+        As ``make_mixture``.
+    chunk_rows : int, default 65536
+        Rows per chunk.
+    block_rows : int or None, default None
+        Rows of each generator block, each from its own stream (seed, block index).
+        None: 65,536, the blocks of ``make_mixture``, whose rows these then are; a chunk
+        is made from the blocks it overlaps, so ``chunk_rows`` a multiple of the blocks
+        makes each once a pass.  ``block_rows=chunk_rows``: each chunk made from (seed,
+        chunk index) alone.
+    """
+
+    read_on_workers = True
+
+    def __init__(self, n_samples=1_000_000, n_features=16, n_components=16, *,
+                 separation=4.0, covariance_type="full", dtype="float32", random_state=0,
+                 sample_seed=None, chunk_rows=65536, block_rows=None):
+        dtype = _check_args(n_samples, n_features, n_components, separation,
+                            covariance_type, dtype)
+        entropy = _seed_entropy(random_state)
+        self.truth = mixture_parameters(n_features, n_components, separation,
+                                        covariance_type, entropy)
+        _check_means(self.truth, separation, dtype)
+        self.truth["seed"] = entropy
+        self.n_rows, self.n_features = int(n_samples), int(n_features)
+        self.dtype, self.chunk_rows = np.dtype(dtype), _check_chunk_rows(chunk_rows)
+        self.label = f"generated mixture ({n_samples} x {n_features}, seed {random_state})"
+        block_rows = BLOCK_ROWS if block_rows is None else _check_chunk_rows(block_rows)
+        self._reader = _GeneratedReader(self.truth, _row_stream(entropy, sample_seed),
+                                        self.n_rows, self.dtype, block_rows)
+
+    def _read(self, start, stop):
+        return self._reader.read(start, stop)
+
+    def remote_reader(self):
+        return self._reader

@@ -95,6 +95,9 @@ class ChunkSource:
     ``chunk_rows`` and implement ``_read(start, stop)``."""
 
     prefetch = True
+    # whether a Dask worker reads the rows itself through ``remote_reader()`` (a file, a
+    # generator), rather than the client scattering them
+    read_on_workers = False
 
     def chunk_bounds(self):
         return [(start, min(start + self.chunk_rows, self.n_rows))
@@ -272,6 +275,8 @@ class HDF5Source(ChunkSource):
         Rounded up to a multiple of the dataset's chunk rows.
     """
 
+    read_on_workers = True
+
     def __init__(self, dataset, name=None, chunk_rows=DEFAULT_CHUNK_ROWS, dtype=None):
         import h5py
         chunk_rows = _check_chunk_rows(chunk_rows)
@@ -414,6 +419,8 @@ class ConcatSource(ChunkSource):
     Chunks never span two sources, so each source's own alignment is kept; the chunk
     bounds are the sources' bounds, offset.
     """
+
+    read_on_workers = True
 
     def __init__(self, sources):
         if not sources:

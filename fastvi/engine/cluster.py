@@ -46,8 +46,7 @@ import weakref
 import numpy as np
 
 from ..data.checks import InvalidParameterError, check_integer
-from ..data.sources import (ArraySource, ConcatSource, DaskArraySource, HDF5Source,
-                            _check_finite)
+from ..data.sources import ArraySource, DaskArraySource, _check_finite
 from . import local
 from .backend import Backend, ChunkPass, Search
 from .reduce import tree_sum
@@ -272,7 +271,7 @@ class DaskBackend(Backend):
         ``RowReader`` (opened by path on the worker); an in-memory array scattered once
         and shared (by its future); a dask array's block, computed on the cluster.
         ``renew``: scatter or compute again (the cluster lost them)."""
-        if isinstance(source, (HDF5Source, ConcatSource)):
+        if source.read_on_workers:
             reader = source.remote_reader()
             return lambda index: reader
         if renew or source not in self._scattered:
@@ -304,17 +303,29 @@ class DaskBackend(Backend):
             _raise_if_fastvi_missing(exc)
             raise
 
-    def _groups(self, client, count):
+    def _groups(self, client, count, weights=None):
         """``range(count)`` cut into consecutive runs, one task each: about
         ``TASKS_PER_THREAD`` tasks per worker thread, so a pass pays the cluster's cost
-        per task (milliseconds) a few times per thread rather than once per chunk."""
+        per task (milliseconds) a few times per thread rather than once per chunk.
+        ``weights``: the chunks each item stands for (runs of chunks), so that a task
+        gets about its share of chunks, not of items."""
         if count <= 1:
             return [range(count)]
         threads = max(1, sum(client.nthreads().values()))
-        size = -(-count // (TASKS_PER_THREAD * threads))
-        return [range(i, min(i + size, count)) for i in range(0, count, size)]
+        if weights is None:
+            size = -(-count // (TASKS_PER_THREAD * threads))
+            return [range(i, min(i + size, count)) for i in range(0, count, size)]
+        share = -(-int(sum(weights)) // (TASKS_PER_THREAD * threads))
+        groups, first, held = [], 0, 0
+        for i, weight in enumerate(weights):
+            if held and held + weight > share:
+                groups.append(range(first, i))
+                first, held = i, 0
+            held += weight
+        groups.append(range(first, count))
+        return groups
 
-    def _in_order(self, client, source, params, submit, count, futures):
+    def _in_order(self, client, source, params, submit, count, futures, weights=None):
         """Yield the results for ``i`` in ``range(count)``, in that order, from the tasks
         ``submit(run, readers, params_future)`` (one per run of ``_groups``; a task
         returns a list, one result per ``i`` of its run).  ``futures`` (a list, filled
@@ -323,7 +334,7 @@ class DaskBackend(Backend):
         A task that comes back cancelled lost a shared input (the scattered parameters or
         array) with a worker that held the only copy: scatter them again and resubmit it
         and the tasks after it, at most ``retries`` times in all."""
-        runs = self._groups(client, count)
+        runs = self._groups(client, count, weights)
         readers, params_future = self._readers(client, source), self._scatter(client, params)
         futures[:] = [submit(run, readers, params_future) for run in runs]
         first, renewals = 0, 0
@@ -379,7 +390,7 @@ class DaskBackend(Backend):
     def sample_rows(self, source, index):
         # files and dask arrays: each worker reads its chunks and sends back only the
         # drawn rows (an in-memory array is on the client already)
-        if not isinstance(source, (HDF5Source, ConcatSource, DaskArraySource)):
+        if not (source.read_on_workers or isinstance(source, DaskArraySource)):
             return super().sample_rows(source, index)
         client, bounds = self.get_client(), source.chunk_bounds()
         picks = []                  # (chunk, its drawn rows), the chunks with any
@@ -391,8 +402,7 @@ class DaskBackend(Backend):
         # A file's reader is scattered as the request's shared input (a chunk request
         # scatters its parameters): a worker that cannot unpickle fastvi's objects then
         # fails on the client with the error that names it, not in the worker's stream.
-        file_reader = (source.remote_reader()
-                       if isinstance(source, (HDF5Source, ConcatSource)) else None)
+        file_reader = source.remote_reader() if source.read_on_workers else None
 
         def submit(items, readers, shared):
             chunks = [(readers(picks[i][0]) if file_reader is None else shared,
@@ -488,7 +498,7 @@ class _DaskPass(ChunkPass):
             self.client, self.source, params,
             lambda items, readers, params_future: self._submit(
                 [range(starts[i], starts[i + 1]) for i in items], readers, params_future),
-            len(sizes), self._futures)
+            len(sizes), self._futures, weights=sizes)
         for i, (value, rows) in zip(range(len(sizes)), results):
             for j, chunk_rows in zip(range(starts[i], starts[i + 1]), rows):
                 self._commit_rows(j, chunk_rows)
