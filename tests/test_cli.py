@@ -313,6 +313,22 @@ def test_log_writes_json_lines_with_pass_bounds(workdir, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["fit.jsonl", "m.h5"]      # checkpoint removed
 
 
+def test_n_batches_makes_memoized_steps_of_several_chunks(workdir, tmp_path, capsys):
+    # 3 chunks of 1000 rows in 2 batches (2 chunks, then 1): a step of several chunks
+    # reports them in one record (the local backend hands them back chunk by chunk, so
+    # the records follow the chunks), and the model file keeps the setting
+    out, log = tmp_path / "m.h5", tmp_path / "fit.jsonl"
+    assert main(["fit", str(workdir / "data.h5"), "--k", str(K), "--model", "bgmm",
+                 "--algorithm", "memoized", "--batch-size", "1000", "--n-batches", "2",
+                 "--passes", "3", "--tol", "0", "--log", str(log), "-o", str(out)]) == 0
+    capsys.readouterr()
+    passes = [e for e in _events(log) if e["event"] == "pass"]
+    assert [e["step"] for e in passes] == [3, 6, 9]
+    assert all(b >= a - 1e-9 for a, b in zip([e["bound"] for e in passes[1:]],
+                                            [e["bound"] for e in passes[2:]]))
+    assert load_model(out).get_params()["n_batches"] == 2
+
+
 def test_validation_records_held_out_values(workdir, tmp_path, capsys):
     X, _ = _data(workdir)
     with h5py.File(tmp_path / "train.h5", "w") as f:

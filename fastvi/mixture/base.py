@@ -49,9 +49,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
     selection and ``check_estimator`` work; fitted attributes end in ``_``.
     """
 
-    # An estimator read from a checkpoint written before ``backend`` existed has no such
-    # attribute: it ran on the local backend.
+    # An estimator read from a checkpoint written before ``backend`` (or ``n_batches``)
+    # existed has no such attribute: it ran on the local backend (one chunk a batch).
     backend = "local"
+    n_batches = None
 
     def __init__(self, n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                  init_params, random_state, warm_start, verbose, verbose_interval, dtype,
@@ -101,7 +102,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if not isinstance(self.verbose, (bool, np.bool_)):     # verbose=True is usual
             check_integer("verbose", self.verbose, 0)
         check_integer("batch_size", self.batch_size, 1, allow_none=True)
-        check_integer("n_batches", getattr(self, "n_batches", None), 1, allow_none=True)
+        check_integer("n_batches", self.n_batches, 1, allow_none=True)
         backend = self._backend()
         if self.n_jobs is not None:
             backend.check_n_jobs(self.n_jobs)
@@ -171,7 +172,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if self.algorithm != "memoized":
             return 1
         n_chunks = source.n_chunks
-        n_batches = getattr(self, "n_batches", None)
+        n_batches = self.n_batches
         if n_batches is None:
             n_batches = min(n_chunks, MEMO_BATCHES,
                             max(2, MEMO_BYTES // (2 * self._stats_bytes(source))))
@@ -317,12 +318,14 @@ class BaseMixture(DensityMixin, BaseEstimator):
         are per batch): refuse other settings rather than mix two fits."""
         stored, wanted = getattr(state, "step_chunks", 1), self._step_chunks(source)
         if state.algorithm != "batch" and type(stored) is int and stored != wanted:
-            what = ("n_batches" if state.algorithm == "memoized"
-                    else "batch_size and chunk_size")
+            if state.algorithm == "memoized":
+                what = f"n_batches={-(-source.n_chunks // max(stored, 1))}"
+            else:
+                what = "the batch_size and chunk_size of the checkpointed fit"
             raise _loop.ResumeMismatch(
                 f"the checkpoint's fit takes {stored} chunk(s) per "
                 f"{'batch' if state.algorithm == 'memoized' else 'minibatch'}, these "
-                f"settings {wanted}: resume with the {what} of the checkpointed fit")
+                f"settings {wanted}: resume with {what}")
 
     def _check_resumed_supports(self, state):
         """A resumed fit writes into the supports file its state names: only into the
