@@ -106,3 +106,52 @@ def test_a_fit_resumed_with_other_batches_is_refused(X):
         quiet_fit(BGMM(n_batches=4, **kwargs), X, resume=keep.state)
     # the same settings resume (the file round trip is tests/test_checkpoint.py's)
     quiet_fit(BGMM(n_batches=2, **kwargs), X, resume=keep.state)
+
+
+def test_a_minibatch_beyond_the_rows_resumes(X):
+    # batch_size 1000 over chunk_size 100 on 300 rows: one short minibatch of 3 chunks
+    # a pass; its checkpoint (step_chunks 10 > 3 chunks) resumes
+    kwargs = dict(n_components=2, algorithm="stochastic", batch_size=1000, chunk_size=100,
+                  random_state=0, max_iter=3, tol=0.0)
+
+    class Keep:
+        def __call__(self, state, force=False):
+            if state.n_pass == 1 and not hasattr(self, "state"):
+                import copy
+                self.state = copy.deepcopy(state)
+
+    keep = Keep()
+    whole = quiet_fit(GMM(**kwargs), X[:300], checkpoint=keep)
+    assert keep.state.step_chunks == 10
+    resumed = quiet_fit(GMM(**kwargs), X[:300], resume=keep.state)
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+
+
+def test_partial_fit_steps_once_per_batch_size_rows(X):
+    # partial_fit's minibatches are its chunks: batch_size rows each, as before steps of
+    # several chunks (batch_size > chunk_size makes them for fit only)
+    model = GMM(n_components=3, algorithm="stochastic", batch_size=1000, chunk_size=100,
+                random_state=0)
+    model.partial_fit(X[:2000])
+    assert model.n_iter_ == 2
+
+
+def test_move_caches_keyed_beyond_the_batches_are_refused(X):
+    import copy
+    from fastvi.io.resume_checks import CorruptCheckpoint
+    kwargs = dict(n_components=6, algorithm="memoized", chunk_size=600, batch_size=600,
+                  n_batches=2, moves=("merge",), weight_concentration_prior=1e-3,
+                  random_state=0, max_iter=3, tol=0.0)
+
+    class Keep:
+        def __call__(self, state, force=False):
+            if state.n_pass == 1 and state.memo_pair_loss and not hasattr(self, "state"):
+                self.state = copy.deepcopy(state)
+
+    keep = Keep()
+    quiet_fit(BGMM(**kwargs), X, checkpoint=keep)
+    state = keep.state
+    loss = next(iter(state.memo_pair_loss.values()))
+    state.memo_pair_loss = {0: loss, 5: loss}           # 2 batches: keys 0 and 1 only
+    with pytest.raises(CorruptCheckpoint, match="memo_pair_loss"):
+        quiet_fit(BGMM(**kwargs), X, resume=state)

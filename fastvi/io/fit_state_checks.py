@@ -30,7 +30,8 @@ def _check_fit_state(check, state, model, source):
     n_components = _check_parameters(check, state.params, model, n_features)
     _check_statistics(check, state, model, n_chunks, n_features, n_components, position,
                       step_chunks)
-    _check_moves(check, state, model, n_chunks, n_features, n_components)
+    _check_moves(check, state, model, -(-n_chunks // step_chunks), n_features, n_components,
+                 position)
     _check_search(check, state, model, source, n_components)
     check.real("bound", state.bound, allow=(-math.inf,), expected="a number, or -inf")
     check.real("decider", state.decider, allow=(-math.inf,), expected="a number, or -inf")
@@ -62,8 +63,11 @@ def _check_step_chunks(check, state, n_chunks):
         check.integer("step_chunks", stored, 1, expected="a positive integer (unused by "
                       "a batch fit)")
         return max(n_chunks, 1)
+    if state.algorithm == "stochastic":
+        # ceil(batch_size / chunk_size), whatever the rows: the last minibatch is short
+        return check.integer("step_chunks", stored, 1, expected="the chunks per minibatch")
     return check.integer("step_chunks", stored, 1, max(n_chunks, 1),
-                         expected=f"the chunks per step: 1..{n_chunks}")
+                         expected=f"the chunks per batch: 1..{n_chunks}")
 
 
 def _step_leaf(state, position, step_chunks):
@@ -234,6 +238,11 @@ def _check_stats(check, field, stats, k, d, full, carried=None):
         check.fail(f"{field}.nk", f"has a negative count ({float(nk[negative[0]])!r}, "
                    f"component {negative[0]}; expected counts >= 0)")
     n_pairs, k_proposal = carried or (None, None)
+    if (n_pairs is not None and stats.pair_loss is None) or (
+            k_proposal is not None and stats.proposal is None):
+        check.fail(field, "lacks the pass's move sums: a batch pass with moves checkpointed "
+                   "by an earlier fastvi kept them per chunk (expected them in "
+                   "the partial sums); start this fit afresh")
     if n_pairs is not None:
         check.array(f"{field}.pair_loss", stats.pair_loss, (n_pairs,), "a loss per pair")
     if k_proposal is not None:
@@ -338,12 +347,19 @@ def _check_statistics(check, state, model, n_chunks, d, k, position, step_chunks
         check.real(f"memo_entropy[{key}]", entropy[key])
 
 
-def _check_moves(check, state, model, n_chunks, d, k):
-    """The state of merge, birth and delete moves."""
+def _check_moves(check, state, model, n_groups, d, k, position):
+    """The state of merge, birth and delete moves; their per-batch caches are keyed by
+    the batches (``n_groups``: a memoized fit's; a batch pass's one, 0, at its end)."""
     from ..engine.backend import KernelParams
     components = f"components 0..{k - 1}"
     pairs = state.merge_pairs
-    losses = check.chunk_keys("memo_pair_loss", state.memo_pair_loss, n_chunks, "losses")
+    losses = check.chunk_keys("memo_pair_loss", state.memo_pair_loss, n_groups, "losses")
+    proposed = check.chunk_keys("memo_proposal", state.memo_proposal, n_groups, "statistics")
+    mid_pass = state.order is not None and position < len(state.order)
+    if state.algorithm == "batch" and mid_pass and (losses or proposed):
+        check.fail("memo_pair_loss" if losses else "memo_proposal",
+                   "holds a batch pass's sums before its end (expected none: the pass "
+                   "carries them in partials)")
     if pairs is None:
         if losses:
             check.fail("memo_pair_loss", f"holds {len(losses)} chunks' losses (expected none: "
@@ -363,8 +379,7 @@ def _check_moves(check, state, model, n_chunks, d, k):
         for key, loss in losses.items():
             check.array(f"memo_pair_loss[{key}]", loss, (n_pairs,), "a loss per pair")
     proposal = state.proposal
-    proposed = check.chunk_keys("memo_proposal", state.memo_proposal, n_chunks, "statistics")
-    entropy = check.chunk_keys("memo_proposal_entropy", state.memo_proposal_entropy, n_chunks,
+    entropy = check.chunk_keys("memo_proposal_entropy", state.memo_proposal_entropy, n_groups,
                                "entropies")
     if proposal is None:
         if proposed or entropy:

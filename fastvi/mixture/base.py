@@ -146,9 +146,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def _check_is_fitted(self):
         check_is_fitted(self, "means_")
 
-    def _validate_X(self, X, reset):
+    def _validate_X(self, X, reset, chunk_rows=None):
         return validate_rows(self, X, reset=reset, dtype=self.dtype,
-                             chunk_rows=self._chunk_rows())
+                             chunk_rows=chunk_rows or self._chunk_rows())
 
     def _chunk_rows(self):
         """Rows per chunk: the minibatch size for the online algorithms, or for a
@@ -462,7 +462,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """
         self._check_parameters()
         first = not hasattr(self, "_online_state")
-        source = self._validate_X(X, reset=first)
+        # one chunk a minibatch of batch_size rows (partial_fit's steps are its chunks)
+        source = self._validate_X(X, reset=first, chunk_rows=self.batch_size)
         if first:
             self._working_dtype = source.dtype
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
