@@ -442,3 +442,93 @@ def pair_entropy_loss(resp, pairs, sample_weight=None):
                  for v in (merged, resp[:, j], resp[:, k])]
         out.append(float(w @ (terms[0] - terms[1] - terms[2])))
     return np.array(out)
+
+
+# --------------------------------------------------------------------------- missing values
+# Issue 29's reference: a NaN entry is missing at random, one more latent variable
+# (Ghahramani & Jordan 1994).  Per row, per component, with explicit sub-matrices of the
+# observed (o) and missing (m) coordinates.
+
+def observed_mask(X):
+    """(N, D) bool: the entries that are not NaN."""
+    return ~np.isnan(np.asarray(X, dtype=np.float64))
+
+
+def log_gaussian_observed(X, means, covariances, covariance_type):
+    """(N, K) array of log N(x_o | mu_o, Sigma_oo), the marginal of each row's observed
+    coordinates; 0 for a row with none observed (it says nothing)."""
+    X = np.asarray(X, dtype=np.float64)
+    N, D = X.shape
+    K = means.shape[0]
+    sigmas = _full_matrices(covariances, covariance_type, K, D)
+    seen = observed_mask(X)
+    out = np.zeros((N, K))
+    for n in range(N):
+        o = np.flatnonzero(seen[n])
+        if o.size == 0:
+            continue
+        for k in range(K):
+            out[n, k] = stats.multivariate_normal.logpdf(
+                X[n, o], mean=means[k, o], cov=sigmas[k][np.ix_(o, o)])
+    return out
+
+
+def conditional_gaussian(x, mean, sigma):
+    """Row ``x`` (D,) with NaN where missing, under N(mean, sigma): ``(filled, cov)``,
+    ``filled`` the row with E[x_m | x_o] = mu_m + S_mo S_oo^-1 (x_o - mu_o) in the missing
+    places, ``cov`` (D, D) zero but for the missing block, S_mm - S_mo S_oo^-1 S_om."""
+    x = np.asarray(x, dtype=np.float64)
+    m, o = np.flatnonzero(np.isnan(x)), np.flatnonzero(~np.isnan(x))
+    filled, cov = x.copy(), np.zeros((x.size, x.size))
+    if m.size == 0:
+        return filled, cov
+    if o.size == 0:
+        filled[m] = mean[m]
+        cov[np.ix_(m, m)] = sigma[np.ix_(m, m)]
+        return filled, cov
+    gain = sigma[np.ix_(m, o)] @ np.linalg.inv(sigma[np.ix_(o, o)])
+    filled[m] = mean[m] + gain @ (x[o] - mean[o])
+    cov[np.ix_(m, m)] = sigma[np.ix_(m, m)] - gain @ sigma[np.ix_(o, m)]
+    return filled, cov
+
+
+def missing_sufficient_stats(X, resp, ref, means, covariances, covariance_type,
+                             sample_weight=None):
+    """Expected statistics under q(x_m | x_o, z_n = k) (the E-step's Gaussians): the
+    ``sufficient_stats`` dict with x_n replaced by E[x_n | x_o, k] and the conditional
+    covariance added to s2: s2_k = sum_n w_n r_nk [(xhat_nk - ref_k)(...)^T + C_nk]."""
+    X = np.asarray(X, dtype=np.float64)
+    w = _sample_weight(X, sample_weight)
+    N, D = X.shape
+    K = resp.shape[1]
+    sigmas = _full_matrices(covariances, covariance_type, K, D)
+    Nk, s1, s2 = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
+    for k in range(K):
+        for n in range(N):
+            filled, cov = conditional_gaussian(X[n], means[k], sigmas[k])
+            weight = w[n] * resp[n, k]
+            diff = filled - ref[k]
+            Nk[k] += weight
+            s1[k] += weight * diff
+            s2[k] += weight * (np.outer(diff, diff) + cov)
+    if covariance_type in ("diag", "spherical"):
+        s2 = np.array([np.diag(s2[k]) for k in range(K)])
+    return {"N": Nk, "s1": s1, "s2": s2}
+
+
+def conditional_entropy(X, covariances, covariance_type, K):
+    """(N, K) entropy of q(x_m | x_o, z = k), 1/2 log det(2 pi e C_mm) (0 for a complete
+    row): the term an exact ELBO with missing values adds for each row and component."""
+    X = np.asarray(X, dtype=np.float64)
+    N, D = X.shape
+    sigmas = _full_matrices(covariances, covariance_type, K, D)
+    out = np.zeros((N, K))
+    for n in range(N):
+        m = np.flatnonzero(np.isnan(X[n]))
+        if m.size == 0:
+            continue
+        for k in range(K):
+            _, cov = conditional_gaussian(X[n], np.zeros(D), sigmas[k])
+            _, logdet = np.linalg.slogdet(cov[np.ix_(m, m)])
+            out[n, k] = 0.5 * (m.size * np.log(2.0 * np.pi * np.e) + logdet)
+    return out
