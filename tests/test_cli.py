@@ -526,6 +526,15 @@ def test_minibatches_smaller_than_the_hdf5_chunks_stay_small(workdir, tmp_path, 
     assert "minibatches of up to 2000 rows" in captured.err
     assert "batch_size=1500 read as 2000" in captured.out
 
+    # a minibatch of several chunks (3000 over --chunk-size 1500: 2 chunks of 1500), each
+    # rounded up to whole HDF5 chunks: 2 of 2000 rows
+    assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--algorithm", "stochastic",
+                 "--batch-size", "3000", "--chunk-size", "1500", "--passes", "1",
+                 "-o", str(tmp_path / "m3.h5")]) == 0
+    captured = capsys.readouterr()
+    assert "minibatches of up to 4000 rows" in captured.err
+    assert "batch_size=3000 in 2 chunks of 2000" in captured.out
+
 
 def test_progress_bar_when_forced(workdir, tmp_path, capsys):
     assert main(["fit", str(workdir / "data.h5"), "--k", "2", "--passes", "2",

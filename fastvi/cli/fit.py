@@ -99,7 +99,10 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
         how += f", n_active={model.n_active}, n_candidates={model.n_candidates or 'all'}"
     if algorithm != "batch" and getattr(model, "batch_size", None) is not None:
         how += f", batch_size={model.batch_size}"
-        if chunk_rows is not None and chunk_rows != model.batch_size:
+        chunks = model._minibatch_chunks() if hasattr(model, "_minibatch_chunks") else 1
+        if chunks > 1 and chunk_rows is not None:
+            how += f" in {chunks} chunks of {chunk_rows}"
+        elif chunk_rows is not None and chunk_rows != model.batch_size:
             how += f" read as {chunk_rows}"
     lines = [
         f"model        {type(model).__name__} (K={model.n_components}, "
@@ -399,9 +402,11 @@ def cmd_fit(args):
         else:
             meta = _checkpoint_meta(model, source, validation, args)
         # (a --batch-size beyond the rows is clamped to them: no note)
+        # (a stochastic minibatch of several chunks: each chunk rounded up)
         if (model.algorithm != "batch" and model.batch_size is not None
-                and source.max_chunk_rows > model.batch_size):
-            _note(f"note: minibatches of up to {source.max_chunk_rows} rows, not --batch-size "
+                and source.max_chunk_rows > model._chunk_rows()):
+            rows = model._minibatch_chunks() * source.max_chunk_rows
+            _note(f"note: minibatches of up to {rows} rows, not --batch-size "
                   f"{model.batch_size}: reads are aligned to the HDF5 chunking of "
                   f"{source.label} (write it with smaller chunks for smaller minibatches)")
         # The cluster last, once every cheap check passed; the meta above records no backend.
