@@ -197,6 +197,14 @@ def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
     return np.where(nearer, index, best), np.where(nearer, d2, best_d2)
 
 
+def _byte_order(rows):
+    """An order of ``rows`` (N, D) fixed by their contents alone: by their bytes, each
+    row one opaque key, stably (identical rows keep their order)."""
+    keys = np.ascontiguousarray(rows, dtype=np.float64)
+    keys = keys.view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).ravel()
+    return np.argsort(keys, kind="stable")
+
+
 def _kmeans_parallel_labels(sample, weights, n_components, rng):
     """k-means|| (Bahmani, Moseley, Vattani, Kumar & Vassilvitskii 2012, "Scalable
     k-means++", Algorithm 2), weighted, on the rows in lexicographic order: one row drawn
@@ -206,12 +214,18 @@ def _kmeans_parallel_labels(sample, weights, n_components, rng):
     the weighted cost) and updating each row's nearest candidate by one blocked GEMM
     against the new ones; each candidate weighed by the rows nearest to it (step 7, from
     the same GEMMs); k-means++ on the weighted candidates (a few times K rows) picks the
-    K centres; each row goes to its nearest.  Bahmani et al. find that r = 5 rounds of
-    l = 2K do as well as k-means++; Spark MLlib runs 2, as here: about 5 x K distances
+    K centres; each row goes to the centre nearest its nearest candidate (known from the
+    rounds: a search of the candidates, not of the N rows, against the K centres; every
+    centre keeps at least its own row).  Bahmani et al. find that r = 5 rounds of
+    l = 2K do as well as k-means++; Spark MLlib runs 2, as here: about 4 x K distances
     per row in all.  Where greedy k-means++ takes K sequential steps over the sample, this
     is a few passes of matrix products.  Too few candidates (fewer distinct rows than K):
-    greedy k-means++ on the sample instead."""
-    order = np.lexsort(sample.T[::-1])
+    greedy k-means++ on the sample instead.
+
+    The canonical order is that of the rows' bytes (``_byte_order``), not the
+    lexicographic order of their values: any order that the rows alone fix will do, and
+    at 100,000 x 16 it sorts in 0.03 s where ``np.lexsort`` took 0.19 s."""
+    order = _byte_order(sample)
     rows = sample[order]
     w = np.ones(rows.shape[0]) if weights is None else weights[order]
     p = w / w.sum()
@@ -233,8 +247,10 @@ def _kmeans_parallel_labels(sample, weights, n_components, rng):
     with threadpool_limits(1):
         centres, _ = kmeans_plusplus(rows[picked], n_components, sample_weight=weight,
                                      random_state=_seed(rng))
+    # each row goes to the seed nearest its nearest candidate (a K x (a few K) search,
+    # not N x K: the rows' nearest candidates are known from the rounds)
     labels = np.empty(rows.shape[0], dtype=np.intp)
-    labels[order] = _nearest(rows, centres)
+    labels[order] = _nearest(rows[picked], centres)[nearest]
     return labels
 
 
