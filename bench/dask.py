@@ -27,8 +27,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 # This file is named after the library it measures: take its folder off the path, or
 # ``import dask`` (inside distributed) would import this script.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +34,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import distributed  # noqa: E402,F401  (imports dask, the library, before bench/ is back)
 import fastvi  # noqa: E402
 sys.path.append(_HERE)
-from benchmarks.common import mixture_file  # noqa: E402
+from benchmarks.common import (local_dask_backend, mixture_file, same_fit,  # noqa: E402
+                               seconds_per_pass)
 
 N_FEATURES, N_COMPONENTS = 16, 16
 ITERS_A, ITERS_B = 1, 4
@@ -54,13 +53,8 @@ def fit(path, covariance_type, max_iter, backend):
 
 
 def per_iteration(path, covariance_type, backend, repeats):
-    fit(path, covariance_type, 1, backend)           # compile, warm the workers
-    times, model = [], None
-    for _ in range(repeats):
-        t_a, _ = fit(path, covariance_type, ITERS_A, backend)
-        t_b, model = fit(path, covariance_type, ITERS_B, backend)
-        times.append((t_b - t_a) / (ITERS_B - ITERS_A))
-    return float(np.median(times)), model
+    return seconds_per_pass(lambda passes: fit(path, covariance_type, passes, backend),
+                            ITERS_A, ITERS_B, repeats)
 
 
 def bytes_per_iteration(path, model, n_workers):
@@ -93,28 +87,20 @@ def main():
     parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "data"))
     parser.add_argument("--covariance-types", nargs="+", default=["full", "diag"])
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
-    from fastvi.engine.cluster import DaskBackend
 
     os.makedirs(args.data, exist_ok=True)
     path = mixture_file(args.data, args.n_samples)
     cores = os.cpu_count()
-    threads = max(1, cores // args.workers)
-    print(f"N={args.n_samples} D={N_FEATURES} K={N_COMPONENTS} float32 HDF5 (page cache); "
-          f"local: {cores} Numba threads; dask: {args.workers} worker processes x "
-          f"{threads} thread(s), loopback")
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1",
-                      env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, \
-            Client(cluster) as client:
-        backend = DaskBackend(client)
+    with local_dask_backend(args.workers) as (backend, threads):
+        print(f"N={args.n_samples} D={N_FEATURES} K={N_COMPONENTS} float32 HDF5 (page "
+              f"cache); local: {cores} Numba threads; dask: {args.workers} worker processes"
+              f" x {threads} thread(s), loopback")
         print(f"{'cov':6}{'local s/it':>12}{'dask s/it':>12}{'overhead':>10}{'same bits':>11}"
               f"{'KiB/it':>9}")
         for covariance_type in args.covariance_types:
             local_s, local_model = per_iteration(path, covariance_type, "local", args.repeats)
             dask_s, dask_model = per_iteration(path, covariance_type, backend, args.repeats)
-            same = all(np.array_equal(getattr(local_model, name), getattr(dask_model, name))
-                       for name in ("weights_", "means_", "covariances_"))
+            same = same_fit(local_model, dask_model)
             sent = bytes_per_iteration(path, local_model, args.workers)
             print(f"{covariance_type:6}{local_s:12.3f}{dask_s:12.3f}"
                   f"{100 * (dask_s / local_s - 1):9.1f}%{str(same):>11}"

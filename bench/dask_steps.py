@@ -23,14 +23,13 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import distributed  # noqa: E402,F401  (dask, the library, before bench/ is on the path)
 import fastvi  # noqa: E402
 sys.path.append(_HERE)
-from benchmarks.common import mixture_file  # noqa: E402
+from benchmarks.common import (local_dask_backend, mixture_file, same_fit,  # noqa: E402
+                               seconds_per_pass)
 
 N_COMPONENTS = 16
 PASSES_A, PASSES_B = 1, 3
@@ -52,13 +51,8 @@ def fit(path, backend, passes, chunk_size, **settings):
 
 
 def per_pass(path, backend, repeats, chunk_size, settings):
-    fit(path, backend, 1, chunk_size, **settings)           # compile, warm the workers
-    times, model = [], None
-    for _ in range(repeats):
-        t_a, _ = fit(path, backend, PASSES_A, chunk_size, **settings)
-        t_b, model = fit(path, backend, PASSES_B, chunk_size, **settings)
-        times.append((t_b - t_a) / (PASSES_B - PASSES_A))
-    return float(np.median(times)), model
+    return seconds_per_pass(lambda passes: fit(path, backend, passes, chunk_size, **settings),
+                            PASSES_A, PASSES_B, repeats)
 
 
 def main():
@@ -73,15 +67,12 @@ def main():
     args = parser.parse_args()
     global COVARIANCE
     COVARIANCE = args.covariance_type
-    from distributed import Client, LocalCluster
-    from fastvi.engine.cluster import DaskBackend
 
     os.makedirs(args.data, exist_ok=True)
     path = mixture_file(args.data, args.n_samples)
     chunk = args.chunk_size
     n_chunks = -(-args.n_samples // chunk)
     cores = os.cpu_count()
-    threads = max(1, cores // args.workers)
     # (name, settings): one chunk a step, then several
     cases = [
         ("stochastic, 1 chunk a minibatch", dict(algorithm="stochastic", batch_size=chunk)),
@@ -91,23 +82,17 @@ def main():
         ("memoized, 4 chunks a batch",
          dict(algorithm="memoized", n_batches=-(-n_chunks // 4))),
     ]
-    print(f"N={args.n_samples} D=16 K={N_COMPONENTS} {COVARIANCE} VB, float32 HDF5 (page cache), "
-          f"{n_chunks} chunks of {chunk}; local: {cores} Numba threads; dask: "
-          f"{args.workers} worker processes x {threads} thread(s), loopback; s/pass, "
-          f"medians of {args.repeats}")
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1",
-                      env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, \
-            Client(cluster) as client:
-        backend = DaskBackend(client)
+    with local_dask_backend(args.workers) as (backend, threads):
+        print(f"N={args.n_samples} D=16 K={N_COMPONENTS} {COVARIANCE} VB, float32 HDF5 "
+              f"(page cache), {n_chunks} chunks of {chunk}; local: {cores} Numba threads; "
+              f"dask: {args.workers} worker processes x {threads} thread(s), loopback; "
+              f"s/pass, medians of {args.repeats}")
         print(f"{'case':36}{'local':>9}{'dask':>9}{'dask/local':>12}{'same bits':>11}")
         for name, settings in cases:
             local_s, local_model = per_pass(path, "local", args.repeats, chunk, settings)
             dask_s, dask_model = per_pass(path, backend, args.repeats, chunk, settings)
-            same = all(np.array_equal(getattr(local_model, key), getattr(dask_model, key))
-                       for key in ("weights_", "means_", "covariances_"))
             print(f"{name:36}{local_s:9.3f}{dask_s:9.3f}{dask_s / local_s:12.2f}"
-                  f"{str(same):>11}", flush=True)
+                  f"{str(same_fit(local_model, dask_model)):>11}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 
 import fastvi
 from fastvi.engine.loop import ResumeMismatch
-from fastvi.mixture.base import MEMO_BATCHES
+from fastvi.engine.steps import MEMO_BATCHES, stats_bytes
 
 from test_streaming import mixture_rows
 
@@ -88,7 +88,7 @@ def test_the_default_batches_keep_the_cache_small(X):
     wide = fastvi.ArraySource(np.zeros((1 << 14, 64)), chunk_rows=64)   # 256 chunks
     batches = -(-wide.n_chunks // big._step_chunks(wide))
     assert 2 <= batches < MEMO_BATCHES
-    assert 2 * batches * big._stats_bytes(wide) <= 256 << 20
+    assert 2 * batches * stats_bytes(256, 64, True) <= 256 << 20
 
 
 def test_a_fit_resumed_with_other_batches_is_refused(X):

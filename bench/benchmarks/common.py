@@ -1,4 +1,5 @@
 """Fixed-seed data sets for the benchmarks, made in one place (as numpy's benchmarks do)."""
+import contextlib
 import functools
 import os
 import time
@@ -79,3 +80,37 @@ def elbo_curve(model, source):
         clock["start"] = time.perf_counter()
         model.fit(source, callback=on_pass)
     return curve
+
+
+def seconds_per_pass(fit, passes_a, passes_b, repeats):
+    """The median over ``repeats`` of ``(t(b passes) - t(a passes)) / (b - a)``, which
+    removes initialisation and start-up; ``fit(passes)`` returns ``(seconds, model)``.
+    One untimed ``fit(1)`` first (compile, warm the workers).  Returns ``(seconds,
+    the last model of b passes)``."""
+    fit(1)
+    times, model = [], None
+    for _ in range(repeats):
+        t_a, _ = fit(passes_a)
+        t_b, model = fit(passes_b)
+        times.append((t_b - t_a) / (passes_b - passes_a))
+    return float(np.median(times)), model
+
+
+def same_fit(a, b, names=("weights_", "means_", "covariances_")):
+    """Whether two fitted mixtures hold the same bits."""
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in names)
+
+
+@contextlib.contextmanager
+def local_dask_backend(workers):
+    """A ``DaskBackend`` on a LocalCluster of ``workers`` single-thread processes on
+    loopback, sharing this machine's cores (each worker's kernels on cores / workers Numba
+    threads); yields ``(backend, threads per worker)``."""
+    from distributed import Client, LocalCluster
+    from fastvi.engine.cluster import DaskBackend
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, host="127.0.0.1",
+                      env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, \
+            Client(cluster) as client:
+        yield DaskBackend(client), threads

@@ -27,7 +27,7 @@ differ only in how the chunk statistics are added up:
   adjusted Rand index of 0.73, against batch's 16 and 0.998; tests/test_streaming.py).
 
 Each algorithm proceeds in steps: a batch pass is one step; a stochastic minibatch and a
-memoized batch are one each.  A step's chunks are computed under the same parameters and
+memoized batch are one each (their layout: ``fastvi.engine.steps``).  A step's chunks are computed under the same parameters and
 added, with the merge candidates' losses and a proposal's statistics they carry, in the
 pairwise tree of ``fastvi.engine.reduce`` over their places in the step (a backend may
 hand back sums of whole subtrees: a Dask worker adds its runs of chunks); the step so
@@ -47,6 +47,7 @@ import numpy as np
 
 from ..data import interrupts
 from ..data.checks import InvalidParameterError
+from . import steps
 from .backend import Search, get_backend
 from .reduce import ChunkTree, PairwiseSum, aligned_runs, tree_sum
 
@@ -263,18 +264,8 @@ class ChunkLoop:
                       state.search_seed + state.step)
 
     def _new_order(self, state):
-        """The chunks of a pass, in the order visited: ascending (batch, or no shuffle); a
-        stochastic fit's chunks in a random order (its minibatches: runs of
-        ``step_chunks``); a memoized fit's batches in a random order, each batch's chunks
-        ascending (bnpy's order: the same chunks make a batch every pass)."""
-        n_chunks = self.n_chunks
-        if not self.shuffle or state.algorithm == "batch":
-            return list(range(n_chunks))
-        if state.algorithm == "stochastic":
-            return [int(i) for i in state.rng.permutation(n_chunks)]
-        m = self.step_chunks(state)
-        return [index for key in state.rng.permutation(self.n_groups(state))
-                for index in range(int(key) * m, min(int(key) * m + m, n_chunks))]
+        return steps.pass_order(state.algorithm, self.shuffle, state.rng, state.step_chunks,
+                                self.n_chunks)
 
     def _emit(self, event):
         if self.callback is not None:
@@ -345,32 +336,14 @@ class ChunkLoop:
         return state
 
     # ------------------------------------------------------------------ steps
-    def step_chunks(self, state):
-        """Chunks per step: a batch pass is one step; a stochastic minibatch or a memoized
-        batch is ``state.step_chunks`` chunks (the last of a pass may have fewer)."""
-        if state.algorithm == "batch":
-            return max(self.n_chunks, 1)
-        return state.step_chunks
-
     def n_groups(self, state):
-        """The memoized fit's batches (and a batch pass's one): fixed runs of
-        ``step_chunks`` consecutive chunks, each one cache."""
-        return -(-self.n_chunks // self.step_chunks(state))
+        """The memoized fit's batches (a batch pass's one), each one cache."""
+        return steps.n_groups(state.algorithm, state.step_chunks, self.n_chunks)
 
     def _step_at(self, state, position):
-        """The step that holds ``position`` of the pass: ``(first, stop, key)``, its
-        positions ``[first, stop)`` in the order and a memoized batch's number (the cache's
-        key; None for the others).  A memoized pass visits whole batches (the order
-        permutes batches, each batch's chunks ascending); a stochastic pass cuts its chunk
-        order into runs of ``step_chunks``."""
-        m, n = self.step_chunks(state), len(state.order)
-        if state.algorithm == "memoized":
-            index = state.order[position]
-            key = index // m
-            first = position - (index - key * m)
-            return first, first + min(m, self.n_chunks - key * m), key
-        first = position - position % m
-        return first, min(first + m, n), None
+        """``(first, stop, key)`` of the step at ``position`` (``steps.step_at``)."""
+        return steps.step_at(state.algorithm, state.order, position, state.step_chunks,
+                             self.n_chunks)
 
     def _requests(self, state, chunk_pass, pass_params):
         """The pass's requests from ``state.position`` on: ``(params, runs)``, each run
@@ -430,7 +403,9 @@ class ChunkLoop:
                 # A minibatch whose rows all weigh zero says nothing about the data: its
                 # scaled statistics (N / |B|) S_B are undefined, so it makes no step.
                 return
-            rho = (self._minibatches_before(state, first) + 1 + self.tau) ** (-self.kappa)
+            t = steps.minibatches_before(state.n_pass, state.step, state.position, first,
+                                         state.step_chunks, self.n_chunks)
+            rho = (t + 1 + self.tau) ** (-self.kappa)
             scaled = new.scale(rho * self.total_weight / new.weight)
             state.stats = scaled + state.stats.scale(1.0 - rho)
             model._m_step(state.stats)
@@ -446,15 +421,6 @@ class ChunkLoop:
         if state.n_pass == 0 and len(state.memo) < self.n_groups(state):
             return      # the first pass updates once, when every batch is cached
         model._m_step(state.stats)
-
-    def _minibatches_before(self, state, first):
-        """t of the stochastic step size: the minibatches taken before the one at position
-        ``first`` of this pass.  One chunk each: the chunks done (``partial_fit``'s calls
-        add up, each a pass of its own); else whole passes' worth and this pass's."""
-        m = state.step_chunks
-        if m == 1:
-            return state.step - (state.position - first)      # the chunks before this one
-        return state.n_pass * -(-self.n_chunks // m) + first // m
 
     def _entropy(self, state):
         """H[q(z)] of the pass's q(z): a memoized fit's cached terms; a batch pass's q(z) is
@@ -576,8 +542,7 @@ class ChunkLoop:
             moves = self._moves(state) if self.merging or self.proposing else None
             # The ELBO of the cached q(z) and the current q(theta): exact, no extra pass.
             params = model._kernel_params()
-            entropy = tree_sum(state.memo_entropy, self.n_groups(state))
-            bound = (entropy + expected_log_rho_sum(state.stats, params)
+            bound = (self._entropy(state) + expected_log_rho_sum(state.stats, params)
                      - model._kl()) / self.total_weight
         record = {"event": "pass", "pass": state.n_pass + 1, "step": state.step,
                   "bound": bound}

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..engine import steps
 from .resume_checks import _is_int, _shown, _what
 
 
@@ -30,8 +31,8 @@ def _check_fit_state(check, state, model, source):
     n_components = _check_parameters(check, state.params, model, n_features)
     _check_statistics(check, state, model, n_chunks, n_features, n_components, position,
                       step_chunks)
-    _check_moves(check, state, model, -(-n_chunks // step_chunks), n_features, n_components,
-                 position)
+    _check_moves(check, state, model, steps.n_groups(state.algorithm, step_chunks, n_chunks),
+                 n_features, n_components, position)
     _check_search(check, state, model, source, n_components)
     check.real("bound", state.bound, allow=(-math.inf,), expected="a number, or -inf")
     check.real("decider", state.decider, allow=(-math.inf,), expected="a number, or -inf")
@@ -68,17 +69,6 @@ def _check_step_chunks(check, state, n_chunks):
         return check.integer("step_chunks", stored, 1, expected="the chunks per minibatch")
     return check.integer("step_chunks", stored, 1, max(n_chunks, 1),
                          expected=f"the chunks per batch: 1..{n_chunks}")
-
-
-def _step_leaf(state, position, step_chunks):
-    """How many chunks of the step under way are done at ``position`` (0 at a step's
-    boundary), as ``ChunkLoop._step_at`` lays the steps out."""
-    order = state.order
-    if order is None or position in (0, len(order)):
-        return 0
-    if state.algorithm == "memoized":
-        return order[position] % step_chunks
-    return position % step_chunks
 
 
 def _check_order(check, state, model, n_chunks, step_chunks=1):
@@ -309,13 +299,13 @@ def _check_statistics(check, state, model, n_chunks, d, k, position, step_chunks
     """``stats``, the step under way, and a memoized fit's cache of every batch's
     statistics and entropy (a batch: ``step_chunks`` consecutive chunks)."""
     algorithm, full = state.algorithm, model._full_stats
-    n_groups = -(-n_chunks // step_chunks)
+    n_groups = steps.n_groups(algorithm, step_chunks, n_chunks)
     memo = check.chunk_keys("memo", state.memo, n_groups, "statistics")
     entropy = check.chunk_keys("memo_entropy", state.memo_entropy, n_groups, "entropies")
     if algorithm != "memoized" and (memo or entropy):
         check.fail("memo", f"holds {len(memo)} batches' statistics (expected none: a "
                    f"{algorithm} fit caches none)")
-    leaf = _step_leaf(state, position, step_chunks)
+    leaf = steps.leaves_done(algorithm, state.order, position, step_chunks, n_chunks)
     partials = _check_partials(check, state, k, d, full, position, leaf,
                                _carried(state, k))
     needed = (algorithm == "stochastic" or (algorithm == "memoized" and memo)

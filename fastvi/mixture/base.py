@@ -31,13 +31,9 @@ from ..data.checks import (InvalidParameterError, check_bool, check_finite_array
                            check_integer, check_random_state, check_real,
                            check_sample_weight, validate_rows)
 from ..engine import loop as _loop
+from ..engine import steps as _steps
 from ..engine.backend import KernelParams, get_backend, total_stats
 from ..engine.truncation import FileSupports, MemorySupports, make_truncation
-
-# A memoized fit's default batches (n_batches=None): at most this many caches, and at
-# most this many bytes for them and the tree of sums above them.
-MEMO_BATCHES = 64
-MEMO_BYTES = 256 << 20
 
 __all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError"]
 
@@ -160,9 +156,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def _minibatch_chunks(self):
         """Chunks per stochastic minibatch: one, unless ``batch_size`` > ``chunk_size``."""
-        if self.algorithm != "stochastic" or self.batch_size is None:
+        if self.algorithm != "stochastic":
             return 1
-        return max(1, -(-self.batch_size // self.chunk_size))
+        return _steps.minibatch_chunks(self.batch_size, self.chunk_size)
 
     def _step_chunks(self, source):
         """Chunks per step of the loop (``FitState.step_chunks``): a stochastic
@@ -171,17 +167,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
             return self._minibatch_chunks()
         if self.algorithm != "memoized":
             return 1
-        n_chunks = source.n_chunks
-        n_batches = self.n_batches
-        if n_batches is None:
-            n_batches = min(n_chunks, MEMO_BATCHES,
-                            max(2, MEMO_BYTES // (2 * self._stats_bytes(source))))
-        return -(-n_chunks // max(1, min(n_batches, n_chunks)))
-
-    def _stats_bytes(self, source):
-        """Bytes of one set of statistics (a memoized batch's cache)."""
-        k, d = self.n_components, source.n_features
-        return 8 * k * (1 + d + (d * d if self._full_stats else d) + d)
+        cache = _steps.stats_bytes(self.n_components, source.n_features, self._full_stats)
+        return _steps.memoized_batch_chunks(self.n_batches, source.n_chunks, cache)
 
     @property
     def _full_stats(self):
@@ -273,7 +260,11 @@ class BaseMixture(DensityMixin, BaseEstimator):
                                         fingerprint=checkpoint is not None or resume is not None)
         if resume is not None:
             _loop.check_resumable(resume, described, self.algorithm)
-            self._check_resumed_steps(resume, source)
+            # as many chunks a step as before (a memoized fit's caches are per batch)
+            refusal = _steps.resume_refusal(resume.algorithm, resume.step_chunks,
+                                            self._step_chunks(source), source.n_chunks)
+            if refusal:
+                raise _loop.ResumeMismatch(refusal)
             self._check_resumed_supports(resume)
             # a tampered or garbled state is refused here, naming its file: the loop and
             # the kernels (which do not check bounds) take it as it is
@@ -312,20 +303,6 @@ class BaseMixture(DensityMixin, BaseEstimator):
                              for record in best.history for move in record.get("moves", ())]
         if validation is not None:
             self.validation_history_ = [record["validation"] for record in best.history]
-
-    def _check_resumed_steps(self, state, source):
-        """A resumed fit takes as many chunks per step as it did (a memoized fit's caches
-        are per batch): refuse other settings rather than mix two fits."""
-        stored, wanted = getattr(state, "step_chunks", 1), self._step_chunks(source)
-        if state.algorithm != "batch" and type(stored) is int and stored != wanted:
-            if state.algorithm == "memoized":
-                what = f"n_batches={-(-source.n_chunks // max(stored, 1))}"
-            else:
-                what = "the batch_size and chunk_size of the checkpointed fit"
-            raise _loop.ResumeMismatch(
-                f"the checkpoint's fit takes {stored} chunk(s) per "
-                f"{'batch' if state.algorithm == 'memoized' else 'minibatch'}, these "
-                f"settings {wanted}: resume with {what}")
 
     def _check_resumed_supports(self, state):
         """A resumed fit writes into the supports file its state names: only into the
