@@ -160,6 +160,27 @@ def test_signals_after_the_stop_is_reported_are_only_noted(restored, capsys):
     signal.raise_signal(signal.SIGINT)
 
 
+def test_a_stop_that_lands_in_a_finaliser_is_not_lost(restored, capsys):
+    # CI met it: the first signal landed in a WeakValueDictionary's weakref callback,
+    # where Python prints a raised KeyboardInterrupt and goes on.  It is sent again and
+    # stops the work once the finaliser has returned, with nothing printed.
+    class Finalised:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+            self.returned = True
+
+    with interrupts.handling((signal.SIGINT,)) as received:
+        with pytest.raises(KeyboardInterrupt):
+            Finalised()                                 # dropped at once: __del__ runs
+            assert received == []                       # not taken there
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+            pytest.fail("the stop was lost")
+        assert received == [signal.SIGINT]
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
 def test_handlers_are_put_back_after_a_command(tmp_path, restored):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     assert main(["make-data", str(tmp_path / "d.h5"), "--n-samples", "10"]) == 0

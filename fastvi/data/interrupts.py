@@ -21,8 +21,13 @@ only; elsewhere Python cannot install handlers and the block runs as is).  Neste
 share the outer one's record, so a command (SIGINT and SIGTERM) that runs a fit (the
 loop's SIGINT) is one policy, and ``received`` tells the command which signal stopped it.
 
+A signal that would stop the work while a finaliser runs (a ``__del__``, a weakref
+callback: Python calls them from C and only prints what they raise) is sent again 10 ms
+later, when the finaliser has returned, rather than lost.
+
 This module imports nothing from fastvi: every layer may use it.
 """
+import os
 import signal
 import sys
 import threading
@@ -53,12 +58,45 @@ def _note_cleanup(record):
               "file); it exits when done", file=sys.stderr)
 
 
+# Where Python calls Python code from C and only prints what it raises ("Exception
+# ignored in ..."): a stop raised there would be lost.
+_SWALLOWING_FILES = ("weakref.py", "_weakrefset.py")
+REDELIVER_SECONDS = 0.01
+
+
+def _swallowed_in(frame):
+    """Whether an exception raised in ``frame`` would be printed and lost: it runs inside
+    a ``__del__`` or a weakref callback (a finaliser run by the garbage collector)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or os.path.basename(code.co_filename) in _SWALLOWING_FILES:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver_again(signum):
+    """Send ``signum`` to this process again shortly, to be handled where a raise is not
+    lost (the finaliser it landed in will have returned)."""
+    timer = threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
 def _handler(signum, frame):
     record = _record
     if record is None:                          # a stale handler: behave as Python does
         raise KeyboardInterrupt
+    first = not record.received
+    would_raise = (not record.hold
+                   and ((first and not record.defer)
+                        or (not first and sys.exc_info()[1] is None)))
+    if would_raise and _swallowed_in(frame):
+        # (CI met it: a SIGHUP raised in a WeakValueDictionary's callback was printed,
+        # and the command went on until the next signal)
+        _deliver_again(signum)
+        return
     record.received.append(signum)
-    first = len(record.received) == 1
     if record.hold:
         if first:
             record.held_first = True            # stop when the held block ends
@@ -69,15 +107,15 @@ def _handler(signum, frame):
         if record.defer:
             return                              # the loop stops at its next safe point
         raise KeyboardInterrupt
-    if sys.exc_info()[1] is not None:
+    if not would_raise:
         # The stop is under way: this runs in an except or finally block (or a context
         # manager's exit) that the first signal's exception, or the deferred stop's
         # FitInterrupted, is unwinding through: let the cleanup finish.
         _note_cleanup(record)
         return
     # A second signal while a deferred stop waits for its safe point; or the first
-    # signal's KeyboardInterrupt was swallowed (raised inside a callback from C code,
-    # which only prints it): stop now.
+    # signal's KeyboardInterrupt was swallowed (raised inside a callback from C code
+    # that is not a finaliser, which only prints it): stop now.
     raise KeyboardInterrupt
 
 
