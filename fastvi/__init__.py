@@ -32,6 +32,7 @@ _PUBLIC = {
     "NotFittedError": "sklearn.exceptions",
     "GaussianMixture": "fastvi.mixture.estimators",
     "BayesianGaussianMixture": "fastvi.mixture.estimators",
+    "MixtureImputer": "fastvi.mixture.missing",
     "VAE": "fastvi.amortized.vae",
     "PPCA": "fastvi.amortized.ppca",
     "MixtureEncoder": "fastvi.amortized.encoder",

@@ -298,3 +298,45 @@ def estep_missing(X, sample_weight, c, means, factor, nk, s1, s2,
         slot_s1[:] = 0.0
         slot_s2[:] = 0.0
     return total
+
+
+@njit(**_KERNEL)
+def impute_missing(X, c, means, factor, out):
+    """The conditional mean E[x_m | x_o] = sum_k r_k E[x_m | x_o, z = k] of each row's
+    missing entries under the mixture (``c``, ``means``, ``factor`` as ``estep_missing``
+    takes them), written into ``out`` (n, D) float64: observed entries copied, missing
+    ones filled.  A row with nothing observed gets sum_k r_k m_k (the weights' mean)."""
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
+    for b in prange(n_blocks):
+        missing = np.empty(n_features, dtype=np.int64)
+        d = np.empty((n_components, n_features))
+        var = np.zeros((n_components, n_features))
+        cov = np.zeros((n_components, n_features, n_features))
+        y = np.empty(n_features)
+        G = np.empty((n_features, n_features))
+        v = np.empty(n_features)
+        cond_mean = np.empty(n_features)
+        lr = np.empty(n_components)
+        no_labels = np.zeros((0, 1), dtype=np.int64)
+        nothing = np.zeros(0)
+        no_resp = np.zeros((0, n_components))
+        top_v = np.empty(1)
+        for row in range(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n_rows)):
+            x = X[row]
+            n_missing = _missing_places(x, missing)
+            for i in range(n_features):
+                out[row, i] = x[i]
+            if n_missing == 0:
+                continue
+            for k in range(n_components):
+                lr[k] = c[k] + _component(x, means[k], factor[k], missing, n_missing,
+                                          d[k], var[k], y, G, v, cond_mean, cov[k])
+            _row_outputs(row, lr, n_components, nothing, no_resp, no_labels, top_v)
+            for a in range(n_missing):
+                i = missing[a]
+                total = 0.0
+                for k in range(n_components):
+                    total += lr[k] * (d[k, i] + means[k, i])
+                out[row, i] = total

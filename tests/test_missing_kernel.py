@@ -118,3 +118,20 @@ def test_top_labels_of_incomplete_rows():
     X = with_holes(np.random.default_rng(3).standard_normal((40, 3)) * 3.0, 4)
     *_, resp, top = run_kernel(X, None, params, False, want_stats=False, labels=3)
     np.testing.assert_array_equal(top, np.argsort(-resp, axis=1, kind="stable")[:, :3])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_impute_is_the_mixture_conditional_mean(covariance_type):
+    from fastvi.kernels.missing import impute_missing
+    weights, means, cov = random_mixture(covariance_type, 3, 4, 5)
+    params = em.kernel_params(weights, means, precision_cholesky(cov, covariance_type),
+                              covariance_type)
+    X = with_holes(np.random.default_rng(8).standard_normal((30, 4)) * 2.0, 9)
+    out = np.empty(X.shape)
+    impute_missing(X, params.c, params.means, params.factor, out)
+    log_rho = naive.log_gaussian_observed(X, means, cov, covariance_type) + np.log(weights)
+    _, resp = naive.responsibilities(log_rho)
+    sigmas = naive._full_matrices(cov, covariance_type, 3, 4)
+    for n in range(X.shape[0]):
+        filled = [naive.conditional_gaussian(X[n], means[k], sigmas[k])[0] for k in range(3)]
+        np.testing.assert_allclose(out[n], resp[n] @ np.array(filled), rtol=1e-9, atol=1e-12)

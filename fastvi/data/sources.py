@@ -54,26 +54,38 @@ LARGEST_FLOAT32 = 1e18
 # unchecked E-step whose result is not finite (``fastvi.engine.backend.check_result``).
 
 
-def _check_finite(chunk, label, first_row, index=None):
+def _check_finite(chunk, label, first_row, index=None, allow_nan=False):
     """Raise the error that names the first row of ``chunk`` holding NaN or infinity, or
     a value beyond the limit of its dtype (``LARGEST_FLOAT64``, ``LARGEST_FLOAT32``).
 
     ``first_row``: the index of the chunk's first row in the data; ``index``: the rows'
     indices instead, for rows that are not consecutive (a sample).  A good chunk costs a
     min and a max (NaN propagates through both; a few times cheaper than ``np.isfinite``);
-    the rows are scanned only to name a bad one.
+    the rows are scanned only to name a bad one.  ``allow_nan``: NaN is a missing entry
+    (``missing="marginalize"``), not an error; infinity still is.
     """
     if chunk.size == 0:
         return
     limit = LARGEST_FLOAT32 if chunk.dtype == np.float32 else LARGEST_FLOAT64
-    if -limit <= chunk.min() and chunk.max() <= limit:
+    if allow_nan:       # fmin/fmax skip NaN (NaN only if every entry is)
+        low, high = np.fmin.reduce(chunk, axis=None), np.fmax.reduce(chunk, axis=None)
+        if np.isnan(low) or (-limit <= low and high <= limit):
+            return
+    elif -limit <= chunk.min() and chunk.max() <= limit:
         return
-    bad = ~(np.abs(chunk) <= limit).all(axis=1)          # NaN compares False: bad too
+    fine = np.abs(chunk) <= limit                          # NaN compares False: bad too
+    if allow_nan:
+        fine |= np.isnan(chunk)
+    bad = ~fine.all(axis=1)
     first = int(np.argmax(bad))
     row = first_row + first if index is None else int(index[first])
     values = chunk[first]
+    if allow_nan and np.isinf(values).any():
+        raise ValueError(f"{label} contains infinity (first at row {row}); missing "
+                         "entries are NaN")
     if not np.isfinite(values).all():
-        raise ValueError(f"{label} contains NaN or infinity (first at row {row})")
+        raise ValueError(f"{label} contains NaN or infinity (first at row {row}); if NaN "
+                         "marks missing entries, fit with missing='marginalize'")
     peak = float(np.abs(values).max())
     if chunk.dtype == np.float32:
         why, advice = "a fit's float32 covariances overflow", " or store it as float64"
@@ -95,6 +107,9 @@ class ChunkSource:
     ``chunk_rows`` and implement ``_read(start, stop)``."""
 
     prefetch = True
+    # NaN entries are missing values, not errors (the estimators' missing="marginalize"
+    # sets it on the sources it reads; ``allow_missing``)
+    allow_nan = False
     # whether a Dask worker reads the rows itself through ``remote_reader()`` (a file, a
     # generator), rather than the client scattering them
     read_on_workers = False
@@ -132,7 +147,7 @@ class ChunkSource:
         if chunk is None:
             chunk = _as_float(self._read(start, stop), self.dtype)
         if check:
-            _check_finite(chunk, self.label, start)
+            _check_finite(chunk, self.label, start, allow_nan=self.allow_nan)
         return chunk
 
     def _view(self, start, stop):
@@ -163,7 +178,7 @@ class ChunkSource:
     def check_finite(self, chunk, start):
         """Raise the error that names the first row of ``chunk`` with a NaN, an inf or a
         value too large to fit (``_check_finite``), if any."""
-        _check_finite(chunk, self.label, start)
+        _check_finite(chunk, self.label, start, allow_nan=self.allow_nan)
 
     def close(self):
         pass
@@ -261,7 +276,7 @@ class ArraySource(ChunkSource):
     def read_rows(self, index):
         """Rows at sorted indices (for samples), checked like chunks."""
         rows = _as_float(self.X[index], self.dtype)
-        _check_finite(rows, self.label, 0, index)
+        _check_finite(rows, self.label, 0, index, allow_nan=self.allow_nan)
         return rows
 
 
@@ -446,6 +461,15 @@ class ConcatSource(ChunkSource):
 
     def chunk_bounds(self):
         return list(self._bounds)
+
+    @property
+    def allow_nan(self):
+        return all(source.allow_nan for source in self.sources)
+
+    @allow_nan.setter
+    def allow_nan(self, value):
+        for source in self.sources:       # each source checks its own reads
+            source.allow_nan = value
 
     @property
     def n_chunks(self):

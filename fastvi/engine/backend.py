@@ -68,11 +68,15 @@ class KernelParams:
     """Components in the canonical form ``log rho_nk = c_k - 1/2 ||U_k^T (x_n - m_k)||^2``.
 
     ``factor`` is (K, D, D) upper-triangular for full/tied, (K, D) for diag/spherical.
+    ``marginalize``: a NaN entry of a row is missing at random and is integrated out
+    (``fastvi.kernels.missing``; the estimators' ``missing="marginalize"``); otherwise a
+    NaN is an error.
     """
 
     c: np.ndarray
     means: np.ndarray
     factor: np.ndarray
+    marginalize: bool = False
 
     @property
     def full(self):
@@ -181,6 +185,13 @@ class Backend:
                                          shape=(support.shape[0], n_components))
         matrix.sort_indices()
         return matrix
+
+    def impute(self, source, params):
+        """Every row of ``source`` (n, D), in its dtype, with each NaN entry replaced by its
+        conditional mean E[x_m | x_o] under the mixture ``params``.  Default: computed
+        here, chunk by chunk, by the local kernel (``local.impute_rows``)."""
+        from .local import impute_rows
+        return impute_rows(source, params)
 
     def neighbour_lists(self, params, truncation):
         """(K, H) int64 neighbour lists that steer the truncated search

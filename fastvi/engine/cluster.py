@@ -66,13 +66,15 @@ TASKS_PER_THREAD = 4     # tasks per worker thread in a request of many chunks
 
 
 class _Rows:
-    """The label and finite check of a source, for ``check_result`` on a worker."""
+    """The label and finite check of a source, for ``check_result`` on a worker (NaN
+    allowed when the parameters marginalise missing entries)."""
 
-    def __init__(self, label):
+    def __init__(self, label, allow_nan=False):
         self.label = label
+        self.allow_nan = allow_nan
 
     def check_finite(self, chunk, start):
-        _check_finite(chunk, self.label, start)
+        _check_finite(chunk, self.label, start, allow_nan=self.allow_nan)
 
 
 class _ChunkSupports:
@@ -133,8 +135,8 @@ def _chunk_stats(chunk, start, weights, rows, seed, params, truncation, neighbou
     in ``pair_loss``; with a birth or delete ``proposal``, the chunk's statistics under it
     in ``proposal``."""
     if truncation is None:
-        return local.dense_chunk_stats(_Rows(label), start, chunk, weights, params, pairs,
-                                       proposal), rows
+        return local.dense_chunk_stats(_Rows(label, params.marginalize), start, chunk,
+                                       weights, params, pairs, proposal), rows
     supports = None if rows is None else _ChunkSupports(rows, start)
     search = Search(truncation, supports, neighbours, 0)
     return local.truncated_chunk_stats(_Rows(label), start, chunk, weights, params, search,
@@ -183,7 +185,7 @@ def per_row_task(chunks, params, what, label):
     sparse = what.pop("sparse", False)
     parts = []
     for chunk, (_, start, stop) in zip(_read_ahead(chunks), chunks):
-        _check_finite(chunk, label, start)
+        _check_finite(chunk, label, start, allow_nan=params.marginalize)
         out = local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params,
                             **what)
         if sparse:

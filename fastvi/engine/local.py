@@ -15,7 +15,8 @@ from threadpoolctl import threadpool_limits
 from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
 from ..kernels.entropy import pair_entropy_loss as entropy_kernel
-from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
+from ..kernels.missing import estep_missing, impute_missing
+from ..data.sources import DEFAULT_CHUNK_ROWS, _check_finite, as_source
 from .backend import Backend, ChunkPass, check_result, empty_outputs, total_stats
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
@@ -131,10 +132,50 @@ def _dense(chunk, weights, params, nk, s1, s2, log_norm_out, resp_out, labels_ou
     read-only flags and dtypes made 15 specialisations of ``estep_full`` in one run of the
     tests, each compiled on first use (seconds each, in every fresh install)."""
     kernel = estep_full if params.full else estep_diag
-    c, means, factor = (_readonly(np.ascontiguousarray(array, dtype=np.float64))
-                        for array in (params.c, params.means, params.factor))
+    c, means, factor = _float64_params(params)
+    if params.marginalize:
+        incomplete = np.isnan(chunk).any(axis=1)
+        if incomplete.any():
+            return _dense_missing(chunk, weights, kernel, (c, means, factor), incomplete,
+                                  (nk, s1, s2), (log_norm_out, resp_out, labels_out))
     return kernel(_readonly(chunk), _readonly(weights), c, means, factor, nk, s1, s2,
                   log_norm_out, resp_out, labels_out)
+
+
+def _dense_missing(chunk, weights, kernel, arrays, incomplete, stats, outputs):
+    """``_dense`` of a chunk with incomplete rows (``missing="marginalize"``): its
+    complete rows through the fast kernel, then the incomplete ones through
+    ``kernels.missing.estep_missing``, each adding into the same statistics (so a chunk
+    without NaN keeps the plain kernel's bits); the per-row outputs are scattered back."""
+    total = 0.0
+    for rows, run in ((~incomplete, kernel), (incomplete, estep_missing)):
+        if not rows.any():
+            continue
+        taken = [out[rows] if out.shape[0] else out for out in outputs]
+        total += run(np.ascontiguousarray(chunk[rows]),
+                     _readonly(weights[rows] if weights.shape[0] else weights),
+                     *arrays, *stats, *taken)
+        for out, part in zip(outputs, taken):
+            if out.shape[0]:
+                out[rows] = part
+    return total
+
+
+def _float64_params(params):
+    """``c``, ``means``, ``factor`` as read-only float64 arrays (one specialisation)."""
+    return tuple(_readonly(np.ascontiguousarray(array, dtype=np.float64))
+                 for array in (params.c, params.means, params.factor))
+
+
+def impute_rows(source, params):
+    """Every row of ``source`` with its NaN entries replaced by E[x_m | x_o] under the
+    mixture ``params`` (``kernels.missing.impute_missing``), in the source's dtype."""
+    out = np.empty((source.n_rows, source.n_features))
+    arrays = _float64_params(params)
+    for _, start, chunk in source.chunks(check=False):
+        _check_finite(chunk, source.label, start, allow_nan=True)
+        impute_missing(_readonly(chunk), *arrays, out[start:start + chunk.shape[0]])
+    return out.astype(source.dtype, copy=False)
 
 
 def _weights_arg(weights):
@@ -245,14 +286,19 @@ def per_row(X, params, log_norm=False, resp=False, labels=False, top=0,
     n_components = params.means.shape[0]
     out = empty_outputs(source.n_rows, n_components, log_norm, resp, labels, top)
     dense = log_norm or resp or labels
-    for _, start, chunk in source.chunks():
+    for _, start, chunk in source.chunks(check=not params.marginalize):
+        if params.marginalize:          # NaN is a missing entry here, whatever the source
+            _check_finite(chunk, source.label, start, allow_nan=True)
         stop = start + chunk.shape[0]
         if dense:
             _dense(chunk, _EMPTY1, params, *_no_stats(params),
                    out["log_norm"][start:stop] if log_norm else _EMPTY1,
                    out["resp"][start:stop] if resp else np.zeros((0, n_components)),
                    out["labels"][start:stop] if labels else _NO_LABELS)
-        if top:
+        if top and params.marginalize:
+            out["top_index"][start:stop], out["top_resp"][start:stop] = \
+                _top_of_dense(chunk, params, int(top))
+        elif top:
             out["top_index"][start:stop], out["top_resp"][start:stop] = \
                 top_responsibilities(chunk, params, int(top))
     if labels == 1:
@@ -332,6 +378,18 @@ def _top_labels(chunk, params, n_top):
     _dense(chunk, _EMPTY1, params, *_no_stats(params), _EMPTY1,
            np.zeros((0, params.means.shape[0])), labels)
     return labels
+
+
+def _top_of_dense(rows, params, n_active):
+    """``top_responsibilities`` from the dense responsibilities (rows that may have
+    missing entries, which the truncated kernel does not marginalise)."""
+    resp = np.empty((rows.shape[0], params.means.shape[0]))
+    _dense(rows, _EMPTY1, params, *_no_stats(params), _EMPTY1, resp, _NO_LABELS)
+    index = largest_per_row(resp, n_active)
+    q = np.take_along_axis(resp, index, axis=1)
+    total = q.sum(axis=1, keepdims=True)
+    return index.astype(SUPPORT_DTYPE), np.divide(q, total, out=np.zeros_like(q),
+                                                  where=total > 0)
 
 
 def top_responsibilities(rows, params, n_active):

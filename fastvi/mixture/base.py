@@ -25,6 +25,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from . import init as _init
+from . import missing as _missing
 from . import sizes as _sizes
 from .gaussian import check_covariance_type, is_full
 from ..data.checks import (InvalidParameterError, check_bool, check_finite_array,
@@ -38,7 +39,7 @@ from ..engine.truncation import FileSupports, MemorySupports, make_truncation
 __all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError"]
 
 
-class BaseMixture(DensityMixin, BaseEstimator):
+class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
     """Base class of the mixture estimators; see ``GaussianMixture`` for the parameters.
 
     A scikit-learn estimator: ``get_params``/``set_params``, ``clone``, pipelines, model
@@ -123,6 +124,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         for name in self._ARRAY_PARAMETERS:
             if getattr(self, name, None) is not None:
                 check_finite_array(name, getattr(self, name))
+        _missing.check_missing(self, backend.name, self._truncation() is not None)
         if self._truncation() is not None and backend.name == "cuda":
             from ..engine.cuda import TRUNCATED_REFUSAL
             raise InvalidParameterError(TRUNCATED_REFUSAL)
@@ -143,8 +145,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self, "means_")
 
     def _validate_X(self, X, reset, chunk_rows=None):
-        return validate_rows(self, X, reset=reset, dtype=self.dtype,
-                             chunk_rows=chunk_rows or self._chunk_rows())
+        source = validate_rows(self, X, reset=reset, dtype=self.dtype,
+                               chunk_rows=chunk_rows or self._chunk_rows())
+        source.allow_nan = self._marginalize        # NaN: a missing entry, or an error
+        return source
 
     def _chunk_rows(self):
         """Rows per chunk: the minibatch size for the online algorithms, or for a
@@ -389,6 +393,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """
         sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight,
                                             self._backend())
+        sample = _missing.fill_with_column_means(sample)    # seeds only (docs/missing.md)
         resp = self._initial_resp(sample, rng, weights)
         stats = _init.stats_from_resp(sample, resp, self._initial_components(),
                                       self._full_stats, weights)
@@ -410,7 +415,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return self.n_components
 
     def _data_stats(self, X, sample_weight):
-        """One-component statistics of all rows (weighted mean and scatter), one pass."""
+        """One-component statistics of all rows (weighted mean and scatter), one pass;
+        with missing entries, their available-case moments (``missing``)."""
+        if self._marginalize and _missing.has_missing(X):
+            return _missing.available_case_stats(X, sample_weight, self._full_stats)
         # A zero precision factor makes every row's responsibility 1; centring on the first
         # row keeps the scatter free of cancellation.
         ref = np.asarray(X.read(0, 1), dtype=np.float64)

@@ -79,6 +79,16 @@ _COMMON_DOC = """
         An HDF5 file for the per-row supports of a truncated fit (data larger than
         memory); created at ``fit``, overwritten if it exists, needed until the fit (or a
         resumed fit) ends.  None keeps them in memory.
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN entry is.  ``'error'``: bad input, refused naming its row.
+        ``'marginalize'``: a value missing at random, a latent variable (Ghahramani &
+        Jordan 1994): the E-step uses each row's observed coordinates (the marginal
+        density), the M-step the expected statistics E[x_m | x_o, z] and the conditional
+        covariance, so EM stays exact and the VB bound stays the exact ELBO.  Rows
+        without NaN take the ordinary kernels at their speed and bits; a row with every
+        entry missing adds nothing.  ``predict``, ``predict_proba``, ``score_samples``
+        accept such rows, and ``impute`` fills them.  Not with ``n_active`` or
+        ``backend="cuda"``.  See docs/missing.md.
     backend : str or Backend, default="local"
         What computes the chunk statistics and per-row outputs: ``"local"``, the fused
         Numba kernels on this machine's cores; ``"cuda"``, the kernels of
@@ -152,13 +162,14 @@ class GaussianMixture(BaseMixture):
                  init_sample_size=100_000, n_jobs=None, algorithm="batch", batch_size=None,
                  learning_offset=10.0, learning_decay=0.7, shuffle=True, total_samples=1e6,
                  n_active=None, n_candidates=None, support_file=None, backend="local",
-                 n_batches=None):
+                 n_batches=None, missing="error"):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
                          n_candidates, support_file, backend)
         self.n_batches = n_batches
+        self.missing = missing
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
@@ -198,8 +209,9 @@ class GaussianMixture(BaseMixture):
         self._m_step(stats)
 
     def _kernel_params(self):
-        return _em.kernel_params(self.weights_, self.means_, self.precisions_cholesky_,
-                                 self.covariance_type)
+        return self._marked(_em.kernel_params(self.weights_, self.means_,
+                                              self.precisions_cholesky_,
+                                              self.covariance_type))
 
     def _m_step(self, stats):
         self.weights_, self.means_, self.covariances_ = _em.m_step(
@@ -331,13 +343,15 @@ class BayesianGaussianMixture(BaseMixture):
                  chunk_size=65536, init_sample_size=100_000, n_jobs=None, algorithm="batch",
                  batch_size=None, learning_offset=10.0, learning_decay=0.7, shuffle=True,
                  total_samples=1e6, n_active=None, n_candidates=None, support_file=None,
-                 backend="local", moves=None, n_components_init=None, n_batches=None):
+                 backend="local", moves=None, n_components_init=None, n_batches=None,
+                 missing="error"):
         super().__init__(n_components, covariance_type, tol, reg_covar, max_iter, n_init,
                          init_params, random_state, warm_start, verbose, verbose_interval,
                          dtype, chunk_size, init_sample_size, n_jobs, algorithm, batch_size,
                          learning_offset, learning_decay, shuffle, total_samples, n_active,
                          n_candidates, support_file, backend)
         self.n_batches = n_batches
+        self.missing = missing
         self.moves = moves
         self.n_components_init = n_components_init
         self.weight_concentration_prior_type = weight_concentration_prior_type
@@ -403,9 +417,12 @@ class BayesianGaussianMixture(BaseMixture):
             if k is None:
                 return None
             tried.append(k)
-            return {"move": "delete", "components": [k], "params": _moves.without(params, k)}
+            return {"move": "delete", "components": [k],
+                    "params": self._marked(_moves.without(params, k))}
         sample, weights = _init.draw_sample(source, _moves.BIRTH_SAMPLE_ROWS, rng,
                                             sample_weight, self._backend())
+        if self._marginalize:       # the split runs on rows filled by the current model
+            sample = self._backend().impute(ArraySource(sample, self._chunk_rows()), params)
         resp = self._backend().per_row(ArraySource(sample, self._chunk_rows()), params,
                                        resp=True)["resp"]
         split, born = _moves.split_components(sample, resp, weights, self.n_components,
@@ -414,8 +431,9 @@ class BayesianGaussianMixture(BaseMixture):
             return None
         return {"move": "birth", "components": [b["component"] for b in born],
                 "into": [b["into"] for b in born],
-                "params": _moves.proposal_from_resp(sample, split, weights, total_weight,
-                                                    self.covariance_type, self._prior)}
+                "params": self._marked(_moves.proposal_from_resp(
+                    sample, split, weights, total_weight, self.covariance_type,
+                    self._prior))}
 
     def _merge_candidates(self):
         return _moves.candidate_pairs(self._kernel_params())
@@ -441,7 +459,8 @@ class BayesianGaussianMixture(BaseMixture):
         self._m_step(stats)
 
     def _kernel_params(self):
-        return _vb.kernel_params(self._posterior, self.covariance_type, self._prior)
+        return self._marked(_vb.kernel_params(self._posterior, self.covariance_type,
+                                              self._prior))
 
     def _kl(self):
         return _vb.kl_divergence(self._posterior, self.covariance_type, self._prior)
