@@ -111,6 +111,10 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
         f"iterations   {model.n_iter_} passes over the data ({status})",
         f"lower bound  {model.lower_bound_:.6f} per row",
     ]
+    if getattr(model, "n_incomplete_rows_", None) is not None:
+        lines.append(f"missing      {model.missing_fraction_:.2%} of the entries, in "
+                     f"{model.n_incomplete_rows_} rows (marginalised); "
+                     f"{model.n_empty_rows_} with none observed, which add nothing")
     history = getattr(model, "validation_history_", None)
     if history:
         lines.append(f"held-out     {history[-1]:.6f} per row (mean log-normaliser of the "
@@ -140,6 +144,7 @@ _MODEL_OPTIONS = {
     "n_init": ("n_init", "--n-init"),
     "init": ("init_params", "--init"),
     "reg_covar": ("reg_covar", "--reg-covar"),
+    "missing": ("missing", "--missing"),
     "chunk_size": ("chunk_size", "--chunk-size"),
     "weight_prior": ("weight_concentration_prior_type", "--weight-prior"),
     "algorithm": ("algorithm", "--algorithm"),

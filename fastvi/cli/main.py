@@ -160,6 +160,9 @@ def build_parser():
     g.add_argument("--seed", type=_non_negative_int, help="random seed (0)")
     g.add_argument("--reg-covar", type=_finite_non_negative_float,
                    help="added to the covariances (gmm) or the prior's (bgmm) (1e-6)")
+    g.add_argument("--missing", choices=("error", "marginalize"),
+                   help="what a NaN entry is: an error, or a value missing at random, "
+                        "integrated out by exact EM / VB (error)")
     g = p.add_argument_group("algorithm")
     g.add_argument("--algorithm", choices=("batch", "stochastic", "memoized"),
                    help="exact passes, stochastic VB / stepwise EM, or memoized (batch)")
@@ -233,6 +236,10 @@ def build_parser():
     p.add_argument("--top", type=_positive_int, metavar="L",
                    help="also write /top_index and /top_resp: each row's L most probable "
                         "components (for large K)")
+    p.add_argument("--impute", action="store_true",
+                   help="also write /imputed: the rows with each NaN replaced by its "
+                        "conditional mean under the model (incomplete rows are then "
+                        "labelled from their observed entries)")
     p.add_argument("--chunk-size", type=_positive_int, default=PREDICT_CHUNK_ROWS)
     _add_cluster_options(p)
     p.set_defaults(func=cmd_predict)

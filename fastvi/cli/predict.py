@@ -55,11 +55,13 @@ def _check_chunk_memory(source, n_components, chunk_rows, float32_resp=False, **
 
 
 def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, attrs=None,
-                  top=None, whole=False):
+                  top=None, whole=False, impute=False):
     """Write ``/labels`` (int32) and optionally ``/resp`` (float32) of ``X`` to ``output``;
     with ``top`` = L, ``/top_index`` (int32) and ``/top_resp`` (float32), (n, L): each row's
     L most probable components and their responsibilities renormalised over them (the
-    layout for large K, where ``/resp`` would be N x K).
+    layout for large K, where ``/resp`` would be N x K); with ``impute``, ``/imputed``
+    (n, D) in the data's dtype: the rows with each NaN replaced by E[x_m | x_o]
+    (``impute``).
 
     ``X`` is a chunk source (``fastvi.io.open_source``), an h5py dataset or an array; its
     chunks are read ahead in a thread while the previous one is predicted, into
@@ -88,6 +90,9 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
                                            chunks=(chunk, top))
             top_resp = out.create_dataset("top_resp", (n_rows, top), dtype=np.float32,
                                           chunks=(chunk, top))
+        imputed = (out.create_dataset("imputed", (n_rows, source.n_features),
+                                      dtype=source.dtype, chunks=(chunk, source.n_features))
+                   if impute else None)
         if whole:
             # one pass over the rows for every output (the estimator's own per-row call)
             outputs = model._per_row(source, labels=True, resp=proba, top=top or 0)
@@ -98,6 +103,10 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
                 if top is not None:
                     top_index[start:stop] = outputs["top_index"][start:stop]
                     top_resp[start:stop] = outputs["top_resp"][start:stop]
+            if imputed is not None:
+                filled = model.impute(source)
+                for start, stop in source.chunk_bounds():
+                    imputed[start:stop] = filled[start:stop]
             return
         for _, start, rows in _progress(source.chunks(), total=source.n_chunks,
                                         unit="chunk", desc="predict"):
@@ -108,6 +117,8 @@ def predict_to_h5(model, X, output, proba=False, chunk_rows=PREDICT_CHUNK_ROWS, 
             if top is not None:
                 top_index[start:stop], top_resp[start:stop] = model.top_responsibilities(
                     rows, top)
+            if imputed is not None:
+                imputed[start:stop] = model.impute(rows)
 
 
 def cmd_predict(args):
@@ -117,6 +128,8 @@ def cmd_predict(args):
                  [("the predict output", args.output)])
     check_writable(args.output, "the predict output")      # before the work, not after
     model = load_model(args.model)
+    if args.impute:     # the labels of incomplete rows from their observed entries too
+        model.set_params(missing="marginalize")
     source = _open_data(args, model)
     with source as X, _about(source.label):
         _check_model_data(model, args.model, X, source.label)
@@ -125,9 +138,11 @@ def cmd_predict(args):
             predict_to_h5(model, X, args.output, proba=args.proba,
                           chunk_rows=args.chunk_size,
                           attrs={"model": os.path.abspath(args.model), "data": source.label,
-                                 "fastvi_version": __version__}, top=args.top, whole=whole)
+                                 "fastvi_version": __version__}, top=args.top, whole=whole,
+                          impute=args.impute)
     what = "/labels" + (", /resp" if args.proba else "") + (
-        ", /top_index and /top_resp" if args.top else "")
+        ", /top_index and /top_resp" if args.top else "") + (
+        ", /imputed" if args.impute else "")
     print(f"wrote {what} of {n_rows} rows to {args.output}")
     return 0
 
@@ -137,7 +152,9 @@ def _open_data(args, model):
     it has one: the workers' tasks get the rows as the source reads them, where on one
     machine the estimator converts each chunk it is given."""
     dtype = getattr(model, "dtype", None) if _cluster_option(args) else None
-    return open_source(args.data, chunk_rows=args.chunk_size, dtype=dtype)
+    source = open_source(args.data, chunk_rows=args.chunk_size, dtype=dtype)
+    source.allow_nan = getattr(model, "missing", "error") == "marginalize"
+    return source
 
 
 @contextmanager

@@ -85,7 +85,8 @@ def _check_finite(chunk, label, first_row, index=None, allow_nan=False):
                          "entries are NaN")
     if not np.isfinite(values).all():
         raise ValueError(f"{label} contains NaN or infinity (first at row {row}); if NaN "
-                         "marks missing entries, fit with missing='marginalize'")
+                         "marks missing entries, fit with missing='marginalize' (fastvi fit "
+                         "--missing marginalize)")
     peak = float(np.abs(values).max())
     if chunk.dtype == np.float32:
         why, advice = "a fit's float32 covariances overflow", " or store it as float64"

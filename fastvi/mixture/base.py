@@ -229,6 +229,8 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         # Now that the data's shape is known, before anything of its size is allocated.
         _sizes.check_fit(self, source)
         validation = None if X_val is None else self._validate_X(X_val, reset=False)
+        if self._marginalize:
+            _missing.record_missing(self, source)
         with self._running():
             self._fit(source, sample_weight, validation, callback, checkpoint, resume)
         if hasattr(checkpoint, "finish"):
@@ -393,10 +395,11 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         """
         sample, weights = _init.draw_sample(source, self.init_sample_size, rng, sample_weight,
                                             self._backend())
-        sample = _missing.fill_with_column_means(sample)    # seeds only (docs/missing.md)
-        resp = self._initial_resp(sample, rng, weights)
-        stats = _init.stats_from_resp(sample, resp, self._initial_components(),
+        rows, resp = self._initial_rows_and_resp(sample, rng, weights)   # (holes filled)
+        stats = _init.stats_from_resp(rows, resp, self._initial_components(),
                                       self._full_stats, weights)
+        if rows is not sample and np.ndim(resp) == 1:
+            _missing.add_hole_variances(stats, sample, resp, weights)
         total = source.n_rows if sample_weight is None else float(sample_weight.sum())
         if stats.weight != total:
             stats = stats.scale(total / stats.weight)

@@ -60,9 +60,93 @@ def fill_with_column_means(sample):
     return np.where(holes, means, sample)
 
 
+KPOD_ROUNDS = 30        # at most; they stop when no label changes
+SEED_ROWS_PER_COMPONENT = 10    # complete rows per component to seed on them alone
+
+
+def nearest_observed(sample, centres):
+    """Each row's nearest centre by the squared distance over its observed entries."""
+    holes = np.isnan(sample)
+    observed = np.where(holes, 0.0, sample)
+    distances = (-2.0 * observed @ centres.T + (~holes) @ (centres * centres).T)
+    return np.argmin(distances, axis=1)
+
+
+def refine_labels(sample, filled, labels, n_components, weights=None):
+    """k-POD (Chi, Chi & Baraniuk 2016, "k-POD: a method for k-means clustering of
+    missing data"): from hard initial ``labels`` of the mean-filled rows ``filled``,
+    alternate filling each hole of ``sample`` with its row's centre and Lloyd's step on
+    the filled rows, a majorise-minimise of the k-means loss over the observed entries
+    only.  Returns the filled rows and the labels.  Mean filling alone pulls the
+    incomplete rows toward the middle, and at 50% missing EM started there stayed in a
+    worse optimum (0.36 nats per row of held-out likelihood, on every seed tried)."""
+    holes = np.isnan(sample)
+    w = np.ones(sample.shape[0]) if weights is None else weights
+    for _ in range(KPOD_ROUNDS):
+        mass = np.bincount(labels, weights=w, minlength=n_components)
+        sums = np.zeros((n_components, sample.shape[1]))
+        np.add.at(sums, labels, filled * w[:, None])
+        # an empty cluster keeps a centre far from nothing: the overall mean
+        centres = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None],
+                           np.average(filled, axis=0, weights=w if w.sum() > 0 else None))
+        filled = np.where(holes, centres[labels], sample)
+        distances = ((filled * filled).sum(axis=1)[:, None] - 2.0 * filled @ centres.T
+                     + (centres * centres).sum(axis=1)[None, :])
+        new = np.argmin(distances, axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return filled, labels
+
+
+def add_hole_variances(stats, sample, labels, weights=None):
+    """Add to the initial ``stats`` (from rows whose holes hold their centre's value) each
+    hole's variance: the variance of its column's observed entries in its row's cluster,
+    on the diagonal of the second moments.  Without it every hole adds zero spread, and a
+    cluster of incomplete rows starts as narrow as its observed entries make it: at 50%
+    missing, EM from there lost a component (weight 0) and merged two true ones."""
+    holes = np.isnan(sample)
+    w = np.ones(sample.shape[0]) if weights is None else weights
+    n_components = stats.nk.shape[0]
+    seen_w = np.zeros((n_components, sample.shape[1]))
+    sums, squares = np.zeros_like(seen_w), np.zeros_like(seen_w)
+    observed = np.where(holes, 0.0, sample)
+    np.add.at(seen_w, labels, (~holes) * w[:, None])
+    np.add.at(sums, labels, observed * w[:, None])
+    np.add.at(squares, labels, observed * observed * w[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / seen_w
+        variance = np.maximum(squares / seen_w - mean * mean, 0.0)
+    variance = np.where(seen_w > 0, variance, 0.0)
+    hole_w = np.zeros_like(seen_w)
+    np.add.at(hole_w, labels, holes * w[:, None])
+    extra = hole_w * variance
+    if stats.full:
+        index = np.arange(sample.shape[1])
+        stats.s2[:, index, index] += extra
+    else:
+        stats.s2 += extra
+    return stats
+
+
 def has_missing(source):
     """Whether any entry of ``source`` is NaN (a pass over the rows, here)."""
     return any(np.isnan(chunk).any() for _, _, chunk in source.chunks())
+
+
+def record_missing(estimator, source):
+    """Set ``missing_fraction_`` (of the entries), ``n_incomplete_rows_`` and
+    ``n_empty_rows_`` (none observed) of the fitted rows: one read pass, here."""
+    entries = incomplete = empty = 0
+    for _, _, chunk in source.chunks():
+        holes = np.isnan(chunk)
+        per_row = holes.sum(axis=1)
+        entries += int(per_row.sum())
+        incomplete += int(np.count_nonzero(per_row))
+        empty += int(np.count_nonzero(per_row == source.n_features))
+    estimator.missing_fraction_ = entries / max(source.n_rows * source.n_features, 1)
+    estimator.n_incomplete_rows_ = incomplete
+    estimator.n_empty_rows_ = empty
 
 
 def available_case_stats(source, sample_weight, full):
@@ -76,8 +160,9 @@ def available_case_stats(source, sample_weight, full):
     ref = None
     for _, start, chunk in source.chunks():
         chunk = np.asarray(chunk, dtype=np.float64)
-        if ref is None:
-            ref = np.nan_to_num(np.nanmean(chunk[:1024], axis=0)) if chunk.size else \
+        if ref is None:     # the first rows' column means (0 where none is seen)
+            head = chunk[:1024]
+            ref = fill_with_column_means(head).mean(axis=0) if head.size else \
                 np.zeros(n_features)
         seen = ~np.isnan(chunk)
         w = (np.ones(chunk.shape[0]) if sample_weight is None
@@ -169,6 +254,40 @@ class MissingValues:
         """``params`` (KernelParams) marginalising NaN entries when ``missing`` says so."""
         params.marginalize = self._marginalize
         return params
+
+    def _initial_rows_and_resp(self, sample, rng, weights):
+        """The initialisation's rows and responsibilities (``BaseMixture._initialize``).
+
+        With holes in the sample: the hard methods seed on its complete rows when there
+        are at least ``SEED_ROWS_PER_COMPONENT`` per component (the centres then label
+        every row by its observed entries), else on the rows filled by column means;
+        k-POD (``refine_labels``) then settles the labels and the holes' values.
+        ``random`` takes the mean-filled rows.  Mean filling alone seeded two components
+        inside one true cluster at 50% missing, on every seed tried."""
+        holes = np.isnan(sample)
+        if not holes.any():
+            return sample, self._initial_resp(sample, rng, weights)
+        filled = fill_with_column_means(sample)
+        complete = ~holes.any(axis=1)
+        if weights is not None:
+            complete &= weights > 0
+        n_components = self._initial_components()
+        if np.count_nonzero(complete) >= SEED_ROWS_PER_COMPONENT * n_components:
+            kept = None if weights is None else weights[complete]
+            labels = self._initial_resp(sample[complete], rng, kept)
+            if np.ndim(labels) != 1:                     # random: soft, on all rows
+                return filled, self._initial_resp(filled, rng, weights)
+            w = np.ones(labels.shape[0]) if kept is None else kept
+            mass = np.bincount(labels, weights=w, minlength=n_components)
+            sums = np.zeros((n_components, sample.shape[1]))
+            np.add.at(sums, labels, sample[complete] * w[:, None])
+            centres = sums / np.maximum(mass, 1e-300)[:, None]
+            labels = nearest_observed(sample, centres)
+        else:
+            labels = self._initial_resp(filled, rng, weights)
+            if np.ndim(labels) != 1:
+                return filled, labels
+        return refine_labels(sample, filled, labels, n_components, weights)
 
     def impute(self, X):
         """A copy of ``X`` with each NaN replaced by its conditional mean E[x_m | x_o]
