@@ -609,7 +609,7 @@ def test_a_nan_row_read_by_a_worker_is_named(data, tmp_path, client):
     with fastvi.HDF5Source(path, "/X", chunk_rows=CHUNK_ROWS) as source:
         params = model._kernel_params()
         message = local_error(lambda: total_stats(LocalBackend(), source, params))
-        assert message == f"{path}:/X contains NaN or infinity (first at row 400)"
+        assert message.startswith(f"{path}:/X contains NaN or infinity (first at row 400)")
         with pytest.raises(ValueError) as info:
             total_stats(backend(client), source, params)
         assert str(info.value) == message
