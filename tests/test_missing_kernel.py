@@ -135,3 +135,24 @@ def test_impute_is_the_mixture_conditional_mean(covariance_type):
     for n in range(X.shape[0]):
         filled = [naive.conditional_gaussian(X[n], means[k], sigmas[k])[0] for k in range(3)]
         np.testing.assert_allclose(out[n], resp[n] @ np.array(filled), rtol=1e-9, atol=1e-12)
+
+
+def test_blocks_too_large_to_keep_their_factors_compute_them_again():
+    """Many holes in many columns: a block's offsets and factors exceed
+    ``KEEP_BYTES``, so the statistics compute them again (the other path)."""
+    from fastvi.kernels import missing as kernel
+    n_features, n_components = 40, 2
+    weights, means, cov = random_mixture("full", n_components, n_features, 11)
+    params = em.kernel_params(weights, means, precision_cholesky(cov, "full"), "full")
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((BLOCK_ROWS + 40, n_features)) * 2.0
+    X[rng.random(X.shape) < 0.6] = np.nan
+    holes = np.isnan(X[:BLOCK_ROWS]).sum(axis=1)
+    assert n_components * (holes.sum() + 2 * (holes ** 2).sum()) * 8 > kernel.KEEP_BYTES
+    _, nk, s1, s2, log_norm, resp, _ = run_kernel(X, None, params, True)
+    log_rho = naive.log_gaussian_observed(X, means, cov, "full") + np.log(weights)
+    want_log_norm, want_resp = naive.responsibilities(log_rho)
+    np.testing.assert_allclose(log_norm, want_log_norm, rtol=1e-9)
+    want = naive.missing_sufficient_stats(X, want_resp, means, means, cov, "full")
+    np.testing.assert_allclose(s1, want["s1"], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(s2, want["s2"], rtol=1e-8, atol=1e-8)
