@@ -386,10 +386,23 @@ CASES = [
          setup=_h5("x.h5", X=np.ones((0, 3)))),
     Case("DATA", "empty: no features", FIT, "{tmp}/x.h5:/X has no features (shape (5, 0))",
          setup=_h5("x.h5", X=np.ones((5, 0)))),
-    Case("DATA", "NaN", FIT, "{tmp}/x.h5:/X contains NaN or infinity (first at row 7)",
-         setup=_h5("x.h5", X=NAN_ROWS)),
+    Case("DATA", "NaN", FIT, "{tmp}/x.h5:/X contains NaN or infinity (first at row 7); if "
+         "NaN marks missing entries, fit with missing='marginalize' (fastvi fit --missing "
+         "marginalize)", setup=_h5("x.h5", X=NAN_ROWS)),
     Case("DATA", "inf", "fit {tmp}/x.npy --k 2 -o {tmp}/m.h5",
-         "{tmp}/x.npy contains NaN or infinity (first at row 3)", setup=_npy("x.npy", INF_ROWS)),
+         "{tmp}/x.npy contains NaN or infinity (first at row 3); if NaN marks missing "
+         "entries, fit with missing='marginalize' (fastvi fit --missing marginalize)",
+         setup=_npy("x.npy", INF_ROWS)),
+    Case("DATA", "inf with --missing marginalize",
+         "fit {tmp}/x.npy --k 2 --missing marginalize -o {tmp}/m.h5",
+         "{tmp}/x.npy contains infinity (first at row 3); missing entries are NaN",
+         setup=_npy("x.npy", INF_ROWS)),
+    Case("--missing", "with --n-active",
+         "fit {good}/data.h5 --k 3 --missing marginalize --n-active 1 -o {tmp}/m.h5",
+         "missing='marginalize' needs the dense E-step: the truncated q (n_active) does not "
+         "marginalise missing entries; leave n_active=None"),
+    Case("--missing-rate", "1 or more", "make-data {tmp}/x.h5 --missing-rate 1",
+         "missing_rate (--missing-rate) must be in [0, 1), got 1.0"),
     Case("DATA", "fewer rows than --k", "fit {good}/data.h5 --k 500 -o {tmp}/m.h5",
          "{good}/data.h5:/X: Expected n_samples >= n_components but got n_components = 500, "
          "n_samples = 300"),

@@ -73,6 +73,12 @@ API_CASES = [
     ("backend='gpu'", GaussianMixture, {"backend": "gpu"}, "fit",
      r"backend must be one of \('local', 'dask', 'cuda', 'auto'\) or a "
      r"fastvi.engine.backend.Backend instance, got 'gpu'"),
+    ("missing='drop'", GaussianMixture, {"missing": "drop"}, "fit",
+     r"missing must be one of \('error', 'marginalize'\), got 'drop'"),
+    ("missing with n_active", BayesianGaussianMixture,
+     {"missing": "marginalize", "n_active": 1}, "fit",
+     r"missing='marginalize' needs the dense E-step: the truncated q \(n_active\) does not "
+     r"marginalise missing entries; leave n_active=None"),
     ("verbose='x'", GaussianMixture, {"verbose": "x"}, "fit",
      r"verbose must be an integer >= 0, got 'x'"),
     ("warm_start='yes'", GaussianMixture, {"warm_start": "yes"}, "fit",

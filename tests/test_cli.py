@@ -692,3 +692,47 @@ def test_gap_of_a_vae_combines_blocks_weighted_by_rows(amortized_models, capsys)
         expected = (GAP_BLOCK_ROWS * first[key] + 100 * second[key]) / n_rows
         printed = float(re.search(rf"^{key}\s+(\S+)", captured.out, re.M).group(1))
         assert printed == pytest.approx(expected, abs=1e-4), key
+
+
+# ----------------------------------------------------------------------------- issue 29
+
+def test_missing_values_from_make_data_to_fit_predict_impute_and_score(tmp_path, capsys):
+    """make-data --missing-rate, fit --missing marginalize (its summary counts the holes),
+    predict --impute and score: the same numbers as the API on the same rows."""
+    data = tmp_path / "holes.h5"
+    assert main(["make-data", str(data), "--n-samples", "3000", "--n-features", "4",
+                 "--n-components", "3", "--missing-rate", "0.2", "--chunk-rows", "700"]) == 0
+    with h5py.File(data, "r") as f:
+        X = f["X"][()]
+        assert f.attrs["missing_rate"] == 0.2
+    holes = np.isnan(X)
+    assert 0.18 < holes.mean() < 0.22
+    capsys.readouterr()
+    model = tmp_path / "m.h5"
+    assert main(["fit", f"{data}:/X", "--k", "3", "--missing", "marginalize",
+                 "-o", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert (f"missing      {holes.mean():.2%} of the entries, in "
+            f"{holes.any(axis=1).sum()} rows (marginalised); "
+            f"{holes.all(axis=1).sum()} with none observed") in out
+    estimator = load_model(model)
+    assert estimator.missing == "marginalize"
+    filled = tmp_path / "filled.h5"
+    assert main(["predict", str(model), f"{data}:/X", "-o", str(filled), "--impute",
+                 "--proba", "--chunk-size", "500"]) == 0
+    with h5py.File(filled, "r") as f:
+        np.testing.assert_array_equal(f["imputed"][()], estimator.impute(X))
+        np.testing.assert_array_equal(f["labels"][()], estimator.predict(X))
+        assert f["imputed"].dtype == np.float32
+    capsys.readouterr()
+    assert main(["score", str(model), f"{data}:/X"]) == 0
+    mean = float(re.search(r"score\s+(\S+)", capsys.readouterr().out).group(1))
+    assert mean == pytest.approx(estimator.score(X), rel=1e-12)
+    # a model fitted without holes refuses them, but --impute fills them
+    complete = tmp_path / "complete.npy"
+    np.save(complete, np.where(holes, 0.0, X))
+    plain = tmp_path / "plain.h5"
+    assert main(["fit", str(complete), "--k", "3", "-o", str(plain)]) == 0
+    assert main(["predict", str(plain), f"{data}:/X", "-o", str(tmp_path / "p.h5")]) == 2
+    assert main(["predict", str(plain), f"{data}:/X", "-o", str(tmp_path / "p.h5"),
+                 "--impute"]) == 0

@@ -22,7 +22,9 @@ from conftest import COVARIANCE_TYPES, blobs, fastvi_types
 
 
 @parametrize_with_checks([fastvi.GaussianMixture(n_components=2),
-                          fastvi.BayesianGaussianMixture(n_components=2)])
+                          fastvi.BayesianGaussianMixture(n_components=2),
+                          fastvi.GaussianMixture(n_components=2, missing="marginalize"),
+                          fastvi.MixtureImputer()])
 def test_scikit_learn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

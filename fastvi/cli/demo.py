@@ -38,8 +38,11 @@ def cmd_make_data(args):
     write_mixture_h5(args.out, args.n_samples, args.n_features, args.n_components,
                      separation=args.separation, covariance_type=args.cov, dtype=args.dtype,
                      random_state=args.seed, sample_seed=args.sample_seed,
-                     chunk_rows=args.chunk_rows, progress=sys.stderr.isatty())
+                     chunk_rows=args.chunk_rows, progress=sys.stderr.isatty(),
+                     missing_rate=args.missing_rate)
     rows = "" if args.sample_seed is None else f", rows from --sample-seed {args.sample_seed}"
+    if args.missing_rate:
+        rows += f", {args.missing_rate:.0%} of the entries NaN"
     print(f"wrote {args.out}: /X ({args.n_samples} x {args.n_features}, {args.dtype}), "
           f"/labels, /truth ({args.n_components} components, seed {args.seed}{rows}) "
           f"in {time.perf_counter() - start:.2f} s")

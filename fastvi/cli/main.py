@@ -135,6 +135,9 @@ def build_parser():
     p.add_argument("--cov", choices=("full", "tied", "diag", "spherical"), default="full",
                    help="structure of the true covariances (full)")
     p.add_argument("--chunk-rows", type=_positive_int, default=65536)
+    p.add_argument("--missing-rate", type=_finite_non_negative_float, default=0.0,
+                   metavar="R", help="make each entry NaN with probability R in [0, 1), "
+                                     "for fit --missing marginalize (0)")
     p.add_argument("--force", action="store_true",
                    help="replace OUT even if it is not a file that fastvi generated")
     p.set_defaults(func=cmd_make_data)

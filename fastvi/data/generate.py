@@ -273,7 +273,7 @@ def make_mixture(n_samples=1_000_000, n_features=16, n_components=16, *, separat
 
 def write_mixture_h5(path, n_samples=1_000_000, n_features=16, n_components=16, *,
                      separation=4.0, covariance_type="full", dtype="float32", random_state=0,
-                     sample_seed=None, chunk_rows=65536, progress=False):
+                     sample_seed=None, chunk_rows=65536, progress=False, missing_rate=0.0):
     """Generate a mixture like ``make_mixture`` and write it to HDF5, one block at a time.
 
     Memory stays at one block of rows whatever ``n_samples`` is.  The file holds
@@ -292,6 +292,9 @@ sample_seed
         Rows per HDF5 chunk of ``/X`` and ``/labels``.
     progress : bool, default False
         Show a tqdm progress bar on stderr.
+    missing_rate : float in [0, 1), default 0
+        Each entry of ``/X`` is NaN with this probability, independently (missing
+        completely at random; its own stream of the seed), for ``missing="marginalize"``.
 
     Returns
     -------
@@ -310,6 +313,9 @@ sample_seed
                         dtype)
     if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    if not (isinstance(missing_rate, (int, float)) and 0.0 <= missing_rate < 1.0):
+        raise ValueError(f"missing_rate (--missing-rate) must be in [0, 1), "
+                         f"got {missing_rate!r}")
     _check_sizes([*_truth_needs(n_features, n_components, covariance_type),
                   *_rows_needs(n_samples, n_features, dtype, in_memory=False,
                                chunk_rows=chunk_rows)])
@@ -332,6 +338,11 @@ sample_seed
                         "covariance_type": covariance_type, "dtype": dtype.name})
         if sample_seed is not None:
             f.attrs["sample_seed"] = str(int(sample_seed))
+        holes = None
+        if missing_rate > 0:
+            f.attrs["missing_rate"] = float(missing_rate)
+            holes = np.random.default_rng(np.random.SeedSequence(
+                [int(entropy), 0 if sample_seed is None else int(sample_seed) + 1, 29]))
         X = f.create_dataset("X", (n_samples, n_features), dtype=dtype,
                              chunks=(chunk_rows, n_features))
         labels = f.create_dataset("labels", (n_samples,), dtype=np.int32,
@@ -343,6 +354,8 @@ sample_seed
         with tqdm(total=n_samples, unit="rows", unit_scale=True, disable=not progress,
                   desc=os.path.basename(os.fspath(path))) as bar:
             for start, (rows, block_labels) in _blocks(n_samples, truth, stream, dtype):
+                if holes is not None:       # one stream: the same holes for any block size
+                    rows[holes.random(rows.shape) < missing_rate] = np.nan
                 X[start:start + rows.shape[0]] = rows
                 labels[start:start + rows.shape[0]] = block_labels
                 bar.update(rows.shape[0])
