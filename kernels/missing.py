@@ -24,189 +24,31 @@ to the missing block of the second moments (E[x x^T] = xhat xhat^T + C).
 For ``diag`` (and ``spherical``) factors the missing coordinates simply drop out:
 their centred value is 0 and their conditional variance 1 / U_kd^2.
 
-Rows are taken one at a time (each has its own missing set, so nothing is shared across
-rows to vectorise over); the loops over features are innermost and contiguous.  Blocks of
-``BLOCK_ROWS`` rows add into their own slots, summed in block order, as in ``estep.py``:
-the same bits for any number of threads.  A row with no observed entry is given its
-per-row outputs (for EM: log-normaliser 0 and the weights as responsibilities) but adds
-nothing to the statistics or to the returned sum: it says nothing about the parameters.
+Layout: ``estep_missing_full`` and ``estep_missing_diag`` keep ``estep.py``'s blocks of
+``BLOCK_ROWS`` rows, vectorised over the rows, each block adding into its own slot,
+summed in block order: the same bits for any number of threads.  For full factors the
+holes are first filled, per component, with their conditional means (the quadratic form
+of the filled row is the observed entries' marginal one), a short scalar step per row;
+the m x m factors are computed once per pattern of holes in a block.  ``impute_missing``
+takes one row at a time (``_log_rho_full``, ``_log_rho_diag``).  A row with no observed
+entry is given its per-row outputs (for EM: log-normaliser 0 and the weights as
+responsibilities) but adds nothing to the statistics or to the returned sum: it says
+nothing about the parameters.
+
+(Over 600 lines: the two block kernels and the per-row path of ``impute`` share the
+formulas above and are read together.)
 """
 import math
 
 import numpy as np
 from numba import njit, prange
-from numba.extending import overload
 
 from .estep import (_INNER, _KERNEL, _TILE, BLOCK_ROWS, GROUP_BLOCKS, _add_slots, _block_start,
-                    _emit_rows, _keep_top, _moments_full, _normalise, _pad_full, _pad_means,
+                    _emit_rows, _moments_full, _normalise, _pad_full, _pad_means,
                     _padded, _quad_full, _weighted_lse)
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 KEEP_BYTES = 1 << 21     # a block keeps its holes' offsets and factors up to this size
-
-
-@njit(**_INNER)
-def _missing_places(x, missing):
-    """Fill ``missing`` with the indices of the NaN entries of ``x``; return their count."""
-    count = 0
-    for i in range(x.shape[0]):
-        if np.isnan(x[i]):
-            missing[count] = i
-            count += 1
-    return count
-
-
-@njit(**_INNER)
-def _log_rho_full(x, mean, U, missing, n_missing, d, y, G, v, cond_mean, cond_cov):
-    """log rho of one row for one full factor ``U``; leaves the centred row with the
-    conditional mean filled in in ``d`` and the conditional covariance in
-    ``cond_cov[:m, :m]`` (for the statistics)."""
-    n_features = x.shape[0]
-    for i in range(n_features):
-        d[i] = 0.0 if np.isnan(x[i]) else x[i] - mean[i]
-    for j in range(n_features):
-        y[j] = 0.0
-    for i in range(n_features):
-        di = d[i]
-        for j in range(i, n_features):
-            y[j] += U[i, j] * di
-    quad = 0.0
-    for j in range(n_features):
-        quad += y[j] * y[j]
-    if n_missing == 0:
-        return -0.5 * quad
-    # G = A A^T and v = A y, A = U[missing, :] (row a of A is zero before column missing[a])
-    for a in range(n_missing):
-        ia = missing[a]
-        total = 0.0
-        for j in range(ia, n_features):
-            total += U[ia, j] * y[j]
-        v[a] = total
-        for b in range(a + 1):
-            ib = missing[b]
-            total = 0.0
-            for j in range(ia, n_features):         # ia >= ib: row a starts later
-                total += U[ia, j] * U[ib, j]
-            G[a, b] = total
-    # Cholesky G = L L^T in place (lower triangle), log|G| = 2 sum log L_aa
-    log_det = 0.0
-    for a in range(n_missing):
-        for b in range(a + 1):
-            total = G[a, b]
-            for p in range(b):
-                total -= G[a, p] * G[b, p]
-            if a == b:
-                root = math.sqrt(total) if total > 0.0 else np.nan
-                G[a, a] = root
-                log_det += 2.0 * math.log(root)
-            else:
-                G[a, b] = total / G[b, b]
-    # w = L^-1 v (forward), in v
-    for a in range(n_missing):
-        total = v[a]
-        for p in range(a):
-            total -= G[a, p] * v[p]
-        v[a] = total / G[a, a]
-    explained = 0.0
-    for a in range(n_missing):
-        explained += v[a] * v[a]
-    # conditional mean offset -L^-T w (backward), into d's missing places
-    for a in range(n_missing - 1, -1, -1):
-        total = v[a]
-        for p in range(a + 1, n_missing):
-            total -= G[p, a] * cond_mean[p]
-        cond_mean[a] = total / G[a, a]
-    for a in range(n_missing):
-        d[missing[a]] = -cond_mean[a]
-    # C = G^-1 = L^-T L^-1: L^-1 column by column into cond_cov's lower triangle, then
-    # C_ab = sum_p Linv_pa Linv_pb (p >= max(a, b))
-    for b in range(n_missing):
-        for a in range(n_missing):
-            if a < b:
-                cond_cov[a, b] = 0.0
-            else:
-                total = 1.0 if a == b else 0.0
-                for p in range(b, a):
-                    total -= G[a, p] * cond_cov[p, b]
-                cond_cov[a, b] = total / G[a, a]
-    for a in range(n_missing):
-        for b in range(a, n_missing):
-            total = 0.0
-            for p in range(b, n_missing):
-                total += cond_cov[p, a] * cond_cov[p, b]
-            G[a, b] = total                     # G's upper triangle: C (L is below)
-    for a in range(n_missing):
-        for b in range(a, n_missing):
-            cond_cov[a, b] = G[a, b]
-    return n_missing * _HALF_LOG_2PI - 0.5 * log_det - 0.5 * (quad - explained)
-
-
-@njit(**_INNER)
-def _log_rho_diag(x, mean, u, d, var):
-    """log rho of one row for one diagonal factor ``u``; leaves the centred row (0 at the
-    missing places) in ``d`` and each missing coordinate's variance 1 / u^2 in ``var``
-    (0 where observed)."""
-    total = 0.0
-    for i in range(x.shape[0]):
-        if np.isnan(x[i]):
-            d[i] = 0.0
-            var[i] = 1.0 / (u[i] * u[i])
-            total += _HALF_LOG_2PI - math.log(u[i])
-        else:
-            diff = x[i] - mean[i]
-            d[i] = diff
-            var[i] = 0.0
-            z = u[i] * diff
-            total -= 0.5 * z * z
-    return total
-
-
-def _component(x, mean, factor_k, missing, n_missing, d, var, y, G, v, cond_mean, cov):
-    """log rho of one row for one component (its factor full or diagonal), leaving what
-    the statistics need in ``d`` and ``var`` or ``cov`` (by overload below)."""
-
-
-@overload(_component, jit_options=_INNER)
-def _component_by_factor(x, mean, factor_k, missing, n_missing, d, var, y, G, v, cond_mean,
-                         cov):
-    if factor_k.ndim == 2:
-        def full(x, mean, factor_k, missing, n_missing, d, var, y, G, v, cond_mean, cov):
-            return _log_rho_full(x, mean, factor_k, missing, n_missing, d, y, G, v,
-                                 cond_mean, cov)
-        return full
-
-    def diag(x, mean, factor_k, missing, n_missing, d, var, y, G, v, cond_mean, cov):
-        return _log_rho_diag(x, mean, factor_k, d, var)
-    return diag
-
-
-@njit(**_INNER)
-def _row_outputs(row, lr, n_components, log_norm_out, resp_out, labels_out, top_v):
-    """The row's log-sum-exp over ``lr`` (K,), and ``lr`` turned into responsibilities in
-    place; the per-row outputs asked for are written."""
-    if labels_out.shape[0] > 0:
-        top_k = labels_out[row]
-        kept = 0
-        for k in range(n_components):
-            kept = _keep_top(k, lr[k], top_k, top_v, kept)
-    top = lr[0]
-    for k in range(1, n_components):
-        top = lr[k] if lr[k] > top else top
-    shift = top if top > -np.inf else 0.0
-    total = 0.0
-    for k in range(n_components):
-        lr[k] = math.exp(lr[k] - shift)
-        total += lr[k]
-    lse = math.log(total) + shift if total > 0.0 else (-np.inf if total == 0.0 else total)
-    scale = 1.0 / total if total > 0.0 else 0.0
-    for k in range(n_components):
-        lr[k] *= scale
-    if log_norm_out.shape[0] > 0:
-        log_norm_out[row] = lse
-    if resp_out.shape[0] > 0:
-        for k in range(n_components):
-            resp_out[row, k] = lr[k]
-    return lse
 
 
 @njit(**_INNER)
@@ -385,6 +227,73 @@ def _precisions(factor):
     return lam
 
 
+@njit(**_INNER)
+def _block_holes(xT, n, n_features, n_components, w, want_cov, keep_all):
+    """What a block's rows with holes need, for every component: their holes and
+    patterns (``_patterns``), the flat stores of the patterns' factors (and, with
+    ``want_cov``, conditional covariances), the holes' conditional offsets, and whether
+    they are kept per component (``keep_all`` and within ``KEEP_BYTES``) or computed
+    again when needed."""
+    missing = np.empty((BLOCK_ROWS, n_features), dtype=np.int64)
+    n_missing = np.empty(BLOCK_ROWS, dtype=np.int64)
+    pattern = np.empty(BLOCK_ROWS, dtype=np.int64)
+    offset = np.zeros(BLOCK_ROWS, dtype=np.int64)
+    _patterns(xT, n, n_features, missing, n_missing, pattern, w)
+    size = _offsets(n, n_missing, pattern, offset)
+    first_shift = np.empty(BLOCK_ROWS, dtype=np.int64)
+    holes_total = 0
+    for t in range(n):
+        first_shift[t] = holes_total
+        holes_total += n_missing[t]
+    keep = keep_all and n_components * (holes_total + 2 * size) * 8 <= KEEP_BYTES
+    kept = n_components if keep else 1
+    return (missing, n_missing, pattern, offset, first_shift, keep,
+            np.empty((kept, holes_total)), np.empty((kept, size)),
+            np.empty((kept, size if want_cov else 0)), np.zeros(BLOCK_ROWS))
+
+
+@njit(**_INNER)
+def _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, lr, want_cov):
+    """lr[k, t]: the block's marginal log rho (module docstring) of every component; the
+    filled rows go through ``estep._quad_full``.  Keeps what ``holes`` (``_block_holes``)
+    says to keep."""
+    (missing, n_missing, pattern, offset, first_shift, keep, shifts, chol, cond_cov,
+     log_det) = holes
+    for k in range(means.shape[0]):
+        kk = k if keep else 0
+        _factor_patterns(lam[k], n, missing, n_missing, pattern, offset, chol[kk],
+                         log_det, cond_cov[kk], keep and want_cov)
+        _mean_filled(xT, means[k], n, xfT)
+        _fill_rows(X, start, n, means[k], lam[k], missing, n_missing, pattern, offset,
+                   chol[kk], xfT, shifts[kk], first_shift)
+        # (xhat - m)^T Lambda (xhat - m) is the observed entries' marginal form
+        _quad_full(xfT, mp[k], up[k], n, y, c[k], lr[k])
+        for t in range(n):
+            lr[k, t] += n_missing[t] * _HALF_LOG_2PI - 0.5 * log_det[pattern[t]]
+
+
+@njit(**_INNER)
+def _filled(X, start, n, xT, k, means, lam, holes, xfT, want_cov):
+    """``xfT``: the block's rows with their holes at their conditional means under
+    component ``k``, from the kept offsets or computed again (with the factors and,
+    with ``want_cov``, the covariances); returns the index of ``k``'s stores."""
+    (missing, n_missing, pattern, offset, first_shift, keep, shifts, chol, cond_cov,
+     log_det) = holes
+    _mean_filled(xT, means[k], n, xfT)
+    if keep:
+        sk = shifts[k]
+        for t in range(n):
+            where = missing[t]
+            for a in range(n_missing[t]):
+                xfT[where[a], t] += sk[first_shift[t] + a]
+        return k
+    _factor_patterns(lam[k], n, missing, n_missing, pattern, offset, chol[0], log_det,
+                     cond_cov[0], want_cov)
+    _fill_rows(X, start, n, means[k], lam[k], missing, n_missing, pattern, offset, chol[0],
+               xfT, shifts[0], first_shift)
+    return 0
+
+
 @njit(**_KERNEL)
 def estep_missing_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
                        log_norm_out, resp_out, labels_out):
@@ -424,80 +333,53 @@ def estep_missing_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
             n = min(BLOCK_ROWS, n_rows - start)
             xT, lr, e, w, ws, scale, lse, tmp = _block_start(
                 X, sample_weight, start, n, n_pad, n_components)
-            missing = np.empty((BLOCK_ROWS, n_features), dtype=np.int64)
-            n_missing = np.empty(BLOCK_ROWS, dtype=np.int64)
-            pattern = np.empty(BLOCK_ROWS, dtype=np.int64)
-            offset = np.zeros(BLOCK_ROWS, dtype=np.int64)
-            _patterns(xT, n, n_features, missing, n_missing, pattern, w)
-            size = _offsets(n, n_missing, pattern, offset)
-            log_det = np.zeros(BLOCK_ROWS)
-            first_shift = np.empty(BLOCK_ROWS, dtype=np.int64)
-            holes_total = 0
-            for t in range(n):
-                first_shift[t] = holes_total
-                holes_total += n_missing[t]
-            # every component's holes' offsets, factors and conditional covariances,
-            # kept from the log-densities for the statistics when they are small, else
-            # computed again there
-            keep = want_stats and (n_components * (holes_total + 2 * size) * 8
-                                   <= KEEP_BYTES)
-            kept = n_components if keep else 1
-            shifts = np.empty((kept, holes_total))
-            chol = np.empty((kept, size))
-            cond_cov = np.empty((kept, size if want_stats else 0))
+            holes = _block_holes(xT, n, n_features, n_components, w, want_stats, want_stats)
+            missing, n_missing, pattern, offset = holes[0], holes[1], holes[2], holes[3]
+            cond_cov = holes[8]
             xfT = np.zeros((n_pad, BLOCK_ROWS))
             y = np.empty((_TILE, BLOCK_ROWS))
-            r = np.empty(BLOCK_ROWS)
-            mass = np.empty(BLOCK_ROWS)
-            for k in range(n_components):
-                kk = k if keep else 0
-                _factor_patterns(lam[k], n, missing, n_missing, pattern, offset, chol[kk],
-                                 log_det, cond_cov[kk], keep)
-                _mean_filled(xT, means[k], n, xfT)
-                _fill_rows(X, start, n, means[k], lam[k], missing, n_missing, pattern,
-                           offset, chol[kk], xfT, shifts[kk], first_shift)
-                # (xhat - m)^T Lambda (xhat - m) is the observed entries' marginal form
-                _quad_full(xfT, mp[k], up[k], n, y, c[k], lr[k])
-                for t in range(n):
-                    lr[k, t] += n_missing[t] * _HALF_LOG_2PI - 0.5 * log_det[pattern[t]]
+            _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, lr,
+                           want_stats)
             _normalise(lr, n, e, scale, lse, tmp)
             _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
             slot_lse[b] = _weighted_lse(w, lse, n)
-            if want_stats:
+            if not want_stats:
+                continue
+            r = np.empty(BLOCK_ROWS)
+            mass = np.zeros(BLOCK_ROWS)
+            for t in range(n):
+                ws[t] = w[t] * scale[t]
+            for k in range(n_components):
+                mass[:n] = 0.0
                 for t in range(n):
-                    ws[t] = w[t] * scale[t]
-                for k in range(n_components):
-                    mass[:n] = 0.0
-                    for t in range(n):
-                        r[t] = e[k, t] * ws[t]
-                        mass[pattern[t]] += r[t]
-                    kk = k if keep else 0
-                    _mean_filled(xT, means[k], n, xfT)
-                    if keep:                          # the holes at their conditional mean
-                        sk = shifts[k]
-                        for t in range(n):
-                            holes = missing[t]
-                            for a in range(n_missing[t]):
-                                xfT[holes[a], t] += sk[first_shift[t] + a]
-                    else:
-                        _factor_patterns(lam[k], n, missing, n_missing, pattern, offset,
-                                         chol[0], log_det, cond_cov[0], True)
-                        _fill_rows(X, start, n, means[k], lam[k], missing, n_missing,
-                                   pattern, offset, chol[0], xfT, shifts[0], first_shift)
-                    slot_n[b, k] = _moments_full(xfT, mp[k], r, n, slot_s1[b, k],
-                                                 slot_s2[b, k])
-                    moments = slot_s2[b, k]
-                    for t in range(n):                # E[x x^T] = xhat xhat^T + C
-                        m = n_missing[t]
-                        if pattern[t] != t or m == 0:
-                            continue
-                        C = cond_cov[kk, offset[t]:offset[t] + m * m]
-                        holes = missing[t]
-                        for a in range(m):
-                            for q in range(a, m):
-                                moments[holes[a], holes[q]] += mass[t] * C[a * m + q]
+                    r[t] = e[k, t] * ws[t]
+                    mass[pattern[t]] += r[t]
+                kk = _filled(X, start, n, xT, k, means, lam, holes, xfT, True)
+                slot_n[b, k] = _moments_full(xfT, mp[k], r, n, slot_s1[b, k],
+                                             slot_s2[b, k])
+                moments = slot_s2[b, k]
+                for t in range(n):                # E[x x^T] = xhat xhat^T + C
+                    m = n_missing[t]
+                    if pattern[t] != t or m == 0:
+                        continue
+                    C = cond_cov[kk, offset[t]:offset[t] + m * m]
+                    where = missing[t]
+                    for a in range(m):
+                        for q in range(a, m):
+                            moments[where[a], where[q]] += mass[t] * C[a * m + q]
         total += _add_slots(n_slots, slot_lse, slot_n, slot_s1, slot_s2, nk, s1, s2)
     return total
+
+
+@njit(**_INNER)
+def _hole_terms(prec_sqrt, n_pad):
+    """-2 (1/2 log 2 pi - log p_ki): what a hole adds to ``_quad_diag_holes``'s sum."""
+    n_components, n_features = prec_sqrt.shape
+    terms = np.zeros((n_components, n_pad))
+    for k in range(n_components):
+        for i in range(n_features):
+            terms[k, i] = 2.0 * math.log(prec_sqrt[k, i]) - 2.0 * _HALF_LOG_2PI
+    return terms
 
 
 @njit(**_INNER)
@@ -582,11 +464,10 @@ def estep_missing_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
     n_components = means.shape[0]
     n_pad = _padded(n_features)
     mp, pp = _pad_means(means), _pad_means(prec_sqrt)
-    hole_terms = np.zeros((n_components, n_pad))      # -2 (1/2 log 2 pi - log p)
+    hole_terms = _hole_terms(prec_sqrt, n_pad)
     variances = np.zeros((n_components, n_pad))
     for k in range(n_components):
         for i in range(n_features):
-            hole_terms[k, i] = 2.0 * math.log(prec_sqrt[k, i]) - 2.0 * _HALF_LOG_2PI
             variances[k, i] = 1.0 / (prec_sqrt[k, i] * prec_sqrt[k, i])
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
     want_stats = nk.shape[0] > 0
@@ -626,45 +507,66 @@ def estep_missing_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
 
 
 @njit(**_KERNEL)
-def impute_missing(X, c, means, factor, out):
-    """The conditional mean E[x_m | x_o] = sum_k r_k E[x_m | x_o, z = k] of each row's
-    missing entries under the mixture (``c``, ``means``, ``factor`` as ``estep_missing``
-    takes them), written into ``out`` (n, D) float64: observed entries copied, missing
-    ones filled.  A row with nothing observed gets sum_k r_k m_k (the weights' mean)."""
+def _impute_full(X, c, means, prec_chol, out):
     n_rows, n_features = X.shape
     n_components = means.shape[0]
-    n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
-    for b in prange(n_blocks):
-        missing = np.empty(n_features, dtype=np.int64)
-        d = np.empty((n_components, n_features))
-        var = np.zeros((n_components, n_features))
-        cov = np.zeros((n_components, n_features, n_features))
-        y = np.empty(n_features)
-        G = np.empty((n_features, n_features))
-        v = np.empty(n_features)
-        cond_mean = np.empty(n_features)
-        lr = np.empty(n_components)
-        no_labels = np.zeros((0, 1), dtype=np.int64)
-        nothing = np.zeros(0)
-        no_resp = np.zeros((0, n_components))
-        top_v = np.empty(1)
-        for row in range(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n_rows)):
-            x = X[row]
-            n_missing = _missing_places(x, missing)
+    n_pad = _padded(n_features)
+    mp, up, lam = _pad_means(means), _pad_full(prec_chol), _precisions(prec_chol)
+    for b in prange((n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
+        start = b * BLOCK_ROWS
+        n = min(BLOCK_ROWS, n_rows - start)
+        xT, lr, e, w, ws, scale, lse, tmp = _block_start(X, np.zeros(0), start, n, n_pad,
+                                                         n_components)
+        holes = _block_holes(xT, n, n_features, n_components, w, False, True)
+        xfT = np.zeros((n_pad, BLOCK_ROWS))
+        _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT,
+                       np.empty((_TILE, BLOCK_ROWS)), lr, False)
+        _normalise(lr, n, e, scale, lse, tmp)
+        for t in range(n):
             for i in range(n_features):
-                out[row, i] = x[i]
-            if n_missing == 0:
-                continue
-            for k in range(n_components):
-                lr[k] = c[k] + _component(x, means[k], factor[k], missing, n_missing,
-                                          d[k], var[k], y, G, v, cond_mean, cov[k])
-            _row_outputs(row, lr, n_components, nothing, no_resp, no_labels, top_v)
-            for a in range(n_missing):
-                i = missing[a]
-                total = 0.0
+                out[start + t, i] = 0.0 if np.isnan(X[start + t, i]) else X[start + t, i]
+        for k in range(n_components):
+            _filled(X, start, n, xT, k, means, lam, holes, xfT, False)
+            for t in range(n):
+                where = holes[0][t]
+                r = e[k, t] * scale[t]
+                for a in range(holes[1][t]):
+                    out[start + t, where[a]] += r * xfT[where[a], t]
+
+
+@njit(**_KERNEL)
+def _impute_diag(X, c, means, prec_sqrt, out):
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    n_pad = _padded(n_features)
+    mp, pp = _pad_means(means), _pad_means(prec_sqrt)
+    hole_terms = _hole_terms(prec_sqrt, n_pad)
+    for b in prange((n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
+        start = b * BLOCK_ROWS
+        n = min(BLOCK_ROWS, n_rows - start)
+        xT, lr, e, w, ws, scale, lse, tmp = _block_start(X, np.zeros(0), start, n, n_pad,
+                                                         n_components)
+        _quad_diag_holes(xT, mp, pp, hole_terms, c, n, lr)
+        _normalise(lr, n, e, scale, lse, tmp)
+        for t in range(n):
+            for i in range(n_features):
+                x = X[start + t, i]
+                if not np.isnan(x):
+                    out[start + t, i] = x
+                    continue
+                total = 0.0                     # a hole's conditional mean is m_ki
                 for k in range(n_components):
-                    total += lr[k] * (d[k, i] + means[k, i])
-                out[row, i] = total
+                    total += e[k, t] * means[k, i]
+                out[start + t, i] = total * scale[t]
+
+
+def impute_missing(X, c, means, factor, out):
+    """The conditional mean E[x_m | x_o] = sum_k p(k | x_o) E[x_m | x_o, z = k] of each
+    row's holes under the mixture (``c``, ``means``, ``factor`` as the E-step kernels take
+    them), written into ``out`` (n, D) float64: observed entries copied, holes filled (a
+    row with nothing observed: sum_k r_k m_k, the weights' mean)."""
+    kernel = _impute_full if factor.ndim == 3 else _impute_diag
+    kernel(X, c, means, factor, out)
 
 
 def estep_missing(X, sample_weight, c, means, factor, nk, s1, s2, log_norm_out, resp_out,

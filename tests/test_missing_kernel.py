@@ -156,3 +156,12 @@ def test_blocks_too_large_to_keep_their_factors_compute_them_again():
     want = naive.missing_sufficient_stats(X, want_resp, means, means, cov, "full")
     np.testing.assert_allclose(s1, want["s1"], rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(s2, want["s2"], rtol=1e-8, atol=1e-8)
+    # impute takes the same path when its block's offsets are too large to keep
+    from fastvi.kernels.missing import impute_missing
+    out = np.empty(X.shape)
+    impute_missing(X, params.c, params.means, params.factor, out)
+    for n in (0, 7, BLOCK_ROWS + 3):
+        filled = [naive.conditional_gaussian(X[n], means[k], cov[k])[0]
+                  for k in range(n_components)]
+        np.testing.assert_allclose(out[n], want_resp[n] @ np.array(filled), rtol=1e-8,
+                                   atol=1e-10)

@@ -229,8 +229,7 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         # Now that the data's shape is known, before anything of its size is allocated.
         _sizes.check_fit(self, source)
         validation = None if X_val is None else self._validate_X(X_val, reset=False)
-        if self._marginalize:
-            _missing.record_missing(self, source)
+        _missing.record_missing(self, source)
         with self._running():
             self._fit(source, sample_weight, validation, callback, checkpoint, resume)
         if hasattr(checkpoint, "finish"):
@@ -398,8 +397,7 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         rows, resp = self._initial_rows_and_resp(sample, rng, weights)   # (holes filled)
         stats = _init.stats_from_resp(rows, resp, self._initial_components(),
                                       self._full_stats, weights)
-        if rows is not sample and np.ndim(resp) == 1:
-            _missing.add_hole_variances(stats, sample, resp, weights)
+        _missing.add_hole_variances(stats, sample, rows, resp, weights)
         total = source.n_rows if sample_weight is None else float(sample_weight.sum())
         if stats.weight != total:
             stats = stats.scale(total / stats.weight)
@@ -413,14 +411,12 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         return _init.initial_resp(sample, components, method, rng, weights)
 
     def _initial_components(self):
-        """How many components a fit starts from (BayesianGaussianMixture's
-        ``n_components_init``, with moves)."""
+        """Components a fit starts from (``n_components_init`` of a fit with moves)."""
         return self.n_components
 
     def _data_stats(self, X, sample_weight):
-        """One-component statistics of all rows (weighted mean and scatter), one pass;
-        with missing entries, their available-case moments (``missing``)."""
-        if self._marginalize and _missing.has_missing(X):
+        """One-component statistics of all rows (weighted mean and scatter), one pass."""
+        if self._marginalize and _missing.has_missing(X):      # available-case moments
             return _missing.available_case_stats(X, sample_weight, self._full_stats)
         # A zero precision factor makes every row's responsibility 1; centring on the first
         # row keeps the scatter free of cancellation.

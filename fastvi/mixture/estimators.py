@@ -84,7 +84,7 @@ _COMMON_DOC = """
         ``'marginalize'``: a value missing at random, a latent variable (Ghahramani &
         Jordan 1994): the E-step uses each row's observed coordinates (the marginal
         density), the M-step the expected statistics E[x_m | x_o, z] and the conditional
-        covariance, so EM stays exact and the VB bound stays the exact ELBO.  Rows
+        covariance, so EM stays exact and the VB bound stays the exact ELBO.  Chunks
         without NaN take the ordinary kernels at their speed and bits; a row with every
         entry missing adds nothing.  ``predict``, ``predict_proba``, ``score_samples``
         accept such rows, and ``impute`` fills them.  Not with ``n_active`` or

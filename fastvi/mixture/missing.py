@@ -99,12 +99,14 @@ def refine_labels(sample, filled, labels, n_components, weights=None):
     return filled, labels
 
 
-def add_hole_variances(stats, sample, labels, weights=None):
-    """Add to the initial ``stats`` (from rows whose holes hold their centre's value) each
-    hole's variance: the variance of its column's observed entries in its row's cluster,
-    on the diagonal of the second moments.  Without it every hole adds zero spread, and a
-    cluster of incomplete rows starts as narrow as its observed entries make it: at 50%
-    missing, EM from there lost a component (weight 0) and merged two true ones."""
+def add_hole_variances(stats, sample, rows, labels, weights=None):
+    """Add to the initial ``stats`` (of ``rows``: ``sample`` with each hole at its centre's
+    value, and hard ``labels``) each hole's variance: the variance of its column's
+    observed entries in its row's cluster, on the diagonal of the second moments; nothing
+    when the sample had no hole or the labels are soft.  Without it every hole adds zero
+    spread, and a cluster of incomplete rows starts narrower than its rows."""
+    if rows is sample or np.ndim(labels) != 1:
+        return stats
     holes = np.isnan(sample)
     w = np.ones(sample.shape[0]) if weights is None else weights
     n_components = stats.nk.shape[0]
@@ -136,7 +138,12 @@ def has_missing(source):
 
 def record_missing(estimator, source):
     """Set ``missing_fraction_`` (of the entries), ``n_incomplete_rows_`` and
-    ``n_empty_rows_`` (none observed) of the fitted rows: one read pass, here."""
+    ``n_empty_rows_`` (none observed) of the fitted rows when ``missing`` marginalises
+    them (one read pass, here); else remove them (a refit)."""
+    if not estimator._marginalize:
+        for name in ("missing_fraction_", "n_incomplete_rows_", "n_empty_rows_"):
+            estimator.__dict__.pop(name, None)
+        return
     entries = incomplete = empty = 0
     for _, _, chunk in source.chunks():
         holes = np.isnan(chunk)
