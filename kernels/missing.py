@@ -28,15 +28,12 @@ Layout: ``estep_missing_full`` and ``estep_missing_diag`` keep ``estep.py``'s bl
 ``BLOCK_ROWS`` rows, vectorised over the rows, each block adding into its own slot,
 summed in block order: the same bits for any number of threads.  For full factors the
 holes are first filled, per component, with their conditional means (the quadratic form
-of the filled row is the observed entries' marginal one), a short scalar step per row;
-the m x m factors are computed once per pattern of holes in a block.  ``impute_missing``
-takes one row at a time (``_log_rho_full``, ``_log_rho_diag``).  A row with no observed
-entry is given its per-row outputs (for EM: log-normaliser 0 and the weights as
-responsibilities) but adds nothing to the statistics or to the returned sum: it says
-nothing about the parameters.
-
-(Over 600 lines: the two block kernels and the per-row path of ``impute`` share the
-formulas above and are read together.)
+of the filled row is the observed entries' marginal one): a vectorised step for a run
+of rows with the same holes (the local backend sorts rows by pattern), a short scalar
+one for a row alone; the m x m factors are computed once per pattern of holes in a
+block.  ``impute_missing`` uses the same block steps.  A row with no observed entry gets
+log-normaliser 0 and its responsibilities (for EM, the weights) but adds nothing to the
+statistics or to the returned sum: it says nothing about the parameters.
 """
 import math
 
@@ -56,9 +53,9 @@ def _patterns(xT, n, n_features, missing, n_missing, pattern, w):
     """Each row's holes (``missing[t, :n_missing[t]]``, ascending) and its pattern: rows
     of the block with the same holes share ``pattern[t]``, the first such row, whose
     Cholesky factor and conditional covariance serve them all (they depend on the holes
-    and the component, not on the values).  Returns the number of floats the patterns'
-    m x m matrices take, and their offsets in ``offset[t]`` (of the first rows).  A row
-    with none observed gets weight 0: it adds nothing."""
+    and the component, not on the values).  The previous row's pattern is tried first
+    (the local backend sorts a chunk's incomplete rows by pattern).  A row with none
+    observed gets weight 0: it adds nothing."""
     keys = np.empty(n, dtype=np.int64)
     for t in range(n):
         count = 0
@@ -75,6 +72,13 @@ def _patterns(xT, n, n_features, missing, n_missing, pattern, w):
         pattern[t] = t
         if count == 0:
             continue
+        if t > 0 and keys[t - 1] == key and n_missing[t - 1] == count:
+            same = True
+            for a in range(count):
+                same = same and missing[t - 1, a] == missing[t, a]
+            if same:
+                pattern[t] = pattern[t - 1]
+                continue
         for u in range(t):
             if pattern[u] == u and keys[u] == key and n_missing[u] == count:
                 same = True
@@ -85,6 +89,16 @@ def _patterns(xT, n, n_features, missing, n_missing, pattern, w):
                 if same:
                     pattern[t] = u
                     break
+
+
+@njit(**_INNER)
+def _say_nothing(n, n_missing, n_features, lse):
+    """A row with nothing observed has log-normaliser 0 (``score_samples``, and its
+    share of the bound): it says nothing, for EM (where the formula gives 0 too) and VB
+    (where it would give the bound's gap on an empty observation) alike."""
+    for t in range(n):
+        if n_missing[t] == n_features:
+            lse[t] = 0.0
 
 
 @njit(**_INNER)
@@ -111,7 +125,7 @@ def _factor_patterns(lam, n, missing, n_missing, pattern, offset, chol, log_det,
             continue
         L = chol[offset[t]:offset[t] + m * m]
         holes = missing[t]
-        product = 1.0           # of the pivots; one log a pattern, not one a pivot
+        total_log = 0.0         # a log a pivot: their product over- or underflows
         for a in range(m):
             row = lam[holes[a]]
             for b in range(a + 1):
@@ -119,11 +133,11 @@ def _factor_patterns(lam, n, missing, n_missing, pattern, offset, chol, log_det,
                 for p in range(b):
                     total -= L[a * m + p] * L[b * m + p]
                 if a == b:
-                    product *= total if total > 0.0 else np.nan
+                    total_log += math.log(total) if total > 0.0 else np.nan
                     L[a * m + a] = 1.0 / math.sqrt(total)
                 else:
                     L[a * m + b] = total * L[b * m + b]
-        log_det[t] = math.log(product)
+        log_det[t] = total_log
         if want_cov:
             _inverse_from_factor(L, m, cond_cov[offset[t]:offset[t] + m * m])
 
@@ -174,40 +188,84 @@ def _mean_filled(xT, mean, n, xfT):
             fi[t] = mi if np.isnan(xi[t]) else xi[t]
 
 
+RUN_ROWS = 4     # consecutive rows of one pattern from which the fill is vectorised
+
+
 @njit(**_INNER)
 def _fill_rows(X, start, n, mean, lam, missing, n_missing, pattern, offset, chol, xfT,
-               shift, first_shift):
+               shift, first_shift, V):
     """Each row's holes in ``xfT`` (already at the mean) moved to their conditional mean
-    under one component: v = (Lambda d)_m with d the centred row, zero at the holes
-    (a short scalar loop per hole: the rows' holes differ); w = L^-1 v with L its
-    pattern's factor; the offset -L^-T w, also kept in ``shift[first_shift[t]:][:m]``.
-    (A vectorised Lambda d over the block's rows was slower: D^2 products a row where
-    the holes need m D.)"""
+    under one component: v = (Lambda d)_m with d the centred row, zero at the holes;
+    w = L^-1 v with L its pattern's factor; the offset -L^-T w, also kept in
+    ``shift[first_shift[t]:][:m]``.  A run of at least ``RUN_ROWS`` consecutive rows of
+    one pattern is done in loops over its rows (vectorised; ``V`` (D, B) scratch), any
+    other row alone, in short scalar loops.  (A vectorised Lambda d over all the block's
+    rows was slower: D^2 products a row where its holes need m D.)"""
     n_features = X.shape[1]
-    for t in range(n):
+    t = 0
+    while t < n:
         m = n_missing[t]
+        end = t + 1
+        while end < n and pattern[end] == pattern[t]:
+            end += 1
         if m == 0:
+            t = end
             continue
         holes = missing[t]
-        x = X[start + t]
         first = offset[pattern[t]]
         L = chol[first:first + m * m]
-        out = shift[first_shift[t]:first_shift[t] + m]
-        for a in range(m):                            # forward: w = L^-1 v, in out
-            row = lam[holes[a]]
-            total = 0.0
-            for j in range(n_features):
-                xj = x[j]
-                total += row[j] * (0.0 if np.isnan(xj) else xj - mean[j])
-            for p in range(a):
-                total -= L[a * m + p] * out[p]
-            out[a] = total * L[a * m + a]
-        for a in range(m - 1, -1, -1):                # backward: offset = -L^-T w
-            total = out[a]
-            for p in range(a + 1, m):
-                total += L[p * m + a] * out[p]
-            out[a] = -total * L[a * m + a]
-            xfT[holes[a], t] += out[a]
+        if end - t >= RUN_ROWS:
+            for a in range(m):                        # v for the run's rows
+                row = lam[holes[a]]
+                va = V[a]
+                for u in range(t, end):
+                    va[u] = 0.0
+                for j in range(n_features):
+                    lj, mj, xj = row[j], mean[j], xfT[j]
+                    for u in range(t, end):
+                        va[u] += lj * (xj[u] - mj)
+            for a in range(m):                        # forward: w = L^-1 v
+                va = V[a]
+                for p in range(a):
+                    lap, vp = L[a * m + p], V[p]
+                    for u in range(t, end):
+                        va[u] -= lap * vp[u]
+                inverse = L[a * m + a]
+                for u in range(t, end):
+                    va[u] *= inverse
+            for a in range(m - 1, -1, -1):            # backward: offset = -L^-T w
+                va = V[a]
+                for p in range(a + 1, m):
+                    lpa, vp = L[p * m + a], V[p]
+                    for u in range(t, end):
+                        va[u] += lpa * vp[u]
+                inverse = -L[a * m + a]
+                fa = xfT[holes[a]]
+                for u in range(t, end):
+                    va[u] *= inverse
+                    fa[u] += va[u]
+                    shift[first_shift[u] + a] = va[u]
+            t = end
+            continue
+        for u in range(t, end):
+            x = X[start + u]
+            out = shift[first_shift[u]:first_shift[u] + m]
+            for a in range(m):                        # forward: w = L^-1 v, in out
+                row = lam[holes[a]]
+                total = 0.0
+                for j in range(n_features):
+                    xj = x[j]
+                    total += row[j] * (0.0 if np.isnan(xj) else xj - mean[j])
+                for p in range(a):
+                    total -= L[a * m + p] * out[p]
+                out[a] = total * L[a * m + a]
+            for a in range(m - 1, -1, -1):            # backward: offset = -L^-T w
+                total = out[a]
+                for p in range(a + 1, m):
+                    total += L[p * m + a] * out[p]
+                out[a] = -total * L[a * m + a]
+                xfT[holes[a], u] += out[a]
+        t = end
 
 
 @njit(**_INNER)
@@ -253,7 +311,7 @@ def _block_holes(xT, n, n_features, n_components, w, want_cov, keep_all):
 
 
 @njit(**_INNER)
-def _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, lr, want_cov):
+def _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, V, lr, want_cov):
     """lr[k, t]: the block's marginal log rho (module docstring) of every component; the
     filled rows go through ``estep._quad_full``.  Keeps what ``holes`` (``_block_holes``)
     says to keep."""
@@ -265,7 +323,7 @@ def _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, lr, wa
                          log_det, cond_cov[kk], keep and want_cov)
         _mean_filled(xT, means[k], n, xfT)
         _fill_rows(X, start, n, means[k], lam[k], missing, n_missing, pattern, offset,
-                   chol[kk], xfT, shifts[kk], first_shift)
+                   chol[kk], xfT, shifts[kk], first_shift, V)
         # (xhat - m)^T Lambda (xhat - m) is the observed entries' marginal form
         _quad_full(xfT, mp[k], up[k], n, y, c[k], lr[k])
         for t in range(n):
@@ -273,7 +331,7 @@ def _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, lr, wa
 
 
 @njit(**_INNER)
-def _filled(X, start, n, xT, k, means, lam, holes, xfT, want_cov):
+def _filled(X, start, n, xT, k, means, lam, holes, xfT, want_cov, scratch):
     """``xfT``: the block's rows with their holes at their conditional means under
     component ``k``, from the kept offsets or computed again (with the factors and,
     with ``want_cov``, the covariances); returns the index of ``k``'s stores."""
@@ -290,7 +348,7 @@ def _filled(X, start, n, xT, k, means, lam, holes, xfT, want_cov):
     _factor_patterns(lam[k], n, missing, n_missing, pattern, offset, chol[0], log_det,
                      cond_cov[0], want_cov)
     _fill_rows(X, start, n, means[k], lam[k], missing, n_missing, pattern, offset, chol[0],
-               xfT, shifts[0], first_shift)
+               xfT, shifts[0], first_shift, scratch)
     return 0
 
 
@@ -338,9 +396,11 @@ def estep_missing_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
             cond_cov = holes[8]
             xfT = np.zeros((n_pad, BLOCK_ROWS))
             y = np.empty((_TILE, BLOCK_ROWS))
-            _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, lr,
+            V = np.empty((n_features, BLOCK_ROWS))
+            _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT, y, V, lr,
                            want_stats)
             _normalise(lr, n, e, scale, lse, tmp)
+            _say_nothing(n, n_missing, n_features, lse)
             _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
             slot_lse[b] = _weighted_lse(w, lse, n)
             if not want_stats:
@@ -354,7 +414,7 @@ def estep_missing_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
                 for t in range(n):
                     r[t] = e[k, t] * ws[t]
                     mass[pattern[t]] += r[t]
-                kk = _filled(X, start, n, xT, k, means, lam, holes, xfT, True)
+                kk = _filled(X, start, n, xT, k, means, lam, holes, xfT, True, V)
                 slot_n[b, k] = _moments_full(xfT, mp[k], r, n, slot_s1[b, k],
                                              slot_s2[b, k])
                 moments = slot_s2[b, k]
@@ -484,13 +544,14 @@ def estep_missing_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
             n = min(BLOCK_ROWS, n_rows - start)
             xT, lr, e, w, ws, scale, lse, tmp = _block_start(
                 X, sample_weight, start, n, n_pad, n_components)
+            n_missing = np.zeros(BLOCK_ROWS, dtype=np.int64)
             for t in range(n):                # a row with none observed adds nothing
-                seen = False
                 for i in range(n_features):
-                    seen = seen or not np.isnan(xT[i, t])
-                w[t] = w[t] if seen else 0.0
+                    n_missing[t] += np.isnan(xT[i, t])
+                w[t] = 0.0 if n_missing[t] == n_features else w[t]
             _quad_diag_holes(xT, mp, pp, hole_terms, c, n, lr)
             _normalise(lr, n, e, scale, lse, tmp)
+            _say_nothing(n, n_missing, n_features, lse)
             _emit_rows(start, n, lr, e, scale, lse, log_norm_out, resp_out, labels_out)
             slot_lse[b] = _weighted_lse(w, lse, n)
             if want_stats:
@@ -519,14 +580,15 @@ def _impute_full(X, c, means, prec_chol, out):
                                                          n_components)
         holes = _block_holes(xT, n, n_features, n_components, w, False, True)
         xfT = np.zeros((n_pad, BLOCK_ROWS))
+        V = np.empty((n_features, BLOCK_ROWS))
         _log_rho_holes(X, start, n, xT, c, means, mp, up, lam, holes, xfT,
-                       np.empty((_TILE, BLOCK_ROWS)), lr, False)
+                       np.empty((_TILE, BLOCK_ROWS)), V, lr, False)
         _normalise(lr, n, e, scale, lse, tmp)
         for t in range(n):
             for i in range(n_features):
                 out[start + t, i] = 0.0 if np.isnan(X[start + t, i]) else X[start + t, i]
         for k in range(n_components):
-            _filled(X, start, n, xT, k, means, lam, holes, xfT, False)
+            _filled(X, start, n, xT, k, means, lam, holes, xfT, False, V)
             for t in range(n):
                 where = holes[0][t]
                 r = e[k, t] * scale[t]

@@ -764,3 +764,22 @@ def test_a_worker_killed_while_it_holds_the_only_copy_of_an_input_is_survived(
         expected = fit(GMM, rows, "local", **kwargs)
         got = fit_killing_a_worker(client, rows, sole_holder=True, **kwargs)
     assert_same_fit(expected, got)
+
+
+def test_missing_entries_marginalised_on_the_workers_give_the_local_bits(tmp_path, client):
+    """missing="marginalize" (issue 29): the workers read rows with NaN from a file, run
+    the same kernels, and the fit, its per-row outputs and impute are the local ones."""
+    X, _ = blobs(n_per=200)
+    X = X.copy()
+    X[np.random.default_rng(29).random(X.shape) < 0.2] = np.nan
+    X[5] = np.nan
+    path = write_h5(tmp_path / "holes.h5", X)
+    kwargs = {"missing": "marginalize", "max_iter": 3}
+    with fastvi.HDF5Source(path, "/X", chunk_rows=CHUNK_ROWS) as source:
+        for cls, extra in ((GMM, {}), (BGMM, {"algorithm": "memoized"})):
+            here, there = fit_both(cls, source, backend(client), **kwargs, **extra)
+            assert_same_fit(here, there)
+            for method in ("score_samples", "predict_proba"):
+                np.testing.assert_array_equal(getattr(there, method)(source),
+                                              getattr(here, method)(source))
+            np.testing.assert_array_equal(there.impute(source), here.impute(source))

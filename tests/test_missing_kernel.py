@@ -165,3 +165,28 @@ def test_blocks_too_large_to_keep_their_factors_compute_them_again():
                   for k in range(n_components)]
         np.testing.assert_allclose(out[n], want_resp[n] @ np.array(filled), rtol=1e-8,
                                    atol=1e-10)
+
+
+@pytest.mark.parametrize("n_features", [3, 9])
+def test_rows_sorted_by_pattern_fill_runs_of_rows_together(n_features):
+    """The local backend sorts a chunk's incomplete rows by pattern (``by_pattern``):
+    runs of rows with the same holes take the vectorised fill, the same values."""
+    from fastvi.engine.local import by_pattern
+    weights, means, cov = random_mixture("full", 3, n_features, 13)
+    params = em.kernel_params(weights, means, precision_cholesky(cov, "full"), "full")
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((2 * BLOCK_ROWS + 50, n_features)) * 2.0
+    X[rng.random(X.shape) < 0.25] = np.nan
+    X[:100, :2] = np.nan                             # a run of one pattern
+    rows = by_pattern(X, np.isnan(X).any(axis=1))
+    masks = np.isnan(X[rows])
+    assert (masks[1:] == masks[:-1]).all(axis=1).sum() > len(rows) // 2   # runs
+    X = X[rows]
+    _, nk, s1, s2, log_norm, resp, _ = run_kernel(X, None, params, True)
+    log_rho = naive.log_gaussian_observed(X, means, cov, "full") + np.log(weights)
+    want_log_norm, want_resp = naive.responsibilities(log_rho)
+    np.testing.assert_allclose(log_norm, want_log_norm, rtol=1e-9, atol=1e-12)
+    keep = ~np.isnan(X).all(axis=1)
+    want = naive.missing_sufficient_stats(X[keep], want_resp[keep], means, means, cov, "full")
+    np.testing.assert_allclose(s1, want["s1"], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(s2, want["s2"], rtol=1e-8, atol=1e-8)

@@ -80,6 +80,8 @@ def _check_finite(chunk, label, first_row, index=None, allow_nan=False):
     first = int(np.argmax(bad))
     row = first_row + first if index is None else int(index[first])
     values = chunk[first]
+    if allow_nan:                   # the row's NaN are missing entries, not the fault
+        values = values[~np.isnan(values)]
     if allow_nan and np.isinf(values).any():
         raise ValueError(f"{label} contains infinity (first at row {row}); missing "
                          "entries are NaN")
@@ -109,7 +111,7 @@ class ChunkSource:
 
     prefetch = True
     # NaN entries are missing values, not errors (the estimators' missing="marginalize"
-    # sets it on the sources it reads; ``allow_missing``)
+    # sets it on the sources they read)
     allow_nan = False
     # whether a Dask worker reads the rows itself through ``remote_reader()`` (a file, a
     # generator), rather than the client scattering them

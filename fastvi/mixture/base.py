@@ -134,11 +134,11 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         return make_truncation(self.n_active, self.n_candidates, self.n_components)
 
     def _backend(self):
-        """The ``Backend`` that ``backend`` names (or is)."""
-        return get_backend(self.backend)
+        """The ``Backend`` that ``backend`` names or is ("auto", marginalising: local)."""
+        auto = isinstance(self.backend, str) and self.backend == "auto" and self._marginalize
+        return get_backend("local" if auto else self.backend)
 
-    def _running(self):
-        """The backend, set up for one call (threads as ``n_jobs`` asks)."""
+    def _running(self):   # the backend, set up for one call (threads as n_jobs asks)
         return self._backend().running(self.n_jobs)
 
     def _check_is_fitted(self):
