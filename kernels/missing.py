@@ -220,7 +220,15 @@ def _fill_rows(X, start, n, mean, lam, missing, n_missing, pattern, offset, chol
                 va = V[a]
                 for u in range(t, end):
                     va[u] = 0.0
-                for j in range(n_features):
+                split = n_features - n_features % _TILE
+                for j in range(0, split, _TILE):      # four features a sweep of va
+                    l0, l1, l2, l3 = row[j], row[j + 1], row[j + 2], row[j + 3]
+                    m0, m1, m2, m3 = mean[j], mean[j + 1], mean[j + 2], mean[j + 3]
+                    x0, x1, x2, x3 = xfT[j], xfT[j + 1], xfT[j + 2], xfT[j + 3]
+                    for u in range(t, end):
+                        va[u] += ((l0 * (x0[u] - m0) + l1 * (x1[u] - m1))
+                                  + (l2 * (x2[u] - m2) + l3 * (x3[u] - m3)))
+                for j in range(split, n_features):
                     lj, mj, xj = row[j], mean[j], xfT[j]
                     for u in range(t, end):
                         va[u] += lj * (xj[u] - mj)
