@@ -92,6 +92,14 @@ def _patterns(xT, n, n_features, missing, n_missing, pattern, w):
 
 
 @njit(**_INNER)
+def _slots(nk, s1, s2):
+    """Per-block accumulators for a group of ``GROUP_BLOCKS`` blocks, shaped as the
+    outputs (zero components when no statistics are wanted), as ``estep.py`` has them."""
+    return (np.zeros(GROUP_BLOCKS), np.zeros((GROUP_BLOCKS,) + nk.shape),
+            np.zeros((GROUP_BLOCKS,) + s1.shape), np.zeros((GROUP_BLOCKS,) + s2.shape))
+
+
+@njit(**_INNER)
 def _say_nothing(n, n_missing, n_features, lse):
     """A row with nothing observed has log-normaliser 0 (``score_samples``, and its
     share of the bound): it says nothing, for EM (where the formula gives 0 too) and VB
@@ -386,11 +394,7 @@ def estep_missing_full(X, sample_weight, c, means, prec_chol, nk, s1, s2,
     mp, up, lam = _pad_means(means), _pad_full(prec_chol), _precisions(prec_chol)
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
     want_stats = nk.shape[0] > 0
-    n_acc = n_components if want_stats else 0
-    slot_lse = np.zeros(GROUP_BLOCKS)
-    slot_n = np.zeros((GROUP_BLOCKS, n_acc))
-    slot_s1 = np.zeros((GROUP_BLOCKS, n_acc, n_features))
-    slot_s2 = np.zeros((GROUP_BLOCKS, n_acc, n_features, n_features))
+    slot_lse, slot_n, slot_s1, slot_s2 = _slots(nk, s1, s2)
     total = 0.0
     for first in range(0, n_blocks, GROUP_BLOCKS):
         n_slots = min(GROUP_BLOCKS, n_blocks - first)
@@ -539,11 +543,7 @@ def estep_missing_diag(X, sample_weight, c, means, prec_sqrt, nk, s1, s2,
             variances[k, i] = 1.0 / (prec_sqrt[k, i] * prec_sqrt[k, i])
     n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
     want_stats = nk.shape[0] > 0
-    n_acc = n_components if want_stats else 0
-    slot_lse = np.zeros(GROUP_BLOCKS)
-    slot_n = np.zeros((GROUP_BLOCKS, n_acc))
-    slot_s1 = np.zeros((GROUP_BLOCKS, n_acc, n_features))
-    slot_s2 = np.zeros((GROUP_BLOCKS, n_acc, n_features))
+    slot_lse, slot_n, slot_s1, slot_s2 = _slots(nk, s1, s2)
     total = 0.0
     for first in range(0, n_blocks, GROUP_BLOCKS):
         n_slots = min(GROUP_BLOCKS, n_blocks - first)
