@@ -34,6 +34,9 @@ one for a row alone; the m x m factors are computed once per pattern of holes in
 block.  ``impute_missing`` uses the same block steps.  A row with no observed entry gets
 log-normaliser 0 and its responsibilities (for EM, the weights) but adds nothing to the
 statistics or to the returned sum: it says nothing about the parameters.
+
+(Over 600 lines: the two kernels, ``impute_missing`` and the block steps they share are
+tuned and read together, as ``estep.py``'s are.)
 """
 import math
 
