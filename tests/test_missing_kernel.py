@@ -13,6 +13,7 @@ import pytest
 import naive
 from conftest import COVARIANCE_TYPES
 from test_kernels import random_mixture
+from fastvi.engine.local import _float64_params, _readonly
 from fastvi.kernels import BLOCK_ROWS
 from fastvi.kernels.missing import estep_missing
 from fastvi.mixture import em
@@ -32,6 +33,14 @@ def with_holes(X, seed, rate=0.3):
     return holes.astype(X.dtype)
 
 
+def ro(array):
+    return _readonly(np.ascontiguousarray(array))
+
+
+def ro_params(params):
+    return _float64_params(params)
+
+
 def run_kernel(X, weights, params, full, want_stats=True, labels=1):
     K, D = params.means.shape
     if want_stats:
@@ -42,8 +51,10 @@ def run_kernel(X, weights, params, full, want_stats=True, labels=1):
     n = X.shape[0]
     log_norm, resp = np.empty(n), np.empty((n, K))
     top = np.empty((n, labels), dtype=np.int64)
-    total = estep_missing(X, np.zeros(0) if weights is None else weights, params.c,
-                          params.means, params.factor, nk, s1, s2, log_norm, resp, top)
+    # read-only inputs, as the local backend passes them: the same compiled kernels
+    weights = np.zeros(0) if weights is None else weights
+    total = estep_missing(ro(X), ro(weights), *ro_params(params), nk, s1, s2, log_norm,
+                          resp, top)
     if full and want_stats:
         lower = np.tril_indices(D, -1)
         s2[:, lower[0], lower[1]] = s2[:, lower[1], lower[0]]
@@ -128,7 +139,7 @@ def test_impute_is_the_mixture_conditional_mean(covariance_type):
                               covariance_type)
     X = with_holes(np.random.default_rng(8).standard_normal((30, 4)) * 2.0, 9)
     out = np.empty(X.shape)
-    impute_missing(X, params.c, params.means, params.factor, out)
+    impute_missing(ro(X), *ro_params(params), out)
     log_rho = naive.log_gaussian_observed(X, means, cov, covariance_type) + np.log(weights)
     _, resp = naive.responsibilities(log_rho)
     sigmas = naive._full_matrices(cov, covariance_type, 3, 4)
@@ -159,7 +170,7 @@ def test_blocks_too_large_to_keep_their_factors_compute_them_again():
     # impute takes the same path when its block's offsets are too large to keep
     from fastvi.kernels.missing import impute_missing
     out = np.empty(X.shape)
-    impute_missing(X, params.c, params.means, params.factor, out)
+    impute_missing(ro(X), *ro_params(params), out)
     for n in (0, 7, BLOCK_ROWS + 3):
         filled = [naive.conditional_gaussian(X[n], means[k], cov[k])[0]
                   for k in range(n_components)]
