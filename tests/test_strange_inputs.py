@@ -20,7 +20,8 @@ import fastvi
 import fastvi.io
 from fastvi import BayesianGaussianMixture, GaussianMixture
 from fastvi.data.files import open_source
-from fastvi.data.sources import LARGEST_FLOAT32, LARGEST_FLOAT64, ArraySource, HDF5Source
+from fastvi.data.limits import LARGEST_FLOAT32, LARGEST_FLOAT64
+from fastvi.data.sources import ArraySource, HDF5Source
 from fastvi.datasets import write_mixture_h5
 
 from conftest import blobs

@@ -23,82 +23,11 @@ import threading
 
 import numpy as np
 
+from .limits import check_values
 from .storage import check_storage
 
 DEFAULT_CHUNK_ROWS = 65536
 _CHUNK_CACHE_BYTES = 64 * 2 ** 20
-
-
-# The largest magnitude of a value that fastvi reads, by the working dtype of the rows.
-#
-# float64: a value's square overflows from 1.3e154 on, so such data cannot work at all
-# (unchecked, 1e300 rows end in a fit's FloatingPointError, NaN responsibilities, -inf
-# scores).  Below that, the kernels and updates sum squared differences weighted by
-# precisions: ||U^T (x - m)||^2 in the E-step (U up to 1/sqrt(reg_covar), 1e3 by
-# default, for a collapsed component) and sum_n r_nk (x_n - m_k)^2 in the second moments.
-# With |x|, |m| <= 1e140 a squared difference is at most 4e280; times the 1e6 of a
-# precision at reg_covar and summed over 1e16 entries (rows x features: beyond any data
-# set) it stays below 4e302 < 1.8e308, and a covariance of 1e280 has a precision of
-# 1e-280, above the subnormals (2.2e-308).  (600 x 16 rows fit up to 1e152 and fail at
-# 1e153: the rest of the range is the headroom for many rows.)
-LARGEST_FLOAT64 = 1e140
-# float32: the arithmetic is float64 (above), but a fit publishes its parameters in the
-# data's dtype, as scikit-learn does.  A covariance is about the square of the values (at
-# most 5 T^2 with a Bayesian prior's mean term) and float32 ends at 3.4e38: 1e18 keeps the
-# covariances below 5e36.  Above it a fit would write infinite covariances, a model file
-# that cannot be loaded.
-LARGEST_FLOAT32 = 1e18
-# Values up to these fit as well as any: the kernels centre each row on the means, and
-# float64 data from 1e6 to 1e139 fit in every covariance type.  The limits are checked
-# where NaN and inf are: on every checked read of a chunk, and on the chunk of an
-# unchecked E-step whose result is not finite (``fastvi.engine.backend.check_result``).
-
-
-def _check_finite(chunk, label, first_row, index=None, allow_nan=False):
-    """Raise the error that names the first row of ``chunk`` holding NaN or infinity, or
-    a value beyond the limit of its dtype (``LARGEST_FLOAT64``, ``LARGEST_FLOAT32``).
-
-    ``first_row``: the index of the chunk's first row in the data; ``index``: the rows'
-    indices instead, for rows that are not consecutive (a sample).  A good chunk costs a
-    min and a max (NaN propagates through both; a few times cheaper than ``np.isfinite``);
-    the rows are scanned only to name a bad one.  ``allow_nan``: NaN is a missing entry
-    (``missing="marginalize"``), not an error; infinity still is.
-    """
-    if chunk.size == 0:
-        return
-    limit = LARGEST_FLOAT32 if chunk.dtype == np.float32 else LARGEST_FLOAT64
-    if allow_nan:       # fmin/fmax skip NaN (NaN only if every entry is)
-        low, high = np.fmin.reduce(chunk, axis=None), np.fmax.reduce(chunk, axis=None)
-        if np.isnan(low) or (-limit <= low and high <= limit):
-            return
-    elif -limit <= chunk.min() and chunk.max() <= limit:
-        return
-    fine = np.abs(chunk) <= limit                          # NaN compares False: bad too
-    if allow_nan:
-        fine |= np.isnan(chunk)
-    bad = ~fine.all(axis=1)
-    first = int(np.argmax(bad))
-    row = first_row + first if index is None else int(index[first])
-    values = chunk[first]
-    if allow_nan:                   # the row's NaN are missing entries, not the fault
-        values = values[~np.isnan(values)]
-    if allow_nan and np.isinf(values).any():
-        raise ValueError(f"{label} contains infinity (first at row {row}); missing "
-                         "entries are NaN")
-    if not np.isfinite(values).all():
-        raise ValueError(f"{label} contains NaN or infinity (first at row {row}); if NaN "
-                         "marks missing entries, fit with missing='marginalize' (fastvi fit "
-                         "--missing marginalize)")
-    peak = float(np.abs(values).max())
-    if chunk.dtype == np.float32:
-        why, advice = "a fit's float32 covariances overflow", " or store it as float64"
-    else:
-        why, advice = "sums of their squares overflow", ""
-    raise ValueError(
-        f"{label} has values too large for fastvi: {peak:.3g} at row {row} is the first "
-        f"beyond {limit:g}, the most it takes in {chunk.dtype} data ({why}); rescale the "
-        f"data (e.g. divide it by {10.0 ** np.floor(np.log10(peak)):g}, or standardise "
-        f"each feature){advice}")
 
 
 def _as_float(chunk, dtype):
@@ -150,7 +79,7 @@ class ChunkSource:
         if chunk is None:
             chunk = _as_float(self._read(start, stop), self.dtype)
         if check:
-            _check_finite(chunk, self.label, start, allow_nan=self.allow_nan)
+            check_values(chunk, self.label, start, allow_nan=self.allow_nan)
         return chunk
 
     def _view(self, start, stop):
@@ -164,7 +93,7 @@ class ChunkSource:
         """Yield ``(index, start, chunk)``; ``order`` is a sequence of chunk indices.
 
         ``check=False`` skips the scan for NaN, inf and too large values
-        (``_check_finite``), for callers that detect a non-finite result themselves and
+        (``limits.check_values``), for callers that detect a non-finite result themselves and
         then call ``check_finite`` (the E-step passes).  ``reuse=True`` promises
         that a chunk is not used after the next one is asked for, so a source may read
         into a small pool of buffers instead of a new array per chunk (fresh arrays
@@ -180,8 +109,8 @@ class ChunkSource:
 
     def check_finite(self, chunk, start):
         """Raise the error that names the first row of ``chunk`` with a NaN, an inf or a
-        value too large to fit (``_check_finite``), if any."""
-        _check_finite(chunk, self.label, start, allow_nan=self.allow_nan)
+        value too large to fit (``limits.check_values``), if any."""
+        check_values(chunk, self.label, start, allow_nan=self.allow_nan)
 
     def close(self):
         pass
@@ -279,7 +208,7 @@ class ArraySource(ChunkSource):
     def read_rows(self, index):
         """Rows at sorted indices (for samples), checked like chunks."""
         rows = _as_float(self.X[index], self.dtype)
-        _check_finite(rows, self.label, 0, index, allow_nan=self.allow_nan)
+        check_values(rows, self.label, 0, index, allow_nan=self.allow_nan)
         return rows
 
 

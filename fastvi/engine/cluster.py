@@ -46,7 +46,8 @@ import weakref
 import numpy as np
 
 from ..data.checks import InvalidParameterError, check_integer
-from ..data.sources import ArraySource, DaskArraySource, _check_finite
+from ..data.limits import check_values
+from ..data.sources import ArraySource, DaskArraySource
 from . import local
 from .backend import Backend, ChunkPass, Search
 from .reduce import tree_sum
@@ -74,7 +75,7 @@ class _Rows:
         self.allow_nan = allow_nan
 
     def check_finite(self, chunk, start):
-        _check_finite(chunk, self.label, start, allow_nan=self.allow_nan)
+        check_values(chunk, self.label, start, allow_nan=self.allow_nan)
 
 
 class _ChunkSupports:
@@ -185,7 +186,7 @@ def per_row_task(chunks, params, what, label):
     sparse = what.pop("sparse", False)
     parts = []
     for chunk, (_, start, stop) in zip(_read_ahead(chunks), chunks):
-        _check_finite(chunk, label, start, allow_nan=params.marginalize)
+        check_values(chunk, label, start, allow_nan=params.marginalize)
         out = local.per_row(ArraySource(chunk, chunk_rows=max(stop - start, 1)), params,
                             **what)
         if sparse:

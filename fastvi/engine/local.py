@@ -16,7 +16,8 @@ from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
 from ..kernels.entropy import pair_entropy_loss as entropy_kernel
 from ..kernels.missing import estep_missing_diag, estep_missing_full, impute_missing
-from ..data.sources import DEFAULT_CHUNK_ROWS, _check_finite, as_source
+from ..data.limits import check_values
+from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
 from .backend import Backend, ChunkPass, check_result, empty_outputs, total_stats
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
@@ -195,7 +196,7 @@ def impute_rows(source, params):
     out = np.empty((source.n_rows, source.n_features))
     arrays = _float64_params(params)
     for _, start, chunk in source.chunks(check=False):
-        _check_finite(chunk, source.label, start, allow_nan=True)
+        check_values(chunk, source.label, start, allow_nan=True)
         impute_missing(_readonly(chunk), *arrays, out[start:start + chunk.shape[0]])
     return out.astype(source.dtype, copy=False)
 
@@ -310,7 +311,7 @@ def per_row(X, params, log_norm=False, resp=False, labels=False, top=0,
     dense = log_norm or resp or labels
     for _, start, chunk in source.chunks(check=not params.marginalize):
         if params.marginalize:          # NaN is a missing entry here, whatever the source
-            _check_finite(chunk, source.label, start, allow_nan=True)
+            check_values(chunk, source.label, start, allow_nan=True)
         stop = start + chunk.shape[0]
         if dense:
             _dense(chunk, _EMPTY1, params, *_no_stats(params),
