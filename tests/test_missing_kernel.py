@@ -189,7 +189,7 @@ def test_rows_sorted_by_pattern_fill_runs_of_rows_together(n_features):
     X = rng.standard_normal((2 * BLOCK_ROWS + 50, n_features)) * 2.0
     X[rng.random(X.shape) < 0.25] = np.nan
     X[:100, :2] = np.nan                             # a run of one pattern
-    rows = by_pattern(X, np.isnan(X).any(axis=1))
+    rows = by_pattern(np.isnan(X), np.isnan(X).any(axis=1))
     masks = np.isnan(X[rows])
     assert (masks[1:] == masks[:-1]).all(axis=1).sum() > len(rows) // 2   # runs
     X = X[rows]

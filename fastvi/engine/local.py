@@ -134,20 +134,23 @@ def _dense(chunk, weights, params, nk, s1, s2, log_norm_out, resp_out, labels_ou
     tests, each compiled on first use (seconds each, in every fresh install)."""
     kernel = estep_full if params.full else estep_diag
     c, means, factor = _float64_params(params)
-    # a chunk's sum is NaN exactly when an entry is (its values are finite and bounded,
-    # checked when read): one vectorised reduction, then the rows only where needed
-    if params.marginalize and np.isnan(np.add.reduce(chunk, axis=None)):
+    if params.marginalize and _has_holes(chunk):
         if not params.full:         # (the diagonal kernel with holes is as fast on the rest)
             return estep_missing_diag(_readonly(chunk), _readonly(weights), c, means, factor,
                                       nk, s1, s2, log_norm_out, resp_out, labels_out)
-        incomplete = np.isnan(chunk).any(axis=1)
-        return _dense_missing(chunk, weights, kernel, (c, means, factor), incomplete,
+        return _dense_missing(chunk, weights, kernel, (c, means, factor), np.isnan(chunk),
                               (nk, s1, s2), (log_norm_out, resp_out, labels_out))
     return kernel(_readonly(chunk), _readonly(weights), c, means, factor, nk, s1, s2,
                   log_norm_out, resp_out, labels_out)
 
 
-def _dense_missing(chunk, weights, kernel, arrays, incomplete, stats, outputs):
+def _has_holes(chunk):
+    """Whether ``chunk`` has a NaN: its sum is NaN exactly then (its values are finite and
+    bounded, checked when read), one vectorised reduction instead of a scan of the rows."""
+    return bool(np.isnan(np.add.reduce(chunk, axis=None)))
+
+
+def _dense_missing(chunk, weights, kernel, arrays, holes, stats, outputs):
     """``_dense`` of a chunk with incomplete rows (``missing="marginalize"``), full
     factors: its complete rows through the fast kernel, then the incomplete ones, sorted
     by their pattern of holes (``by_pattern``), through
@@ -155,8 +158,9 @@ def _dense_missing(chunk, weights, kernel, arrays, incomplete, stats, outputs):
     per-row outputs are scattered back.  (A chunk without NaN never comes here: it keeps
     the plain kernel's bits.)"""
     total = 0.0
+    incomplete = holes.any(axis=1)
     complete = np.flatnonzero(~incomplete)
-    for rows, run in ((complete, kernel), (by_pattern(chunk, incomplete), estep_missing_full)):
+    for rows, run in ((complete, kernel), (by_pattern(holes, incomplete), estep_missing_full)):
         if rows.size == 0:
             continue
         taken = [out[rows] if out.shape[0] else out for out in outputs]
@@ -169,13 +173,14 @@ def _dense_missing(chunk, weights, kernel, arrays, incomplete, stats, outputs):
     return total
 
 
-def by_pattern(chunk, incomplete):
-    """The incomplete rows' indices, those with the same holes together (a stable sort by
-    the packed hole masks): the kernel then factors each pattern once per block and fills
-    a run of rows of one pattern in vectorised loops (whole columns missing from a source,
-    or the single and double holes of entries missing at random)."""
+def by_pattern(holes, incomplete):
+    """The incomplete rows' indices (``holes``: the chunk's NaN mask; ``incomplete``: its
+    rows with any), those with the same holes together (a stable sort by the hole masks):
+    the kernel then factors each pattern once per block and fills a run of rows of one
+    pattern in vectorised loops (whole columns missing from a source, or the single and
+    double holes of entries missing at random)."""
     index = np.flatnonzero(incomplete)
-    holes = np.isnan(chunk[index])
+    holes = holes[index]
     if holes.shape[1] <= 62:        # the mask as an integer: a fast integer sort
         keys = holes @ (np.int64(1) << np.arange(holes.shape[1], dtype=np.int64))
     else:
@@ -318,7 +323,7 @@ def per_row(X, params, log_norm=False, resp=False, labels=False, top=0,
                    out["log_norm"][start:stop] if log_norm else _EMPTY1,
                    out["resp"][start:stop] if resp else np.zeros((0, n_components)),
                    out["labels"][start:stop] if labels else _NO_LABELS)
-        if top and params.marginalize and np.isnan(np.add.reduce(chunk, axis=None)):
+        if top and params.marginalize and _has_holes(chunk):
             out["top_index"][start:stop], out["top_resp"][start:stop] = \
                 _top_of_dense(chunk, params, int(top))
         elif top:

@@ -253,8 +253,7 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
             backend=self._backend(), moves=self._moves())
 
     def _moves(self):
-        """The moves of a batch or memoized fit (BayesianGaussianMixture's ``moves``); none
-        here."""
+        """A batch or memoized fit's moves (BayesianGaussianMixture's); none here."""
         return ()
 
     def _fit(self, source, sample_weight, validation, callback, checkpoint, resume):
@@ -416,7 +415,7 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
 
     def _data_stats(self, X, sample_weight):
         """One-component statistics of all rows (weighted mean and scatter), one pass."""
-        if self._marginalize and _missing.has_missing(X):      # available-case moments
+        if self._marginalize and self.n_incomplete_rows_:      # available-case moments
             return _missing.available_case_stats(X, sample_weight, self._full_stats)
         # A zero precision factor makes every row's responsibility 1; centring on the first
         # row keeps the scatter free of cancellation.
@@ -458,6 +457,7 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
                     raise ValueError(f"the first partial_fit needs at least n_components = "
                                      f"{self.n_components} rows, got {source.n_rows}")
                 _sizes.check_fit(self, source, supports=False)
+                _missing.record_missing(self, source)    # (of the first minibatch)
                 self._prepare(source, sample_weight)
                 rng = check_random_state(self.random_state)
                 stats = self._running_stats(self._initialize(source, sample_weight, rng),

@@ -72,6 +72,17 @@ def nearest_observed(sample, centres):
     return np.argmin(distances, axis=1)
 
 
+def cluster_means(rows, labels, n_components, weights=None):
+    """The (weighted) mean of each label's ``rows``; an empty cluster gets the mean of all
+    (a centre far from nothing)."""
+    w = np.ones(rows.shape[0]) if weights is None else weights
+    mass = np.bincount(labels, weights=w, minlength=n_components)
+    sums = np.zeros((n_components, rows.shape[1]))
+    np.add.at(sums, labels, rows * w[:, None])
+    overall = np.average(rows, axis=0, weights=w if w.sum() > 0 else None)
+    return np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], overall)
+
+
 def refine_labels(sample, filled, labels, n_components, weights=None):
     """k-POD (Chi, Chi & Baraniuk 2016, "k-POD: a method for k-means clustering of
     missing data"): from hard initial ``labels`` of the mean-filled rows ``filled``,
@@ -81,14 +92,8 @@ def refine_labels(sample, filled, labels, n_components, weights=None):
     incomplete rows toward the middle, and at 50% missing EM started there stayed in a
     worse optimum (0.36 nats per row of held-out likelihood, on every seed tried)."""
     holes = np.isnan(sample)
-    w = np.ones(sample.shape[0]) if weights is None else weights
     for _ in range(KPOD_ROUNDS):
-        mass = np.bincount(labels, weights=w, minlength=n_components)
-        sums = np.zeros((n_components, sample.shape[1]))
-        np.add.at(sums, labels, filled * w[:, None])
-        # an empty cluster keeps a centre far from nothing: the overall mean
-        centres = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None],
-                           np.average(filled, axis=0, weights=w if w.sum() > 0 else None))
+        centres = cluster_means(filled, labels, n_components, weights)
         filled = np.where(holes, centres[labels], sample)
         distances = ((filled * filled).sum(axis=1)[:, None] - 2.0 * filled @ centres.T
                      + (centres * centres).sum(axis=1)[None, :])
@@ -131,15 +136,11 @@ def add_hole_variances(stats, sample, rows, labels, weights=None):
     return stats
 
 
-def has_missing(source):
-    """Whether any entry of ``source`` is NaN (a pass over the rows, here)."""
-    return any(np.isnan(chunk).any() for _, _, chunk in source.chunks())
-
-
 def record_missing(estimator, source):
     """Set ``missing_fraction_`` (of the entries), ``n_incomplete_rows_`` and
-    ``n_empty_rows_`` (none observed) of the fitted rows when ``missing`` marginalises
-    them (one read pass, here); else remove them (a refit)."""
+    ``n_empty_rows_`` (none observed) of the fitted rows (of ``partial_fit``'s first
+    minibatch) when ``missing`` marginalises them (one read pass, here; the default
+    prior's moments are chosen by them); else remove them (a refit)."""
     if not estimator._marginalize:
         for name in ("missing_fraction_", "n_incomplete_rows_", "n_empty_rows_"):
             estimator.__dict__.pop(name, None)
@@ -284,11 +285,7 @@ class MissingValues:
             labels = self._initial_resp(sample[complete], rng, kept)
             if np.ndim(labels) != 1:                     # random: soft, on all rows
                 return filled, self._initial_resp(filled, rng, weights)
-            w = np.ones(labels.shape[0]) if kept is None else kept
-            mass = np.bincount(labels, weights=w, minlength=n_components)
-            sums = np.zeros((n_components, sample.shape[1]))
-            np.add.at(sums, labels, sample[complete] * w[:, None])
-            centres = sums / np.maximum(mass, 1e-300)[:, None]
+            centres = cluster_means(sample[complete], labels, n_components, kept)
             labels = nearest_observed(sample, centres)
         else:
             labels = self._initial_resp(filled, rng, weights)
@@ -314,7 +311,7 @@ class MissingValues:
         self._check_is_fitted()
         source = self._validate_X(X, reset=False)
         with self._running():
-            return self._backend().impute(source, self._marked(self._kernel_params()))
+            return self._backend().impute(source, self._kernel_params())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
