@@ -84,7 +84,13 @@ class MLP:
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015) over a list of parameter arrays, updated in place."""
+    """Adam (Kingma & Ba 2015) over a list of parameter arrays, updated in place.
+
+    ``scales`` (one per parameter array, default 1) multiply the learning rate: Adam's
+    steps are about ``learning_rate`` in the parameter's own units whatever the gradient's
+    scale, so a parameter measured in the data's units (PPCA's W and b) gets a step in
+    those units, as if it were trained on standardised data.
+    """
 
     def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         self.params = params
@@ -93,12 +99,15 @@ class Adam:
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self.step_count = 0
+        self.scales = [1.0] * len(params)
 
     def step(self, grads):
         self.step_count += 1
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            adam_step(p, g, m, v, self.step_count, self.learning_rate, self.beta1, self.beta2,
-                      self.eps)
+        # a state checkpointed before ``scales`` existed has none: all 1
+        scales = getattr(self, "scales", None) or [1.0] * len(self.params)
+        for p, g, m, v, scale in zip(self.params, grads, self.m, self.v, scales):
+            adam_step(p, g, m, v, self.step_count, self.learning_rate * scale, self.beta1,
+                      self.beta2, self.eps)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

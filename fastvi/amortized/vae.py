@@ -191,6 +191,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if resume is None:
             rng = check_random_state(self.random_state)
             self._build(source.n_features, source.n_rows, rng)
+            self._initialise(source)
             self.elbo_history_ = []
             first_epoch = 0
         else:
@@ -288,6 +289,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self.encoder_ = MLP((n_features, *self.encoder_hidden, 2 * d), self.activation,
                                 rng, dtype)
             self._encoder_opt = Adam(self.encoder_.params, self.learning_rate)
+
+    def _initialise(self, source):
+        """Set the built networks' starting point from the data (a subclass's hook: PPCA
+        starts from its closed-form solution); the VAE keeps ``_build``'s random one."""
 
     def _loss(self, X, psi, eps):
         """Per-row negative ELBO (one sample per row) and d loss / d psi (B, 2d).
