@@ -16,10 +16,27 @@ The package, layer by layer (each imports only the layers below it)::
 
 The public names below are imported on first use (PEP 562), so ``import fastvi`` is quick
 and a command that needs neither Numba nor scikit-learn loads neither.
+
+Persistence runs one way: the estimators import ``fastvi.io`` and register their classes
+with ``fastvi.io.registry``; ``fastvi.io`` imports no estimator.  So that reading a model
+file or a checkpoint finds the classes before any estimator was imported, this package
+(above every layer) gives the registry a provider that imports the estimators' packages.
 """
 import importlib
 
+from .io import registry as _registry
+
 __version__ = "0.1.0"
+
+
+def _import_estimators():
+    """Import the packages that register with ``fastvi.io.registry`` (their
+    ``persistence`` modules); the registry calls this before its first full lookup."""
+    importlib.import_module("fastvi.mixture")
+    importlib.import_module("fastvi.amortized")
+
+
+_registry.add_provider(_import_estimators)
 
 # public name -> the module that defines it
 _PUBLIC = {

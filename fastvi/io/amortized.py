@@ -7,8 +7,14 @@ Schema (format ``fastvi-amortized``, version 1)::
     /decoder/W0, /decoder/b0, ...        the decoder's layers, input first
     /encoder/W0, ...                     the encoder's (absent for per-example inference)
     /psi                                 per-example (mu, log sigma) (per-example only)
+    /feature_names_in_                   (D,) UTF-8 strings, for a model fitted on a
+                                         DataFrame (optional: ``fastvi.io.names``)
 
-Files are written whole or not at all (``fastvi.data.atomic.atomic_h5``).
+Files are written whole or not at all (``fastvi.data.atomic.atomic_h5``).  This module
+knows the format, not the classes: ``fastvi.amortized.persistence`` registers ``VAE`` and
+``PPCA`` for it (``fastvi.io.registry``) with a ``network`` hook,
+``network(sizes, activation, weights, biases)``, that makes a network of the layers read
+and checked here.
 """
 import inspect
 import json
@@ -16,16 +22,16 @@ import json
 import h5py
 import numpy as np
 
-from ..amortized.nn import MLP
-from ..amortized.vae import VAE
-from ..amortized.ppca import PPCA
+from . import registry
 from .checkpoint import estimator_params
+from .names import read_feature_names, write_feature_names
 from ..data.atomic import atomic_h5
 from ..data.files import check_regular_file
 
 FORMAT = "fastvi-amortized"
 FORMAT_VERSION = 1
-_CLASSES = {"VAE": VAE, "PPCA": PPCA}
+# the values of the ``class`` attribute this format defines
+CLASS_NAMES = ("VAE", "PPCA")
 
 
 def _params(model):
@@ -55,6 +61,7 @@ def save_amortized(model, path):
                 group[f"b{i}"] = net.params[2 * i + 1]
         if getattr(model, "psi_", None) is not None:
             f["psi"] = model.psi_
+        write_feature_names(f, model)
 
 
 def load_amortized(path):
@@ -92,9 +99,10 @@ def load_amortized(path):
         if version > FORMAT_VERSION:
             raise ValueError(f"{path}: format version {version} is newer than this fastvi "
                              f"reads ({FORMAT_VERSION})")
-        if name not in _CLASSES:
+        entry = registry.model_entries(FORMAT).get(name) if name in CLASS_NAMES else None
+        if entry is None:
             raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
-        cls = _CLASSES[name]
+        cls, network = entry.cls, entry.hooks["network"]
         accepted = inspect.signature(cls.__init__).parameters
         try:
             model = cls(**{k: (tuple(v) if isinstance(v, list) else v)
@@ -109,12 +117,17 @@ def load_amortized(path):
         d = int(model.n_latent)
         if "decoder" not in f:
             raise ValueError(f"model file {path!r} lacks the group 'decoder'")
-        model.decoder_ = _network(f["decoder"], model.activation, path, d, n_features)
-        model.encoder_ = (_network(f["encoder"], model.activation, path, n_features, 2 * d)
+        model.decoder_ = _network(f["decoder"], model.activation, path, d, n_features,
+                                  network)
+        model.encoder_ = (_network(f["encoder"], model.activation, path, n_features, 2 * d,
+                                   network)
                           if "encoder" in f else None)
         model.psi_ = f["psi"][()] if "psi" in f else None
         if model.psi_ is not None:
             _check_array(path, "psi", model.psi_, (model.psi_.shape[0], 2 * d))
+        names = read_feature_names(f, path, n_features)
+        if names is not None:
+            model.feature_names_in_ = names
     return model
 
 
@@ -129,9 +142,9 @@ def _check_array(path, key, value, shape):
         raise ValueError(f"model file {path!r}: {key} contains NaN or infinity")
 
 
-def _network(group, activation, path, n_in, n_out):
-    """The MLP stored in ``group`` (``W0, b0, ...``), its layers checked to chain from
-    ``n_in`` inputs to ``n_out`` outputs."""
+def _network(group, activation, path, n_in, n_out, network):
+    """The network stored in ``group`` (``W0, b0, ...``), its layers checked to chain from
+    ``n_in`` inputs to ``n_out`` outputs, made by the class's ``network`` hook."""
     n_layers = len(group) // 2
     names = [f"{kind}{i}" for i in range(n_layers) for kind in "Wb"]
     if n_layers == 0 or sorted(group) != sorted(names):
@@ -147,7 +160,4 @@ def _network(group, activation, path, n_in, n_out):
         biases.append(b)
         width = out
     sizes = [n_in] + [w.shape[1] for w in weights]
-    net = MLP(sizes, activation, np.random.default_rng(0), weights[0].dtype)
-    net.params = [a for i in range(n_layers) for a in (weights[i], biases[i])]
-    net.grads = [np.zeros_like(p) for p in net.params]
-    return net
+    return network(sizes, activation, weights, biases)

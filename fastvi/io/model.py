@@ -8,7 +8,9 @@ A model is one HDF5 file.  Root attributes:
 ``format``          ``"fastvi-model"``
 ``format_version``  ``1``; a reader refuses files with a newer version
 ``fastvi_version``  the ``fastvi.__version__`` that wrote the file
-``class``           ``"GaussianMixture"`` or ``"BayesianGaussianMixture"``
+``class``           ``"GaussianMixture"`` or ``"BayesianGaussianMixture"`` (the
+                    class registered under that name by
+                    ``fastvi.mixture.persistence``: ``fastvi.io.registry``)
 ``params``          JSON object of the constructor arguments (read from the
                     signature of ``__init__``).  Array-valued arguments that are
                     set (``means_init``, ``mean_prior``, ...) are stored as
@@ -23,7 +25,10 @@ Datasets at the root, float64 unless said otherwise, with scikit-learn's shapes
 
 * both classes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
   ``precisions_cholesky_`` (like ``covariances_``), and scalars ``converged_`` (bool),
-  ``n_iter_`` (int64), ``lower_bound_``, ``n_features_in_`` (int64);
+  ``n_iter_`` (int64), ``lower_bound_``, ``n_features_in_`` (int64); and, for a model
+  fitted on a DataFrame (with string column names), ``feature_names_in_`` (D,) UTF-8
+  strings (optional: files without it load without names, and a reader that does not
+  know it ignores it, so the format version stays 1);
 * ``BayesianGaussianMixture`` also: ``mean_precision_`` (K,), ``degrees_of_freedom_``
   (K,), ``weight_concentration_`` (a (K,) dataset for a Dirichlet distribution, or a
   group holding datasets ``0`` and ``1``, the two (K,) Beta parameters of the
@@ -33,7 +38,10 @@ Datasets at the root, float64 unless said otherwise, with scikit-learn's shapes
   ((D, D), (D,) or a scalar).
 
 Every array is stored bit for bit, so a loaded model predicts and scores exactly as the
-saved one did.  Files are written to a temporary name in the target directory and renamed
+saved one did.  This module knows the format, not the classes: it asks
+``fastvi.io.registry`` for the class of a ``class`` attribute, and a
+``BayesianGaussianMixture``'s registered ``restore`` hook rebuilds its private state
+from the attributes read here.  Files are written to a temporary name in the target directory and renamed
 into place, so a reader never sees half a file.
 """
 import inspect
@@ -45,11 +53,16 @@ import warnings
 import h5py
 import numpy as np
 
+from . import registry
+from .names import read_feature_names, write_feature_names
 from ..data.atomic import atomic_h5
 from ..data.files import open_h5
 
 FORMAT = "fastvi-model"
 FORMAT_VERSION = 1
+# the values of the ``class`` attribute this format defines (the classes behind them are
+# registered by their package: ``fastvi.io.registry``)
+CLASS_NAMES = ("GaussianMixture", "BayesianGaussianMixture")
 
 _COMMON_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 _SCALARS = {"converged_": bool, "n_iter_": int, "lower_bound_": float,
@@ -63,10 +76,10 @@ _BAYES_FLOATS = ("weight_concentration_prior_", "mean_precision_prior_",
 # ----------------------------------------------------------------------------- models
 
 def _estimator_classes():
-    # Imported here: fastvi.mixture pulls in Numba, which `fastvi info` on data never needs.
-    from ..mixture import BayesianGaussianMixture, GaussianMixture
-    return {"GaussianMixture": GaussianMixture,
-            "BayesianGaussianMixture": BayesianGaussianMixture}
+    """The mixture classes of this format, by name, as their package registered them
+    (importing ``fastvi.mixture`` first, through the registry's provider: Numba, which
+    ``fastvi info`` never needs)."""
+    return {name: entry.cls for name, entry in registry.model_entries(FORMAT).items()}
 
 
 def _json_value(value):
@@ -141,7 +154,7 @@ def save_model(path, estimator, attrs=None):
     """
     from .. import __version__
     name = type(estimator).__name__
-    if name not in _estimator_classes():
+    if registry.model_entry(estimator)[0] != FORMAT:
         raise TypeError(f"save_model takes a fastvi GaussianMixture or "
                         f"BayesianGaussianMixture, got {name}")
     _check_fitted(estimator)
@@ -159,6 +172,7 @@ def save_model(path, estimator, attrs=None):
             f.create_dataset(key, data=np.asarray(getattr(estimator, key)))
         for key, kind in _SCALARS.items():
             f.create_dataset(key, data=kind(getattr(estimator, key)))
+        write_feature_names(f, estimator)
         if name == "BayesianGaussianMixture":
             _save_bayes(f, estimator)
 
@@ -200,7 +214,7 @@ def read_header(f, path):
                          f"{_attr_str(f.attrs.get('fastvi_version', '?'))}; this fastvi "
                          f"reads format_version <= {FORMAT_VERSION}: upgrade fastvi")
     name = _attr_str(f.attrs.get("class", ""))
-    if name not in _estimator_classes():
+    if name not in CLASS_NAMES:
         raise ValueError(f"{path!r} holds an unknown model class {name!r}")
     try:
         params = json.loads(_attr_str(f.attrs["params"]))
@@ -325,12 +339,16 @@ def load_model(path):
     path = os.fspath(path)
     with open_h5(path, what="model") as f:
         name, params = read_header(f, path)
-        cls = _estimator_classes()[name]
+        entry = registry.model_entries(FORMAT).get(name)
+        if entry is None:       # a name of the format that no package registered
+            raise ValueError(f"{path!r} holds an unknown model class {name!r}")
+        cls = entry.cls
         fitted = {key: np.asarray(_read(f, key, path)) for key in _COMMON_FITTED}
         for key, kind in _SCALARS.items():
             fitted[key] = _read_scalar(f, key, path, kind)
         checker = _model_checker(path, params, fitted["n_features_in_"])
         checker.common(fitted)
+        names = read_feature_names(f, path, fitted["n_features_in_"])
         if "param_arrays" in f:
             params.update({key: f["param_arrays"][key][()] for key in f["param_arrays"]})
         accepted = inspect.signature(cls.__init__).parameters
@@ -343,15 +361,19 @@ def load_model(path):
         except TypeError as exc:
             raise ValueError(f"model file {path!r}: invalid params attribute ({exc})") from None
         if name == "BayesianGaussianMixture":
-            _load_bayes(f, path, estimator, fitted, checker)
+            _load_bayes(f, path, estimator, fitted, checker, entry.hooks["restore"])
         else:
             for key, value in fitted.items():
                 setattr(estimator, key, value)
+        if names is not None:
+            estimator.feature_names_in_ = names
     return estimator
 
 
-def _load_bayes(f, path, estimator, fitted, checker):
-    from ..mixture.vb import Posterior, Prior
+def _load_bayes(f, path, estimator, fitted, checker, restore):
+    """Read and check a ``BayesianGaussianMixture``'s own datasets into ``estimator``;
+    ``restore(estimator)`` (its package's hook) then rebuilds the prior and posterior it
+    predicts with from these attributes."""
     K, D = checker.K, checker.D
     kind = estimator.weight_concentration_prior_type
     stick_breaking = isinstance(f.get("weight_concentration_"), h5py.Group)
@@ -378,17 +400,10 @@ def _load_bayes(f, path, estimator, fitted, checker):
               for key in _BAYES_ARRAYS}
     floats = {key: float(checker.array(key, _read(f, key, path), (), positive=True))
               for key in _BAYES_FLOATS}
-    # The same objects in the private state and the public attributes, as after fit.
-    estimator._prior = Prior(estimator.weight_concentration_prior_type,
-                             floats["weight_concentration_prior_"],
-                             floats["mean_precision_prior_"], arrays["mean_prior_"],
-                             floats["degrees_of_freedom_prior_"], arrays["covariance_prior_"])
-    estimator._posterior = Posterior(concentration, arrays["mean_precision_"],
-                                     fitted["means_"], arrays["degrees_of_freedom_"],
-                                     fitted["covariances_"], fitted["precisions_cholesky_"])
     for key, value in {**fitted, **arrays, **floats}.items():
         setattr(estimator, key, value)
     estimator.weight_concentration_ = concentration
+    restore(estimator)
 
 
 def is_model_file(path):
@@ -411,23 +426,39 @@ def save(model, path):
     ----------
     model : GaussianMixture, BayesianGaussianMixture, VAE or PPCA
         A fitted estimator.  Mixtures get the ``fastvi-model`` schema above, the
-        amortized models the ``fastvi-amortized`` one (``fastvi.io.amortized``).
+        amortized models the ``fastvi-amortized`` one (``fastvi.io.amortized``); a model
+        fitted on a DataFrame keeps its ``feature_names_in_``.
     path : str or os.PathLike
         The model file; replaced atomically if it exists.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a fastvi model.  A scikit-learn ``Pipeline`` is refused too, not
+        searched for a fastvi step: a model file holds one estimator, and the other steps
+        (scalers, ...) would be lost without a word.  A Pipeline is saved with
+        ``joblib.dump`` or ``pickle`` (fastvi's estimators pickle), and its last step
+        alone with ``pipe[-1].save(path)``.
 
     See Also
     --------
     load : reads any file this writes.
     """
-    name = type(model).__name__
-    if name in _estimator_classes():
+    from .amortized import FORMAT as AMORTIZED, save_amortized
+    format, _ = registry.model_entry(model)
+    if format == FORMAT:
         save_model(path, model)
         return
-    from .amortized import _CLASSES, save_amortized
-    if name not in _CLASSES:
-        raise TypeError(f"fastvi.io.save takes a GaussianMixture, BayesianGaussianMixture, "
-                        f"VAE or PPCA, got {name}")
-    save_amortized(model, os.fspath(path))
+    if format == AMORTIZED:
+        save_amortized(model, os.fspath(path))
+        return
+    name = type(model).__name__
+    if name == "Pipeline" and hasattr(model, "steps"):
+        raise TypeError("fastvi.io.save takes a fastvi model, not a scikit-learn Pipeline: "
+                        "save a Pipeline with joblib.dump or pickle (fastvi's estimators "
+                        "pickle), or its fastvi step alone with pipe[-1].save(path)")
+    raise TypeError(f"fastvi.io.save takes a GaussianMixture, BayesianGaussianMixture, "
+                    f"VAE or PPCA, got {name}")
 
 
 def load(path):

@@ -8,7 +8,8 @@ which file each state came from, so ``fit(..., resume=state)`` names it too.
 
 Here: the error, the vocabulary of the checks (``_Check``: a field's type, integer
 range, array shape and values, chunk keys, random generator) and ``validate_state``; the
-checks of each kind of state are in ``fit_state_checks`` and ``epoch_state_checks``.
+checks of each kind of state live beside its estimators (``fastvi.mixture.state_checks``,
+``fastvi.amortized.state_checks``), which register them (``fastvi.io.registry``).
 """
 import math
 import numbers
@@ -17,6 +18,9 @@ import reprlib
 import weakref
 
 import numpy as np
+
+from . import registry
+
 
 class CorruptCheckpoint(ValueError):
     """A checkpointed state that no fit could have written (a chunk index out of range, a
@@ -76,20 +80,14 @@ def validate_state(state, model, source, path=None):
         A ValueError: ``'PATH': corrupt checkpoint: FIELD ... (expected ...); remove it
         to start afresh``.
     """
-    from ..amortized.vae import VAE, EpochState
-    from ..engine.loop import FitState
-    from .epoch_state_checks import _check_epoch_state
-    from .fit_state_checks import _check_fit_state
     check = _Check(os.fspath(path) if path is not None else _file_of(state))
-    if isinstance(model, VAE):
-        if type(state) is not EpochState:
-            check.fail("state", f"is {_what(state)} (expected the EpochState of an amortized "
-                       "fit)")
-        _check_epoch_state(check, state, model)
-    else:
-        if type(state) is not FitState:
-            check.fail("state", f"is {_what(state)} (expected the FitState of a mixture fit)")
-        _check_fit_state(check, state, model, source)
+    # the estimators' own checks (fastvi.mixture.state_checks, fastvi.amortized.
+    # state_checks), registered by their packages: fastvi.io knows no estimator
+    check_state = registry.resume_check(model)
+    if check_state is None:
+        raise TypeError(f"validate_state: no checks are registered for a "
+                        f"{type(model).__name__} (expected a fastvi estimator)")
+    check_state(check, state, model, source)
 
 
 def _what(value):

@@ -3,7 +3,8 @@
 The tree format is described in ``fastvi.io.checkpoint``; this module is its codec.
 ``Encoder`` turns an object tree into JSON and a list of arrays stacked by dtype and shape;
 ``Decoder`` rebuilds the objects from an open checkpoint file, making only instances of
-the fixed list of classes in ``classes()``, never importing what a file names.
+the fixed list of classes in ``classes()`` (the engine's, and those the estimators
+register in ``fastvi.io.registry``), never importing what a file names.
 """
 import dataclasses
 import functools
@@ -11,44 +12,43 @@ import math
 
 import numpy as np
 
+from . import registry
+
 _BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG64DXSM,
                                                  np.random.MT19937, np.random.Philox,
                                                  np.random.SFC64)}
 _DATASET_KINDS = "biufc"          # the dtypes stored as datasets; "OU" go into the JSON
 
 
-# Where the listed classes lived before the package was split by concern (fastvi 0.1.0,
+# Where the engine's classes lived before the package was split by concern (fastvi 0.1.0,
 # checkpoints written before issue 12): read under those names too, written under the new.
+# (The estimators' packages give their classes' former names when they register them.)
 _FORMER_MODULES = {
     "fastvi.engine.loop": "fastvi._loop", "fastvi.engine.stats": "fastvi._stats",
-    "fastvi.engine.backend": "fastvi._estep", "fastvi.mixture.vb": "fastvi._vb",
-    "fastvi.engine.truncation": "fastvi._truncated", "fastvi.amortized.vae": "fastvi.amortized",
-    "fastvi.amortized.ppca": "fastvi.ppca", "fastvi.amortized.nn": "fastvi._nn",
-    "fastvi.mixture.estimators": "fastvi.mixture",
-    "fastvi.amortized.encoder": "fastvi.mixture_encoder",
+    "fastvi.engine.backend": "fastvi._estep", "fastvi.engine.truncation": "fastvi._truncated",
 }
 
 
 @functools.lru_cache(maxsize=None)
+def _register_engine_classes():
+    # Imported here, not at the top: the engine's modules are big to load, and a model
+    # file's reader needs none of them.
+    from ..engine import backend, loop, stats, truncation
+    for cls in (loop.FitState, stats.SufficientStats, backend.KernelParams,
+                truncation.Truncation, truncation.MemorySupports, truncation.FileSupports):
+        registry.register_state_class(cls, _FORMER_MODULES[cls.__module__])
+
+
 def classes():
     """The classes a checkpoint may hold, by ``module.qualname`` (and former name).
 
     A fixed list, so that reading never imports a module or calls a constructor that a
-    file names: an unknown name is an error.  Imported here, not at the top: the
-    estimators sit below this module's package but their module is big to load.
+    file names: an unknown name is an error.  The engine's classes are listed here (the
+    engine is below ``fastvi.io``); the estimators' packages register theirs
+    (``fastvi.io.registry``), which the lookup imports first.
     """
-    from ..amortized import encoder, nn, ppca, vae
-    from ..engine import backend, loop, stats, truncation
-    from ..mixture import estimators, vb
-    listed = (loop.FitState, stats.SufficientStats, backend.KernelParams, vb.Prior,
-              vb.Posterior, truncation.Truncation, truncation.MemorySupports,
-              truncation.FileSupports, vae.EpochState, vae.VAE, ppca.PPCA,
-              nn.MLP, nn.Adam, nn.RowNoise, estimators.GaussianMixture,
-              estimators.BayesianGaussianMixture, encoder.MixtureEncoder)
-    names = {_qualified_name(cls): cls for cls in listed}
-    for cls in listed:
-        names[f"{_FORMER_MODULES[cls.__module__]}.{cls.__qualname__}"] = cls
-    return names
+    _register_engine_classes()
+    return registry.state_classes()
 
 
 def _qualified_name(cls):

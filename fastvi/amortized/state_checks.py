@@ -1,15 +1,30 @@
-"""The checks of an amortized fit's checkpointed ``EpochState`` (``resume_checks``): the
-epochs, the model's settings, its networks' layers and their optimisers' moments.
+"""The checks of an amortized fit's checkpointed ``EpochState``
+(``fastvi.io.resume_checks``): the epochs, the model's settings, its networks' layers and
+their optimisers' moments.
+
+Beside the estimators, not in ``fastvi.io``: the checks know the networks' classes, and
+``fastvi.io`` imports no estimator.  ``fastvi.amortized.persistence`` registers
+``check_resumed_state`` for ``validate_state``.
 """
 import numpy as np
 
-from .resume_checks import _is_int, _same, _shown, _what
+from ..io.resume_checks import _is_int, _same, _shown, _what
+
+
+def check_resumed_state(check, state, model, source):
+    """``validate_state`` of a state that a ``VAE`` (or ``PPCA``) resumes: an
+    ``EpochState``."""
+    from .vae import EpochState
+    if type(state) is not EpochState:
+        check.fail("state", f"is {_what(state)} (expected the EpochState of an amortized "
+                   "fit)")
+    _check_epoch_state(check, state, model)
 
 
 def _check_epoch_state(check, state, model):
     """``validate_state`` of an amortized fit's ``EpochState``: the model is checked
     against its own settings (whether they fit the data is ``VAE.fit``'s question)."""
-    from ..amortized.nn import MLP
+    from .nn import MLP
     from ..kernels.dense import ACTIVATIONS
     vae = getattr(state, "model", None)
     if type(vae) is not type(model):
@@ -122,7 +137,7 @@ def _check_mlp(check, field, mlp, sizes, activation, dtype):
 def _check_adam(check, field, opt, params, whose):
     """An ``Adam`` over ``params`` (the network's own list), or over the log-variance's
     one value (``params`` None): moments of the parameters' shapes, steps counted."""
-    from ..amortized.nn import Adam
+    from .nn import Adam
     check.type(field, opt, Adam, f"Adam over {whose} parameters")
     if params is None:
         # the log-variance: the fit hands it a fresh one-value list every step

@@ -1,13 +1,25 @@
-"""The checks of a mixture fit's checkpointed ``FitState`` (``resume_checks``): its data
-description, chunk order and position, parameters, statistics and caches, moves,
+"""The checks of a mixture fit's checkpointed ``FitState`` (``fastvi.io.resume_checks``):
+its data description, chunk order and position, parameters, statistics and caches, moves,
 truncated search and history, each against the estimator and the data that resume it.
+
+Beside the estimators, not in ``fastvi.io``: the checks know the mixtures' classes (a
+``Posterior``, a Bayesian estimator), and ``fastvi.io`` imports no estimator.
+``fastvi.mixture.persistence`` registers ``check_resumed_state`` for ``validate_state``.
 """
 import math
 
 import numpy as np
 
 from ..engine import steps
-from .resume_checks import _is_int, _shown, _what
+from ..io.resume_checks import _is_int, _shown, _what
+
+
+def check_resumed_state(check, state, model, source):
+    """``validate_state`` of a state that a mixture estimator resumes: a ``FitState``."""
+    from ..engine.loop import FitState
+    if type(state) is not FitState:
+        check.fail("state", f"is {_what(state)} (expected the FitState of a mixture fit)")
+    _check_fit_state(check, state, model, source)
 
 
 def _check_fit_state(check, state, model, source):
@@ -124,8 +136,8 @@ def _check_parameters(check, params, model, n_features):
     """The parameters (``_get_parameters``'s layout); returns their number of components:
     ``n_components``, or up to it for a fit with moves (merges, births and deletes change
     the live components)."""
-    from ..mixture.estimators import BayesianGaussianMixture
-    from ..mixture.vb import Posterior
+    from .estimators import BayesianGaussianMixture
+    from .vb import Posterior
     bayesian = isinstance(model, BayesianGaussianMixture)
     if bayesian:
         check.type("params", params, Posterior, "the Posterior of a BayesianGaussianMixture")
