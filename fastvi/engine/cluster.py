@@ -46,6 +46,7 @@ import weakref
 import numpy as np
 
 from ..data.checks import InvalidParameterError, check_integer
+from ..data.threads import limit_threads
 from ..data.limits import check_values
 from ..data.sources import ArraySource, DaskArraySource
 from . import local
@@ -266,8 +267,7 @@ class DaskBackend(Backend):
         check_integer("n_jobs", n_jobs)
 
     def running(self, n_jobs):
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(1, user_api="blas")
+        return limit_threads(1, user_api="blas")
 
     def _readers(self, client, source, renew=False):
         """What the task of each chunk reads its rows from, by chunk index: a file's

@@ -10,14 +10,15 @@ from contextlib import contextmanager
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..data.checks import InvalidParameterError, check_integer
 from ..kernels import estep_diag, estep_full, estep_truncated, rank_table, search_arrays
+from ..kernels.estep import BLOCK_ROWS
 from ..kernels.entropy import pair_entropy_loss as entropy_kernel
 from ..kernels.missing import estep_missing_diag, estep_missing_full, impute_missing
 from ..data.limits import check_values
 from ..data.sources import DEFAULT_CHUNK_ROWS, as_source
+from ..data.threads import limit_threads
 from .backend import Backend, ChunkPass, check_result, empty_outputs, total_stats
 from .stats import SufficientStats
 from .truncation import SUPPORT_DTYPE
@@ -45,7 +46,7 @@ def compute_threads(n_jobs):
     if n_jobs is not None:
         numba.set_num_threads(thread_count(n_jobs))
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with limit_threads(1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)
@@ -134,14 +135,41 @@ def _dense(chunk, weights, params, nk, s1, s2, log_norm_out, resp_out, labels_ou
     tests, each compiled on first use (seconds each, in every fresh install)."""
     kernel = estep_full if params.full else estep_diag
     c, means, factor = _float64_params(params)
-    if params.marginalize and _has_holes(chunk):
-        if not params.full:         # (the diagonal kernel with holes is as fast on the rest)
-            return estep_missing_diag(_readonly(chunk), _readonly(weights), c, means, factor,
-                                      nk, s1, s2, log_norm_out, resp_out, labels_out)
-        return _dense_missing(chunk, weights, kernel, (c, means, factor), np.isnan(chunk),
-                              (nk, s1, s2), (log_norm_out, resp_out, labels_out))
-    return kernel(_readonly(chunk), _readonly(weights), c, means, factor, nk, s1, s2,
-                  log_norm_out, resp_out, labels_out)
+    with _threads_for(chunk.shape[0], means.shape[0] * means.shape[1] ** (1 + params.full)):
+        if params.marginalize and _has_holes(chunk):
+            if not params.full:     # (the diagonal kernel with holes is as fast on the rest)
+                return estep_missing_diag(_readonly(chunk), _readonly(weights), c, means,
+                                          factor, nk, s1, s2, log_norm_out, resp_out,
+                                          labels_out)
+            return _dense_missing(chunk, weights, kernel, (c, means, factor), np.isnan(chunk),
+                                  (nk, s1, s2), (log_norm_out, resp_out, labels_out))
+        return kernel(_readonly(chunk), _readonly(weights), c, means, factor, nk, s1, s2,
+                      log_norm_out, resp_out, labels_out)
+
+
+# Multiply-adds per thread below which a kernel call is better on fewer threads: waking
+# the OpenMP threads for a parallel region costs tens of microseconds on idle cores and
+# milliseconds when another process holds them (iris, diag, K = 3 took 135 ms a fit on 2
+# threads beside a busy process, 8 ms on one).  The kernels' results do not depend on the
+# thread count (blocks add into slots in block order), so this changes only the time.
+PARALLEL_WORK = 1_000_000
+
+
+@contextmanager
+def _threads_for(n_rows, work_per_row):
+    """Run a kernel call on at most one thread per ``PARALLEL_WORK`` multiply-adds (and
+    per block of rows), within the call's thread count; restored afterwards."""
+    previous = numba.get_num_threads()
+    wanted = max(1, min(previous, -(-n_rows // BLOCK_ROWS),
+                        n_rows * work_per_row // PARALLEL_WORK))
+    if wanted == previous:
+        yield
+        return
+    numba.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def _has_holes(chunk):

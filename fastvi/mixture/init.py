@@ -23,8 +23,8 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
+from ..data.threads import limit_threads
 from ..engine.stats import SufficientStats
 
 INIT_METHODS = ("auto", "kmeans", "k-means++", "k-means||", "random", "random_from_data")
@@ -152,7 +152,7 @@ def _kmeans_labels(sample, weights, n_components, rng, lloyd):
     order = np.lexsort(sample.T[::-1])
     rows = sample[order]
     w = np.ones(rows.shape[0]) if weights is None else weights[order]
-    with threadpool_limits(1), warnings.catch_warnings():
+    with limit_threads(1), warnings.catch_warnings():
         # fewer distinct rows than components: the empty components are handled (N_k floor)
         warnings.simplefilter("ignore", ConvergenceWarning)
         if lloyd:
@@ -244,7 +244,7 @@ def _kmeans_parallel_labels(sample, weights, n_components, rng):
         return _kmeans_labels(sample, weights, n_components, rng, lloyd=False)
     # step 7: each candidate weighs what the rows nearest to it weigh
     weight = np.bincount(nearest, weights=w, minlength=len(picked))
-    with threadpool_limits(1):
+    with limit_threads(1):
         centres, _ = kmeans_plusplus(rows[picked], n_components, sample_weight=weight,
                                      random_state=_seed(rng))
     # each row goes to the seed nearest its nearest candidate (a K x (a few K) search,
