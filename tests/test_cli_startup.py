@@ -1,11 +1,15 @@
 """The commands that need no estimator start fast: ``fastvi --help``, ``fastvi info`` on a
-data file and ``fastvi make-data`` load neither scikit-learn nor Numba (seconds of imports),
-nor the layers that do (``fastvi.cli`` imports them inside the commands that use them).
+data file or a model file (mixture, VAE, PPCA: it reads the file's attributes, it builds
+no estimator) and ``fastvi make-data`` load neither scikit-learn nor Numba (seconds of
+imports), nor the layers that do (``fastvi.cli`` imports them inside the commands that
+use them).
 
 Each command runs in a fresh interpreter, ``fastvi.cli.main`` called in-process there, and
 reports what ``sys.modules`` holds afterwards.
 """
 import json
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +18,9 @@ import numpy as np
 import pytest
 
 HEAVY = ("sklearn", "numba", "scipy", "fastvi.mixture", "fastvi.amortized", "fastvi.engine",
-         "fastvi.io.amortized", "fastvi.kernels")
+         "fastvi.kernels")
+LEGACY = pathlib.Path(__file__).parent / "data" / "legacy" / "models"
+MODELS = ("gmm_full.h5", "bgmm_dp_full.h5", "vae_amortized.h5", "ppca_per_example.h5")
 
 CODE = f"""
 import contextlib, io, json, sys
@@ -41,6 +47,8 @@ def files(tmp_path_factory):
         f.create_dataset("X", data=np.zeros((10, 3), np.float32), chunks=(5, 3))
         f.attrs["note"] = "a data file"
     np.save(d / "rows.npy", np.zeros((4, 2)))
+    for name in MODELS:         # model files of each kind, as fastvi wrote them
+        shutil.copy(LEGACY / name, d / name)
     return d
 
 
@@ -49,8 +57,10 @@ def files(tmp_path_factory):
     ["fit", "--help"],
     ["info", "data.h5"],
     ["info", "rows.npy"],
+    *(["info", name] for name in MODELS),
     ["make-data", "made.h5", "--n-samples", "500", "--n-features", "2", "--n-components", "2"],
-], ids=["help", "fit-help", "info-h5", "info-npy", "make-data"])
+], ids=["help", "fit-help", "info-h5", "info-npy", *(f"info-{name[:-3]}" for name in MODELS),
+        "make-data"])
 def test_loads_neither_sklearn_nor_numba(files, argv):
     status, loaded = _loaded(argv, files)
     assert status == 0

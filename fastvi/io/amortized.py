@@ -64,6 +64,65 @@ def save_amortized(model, path):
         write_feature_names(f, model)
 
 
+def _open(path):
+    """The model file ``path``, open for reading."""
+    check_regular_file(path, "model")            # h5py would wait on a FIFO
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def _read_header(f, path):
+    """The checked root attributes of an open amortized model file: (format_version,
+    class name, params, n_features_in_, log_variance_, elbo_history_)."""
+    if f.attrs.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a fastvi amortized model (format "
+                         f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
+    try:
+        version = int(f.attrs["format_version"])
+        name = str(f.attrs["class"])
+        params = json.loads(f.attrs["params"])
+        n_features = int(f.attrs["n_features_in_"])
+        log_variance = float(f.attrs["log_variance_"])
+        history = json.loads(f.attrs["elbo_history_"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"model file {path!r}: a missing or invalid attribute "
+                         f"({exc})") from None
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {version} is newer than this fastvi "
+                         f"reads ({FORMAT_VERSION})")
+    return version, name, params, n_features, log_variance, history
+
+
+def describe_amortized(path):
+    """What ``fastvi info`` shows of an amortized model file, read from its attributes
+    and the shapes of its datasets, without building the model (nor importing it).
+
+    Returns
+    -------
+    dict
+        ``format_version``, ``class``, ``params`` (as stored), ``n_features_in_``,
+        ``log_variance_``, ``elbo_history_``, ``encoder`` (whether it stores one) and
+        ``psi_rows`` (the rows of per-example psi, or None).
+
+    Raises
+    ------
+    ValueError
+        Not a fastvi amortized model, a newer format, or an unknown class.
+    """
+    path = str(path)
+    with _open(path) as f:
+        version, name, params, n_features, log_variance, history = _read_header(f, path)
+        if name not in CLASS_NAMES:
+            raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
+        psi = f.get("psi")
+        return {"format_version": version, "class": name, "params": params,
+                "n_features_in_": n_features, "log_variance_": log_variance,
+                "elbo_history_": history, "encoder": "encoder" in f,
+                "psi_rows": psi.shape[0] if isinstance(psi, h5py.Dataset) else None}
+
+
 def load_amortized(path):
     """Read a model written by ``save_amortized``.
 
@@ -77,28 +136,8 @@ def load_amortized(path):
         Not a fastvi amortized model, a newer format, a corrupt file, or a named pipe or
         a device.
     """
-    check_regular_file(path, "model")            # h5py would wait on a FIFO
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a fastvi amortized model (format "
-                             f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
-        try:
-            version = int(f.attrs["format_version"])
-            name = str(f.attrs["class"])
-            params = json.loads(f.attrs["params"])
-            n_features = int(f.attrs["n_features_in_"])
-            log_variance = float(f.attrs["log_variance_"])
-            history = json.loads(f.attrs["elbo_history_"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"model file {path!r}: a missing or invalid attribute "
-                             f"({exc})") from None
-        if version > FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {version} is newer than this fastvi "
-                             f"reads ({FORMAT_VERSION})")
+    with _open(path) as f:
+        version, name, params, n_features, log_variance, history = _read_header(f, path)
         entry = registry.model_entries(FORMAT).get(name) if name in CLASS_NAMES else None
         if entry is None:
             raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")

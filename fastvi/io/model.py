@@ -406,6 +406,35 @@ def _load_bayes(f, path, estimator, fitted, checker, restore):
     restore(estimator)
 
 
+def describe_model(path):
+    """What ``fastvi info`` shows of a mixture model file, read from its attributes and
+    datasets without building the estimator (nor importing it: no Numba, no
+    scikit-learn).  The header and the common arrays are checked as ``load_model`` checks
+    them, so a corrupt file is refused with the same message.
+
+    Returns
+    -------
+    dict
+        ``format_version``, ``fastvi_version``, ``class``, ``params`` (the stored JSON
+        object), ``param_arrays`` (the names of the stored array parameters), and the
+        fitted values ``weights_``, ``means_``, ``covariances_``,
+        ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_``,
+        ``n_features_in_``.
+    """
+    path = os.fspath(path)
+    with open_h5(path, what="model") as f:
+        name, params = read_header(f, path)
+        fitted = {key: np.asarray(_read(f, key, path)) for key in _COMMON_FITTED}
+        for key, kind in _SCALARS.items():
+            fitted[key] = _read_scalar(f, key, path, kind)
+        _model_checker(path, params, fitted["n_features_in_"]).common(fitted)
+        arrays = f.get("param_arrays")
+        return {"format_version": f.attrs["format_version"],
+                "fastvi_version": f.attrs.get("fastvi_version", "?"), "class": name,
+                "params": params, "param_arrays": sorted(arrays) if arrays else [],
+                **fitted}
+
+
 def is_model_file(path):
     """Whether ``path`` is an HDF5 file with ``format="fastvi-model"`` (no other checks)."""
     try:
