@@ -8,8 +8,8 @@ in one pass over each chunk of rows.
 The package, layer by layer (each imports only the layers below it)::
 
     fastvi.cli        the command line
-    fastvi.io         model files and checkpoints
     fastvi.mixture    GaussianMixture, BayesianGaussianMixture   fastvi.amortized  VAE, PPCA, ...
+    fastvi.io         model files and checkpoints (formats, not classes)
     fastvi.engine     the chunk loop and its backends
     fastvi.data       chunk sources, input checks, data files, atomic writes
     fastvi.kernels    the Numba kernels
