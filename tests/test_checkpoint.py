@@ -3,6 +3,7 @@ and resumes bit for bit, and loading never runs code from the file."""
 import json
 import os
 import pickle
+import signal
 import stat
 import warnings
 
@@ -159,6 +160,50 @@ def test_a_mixture_resumed_from_a_checkpoint_file_ends_as_the_uninterrupted_fit(
         assert whole.means_.shape[0] > 2
 
 
+def _ctrl_c_at_chunk(n):
+    """A fit callback that sends this process SIGINT (Ctrl-C) at the fit's n-th chunk."""
+    seen = []
+
+    def callback(record):
+        if record["event"] == "chunk":
+            seen.append(record)
+            if len(seen) == n:
+                os.kill(os.getpid(), signal.SIGINT)
+    return callback
+
+
+def test_a_resumed_fit_goes_on_checkpointing_to_the_file_it_resumed_from(tmp_path):
+    X, _ = mixture_rows(6000, seed=2)
+    kwargs = dict(n_components=4, random_state=0, chunk_size=1000, max_iter=3, tol=0)
+    whole = quiet(fastvi.GaussianMixture(**kwargs).fit, X)
+    path = tmp_path / "fit.ckpt"
+    with pytest.raises(fastvi.FitInterrupted, match=f"the checkpoint {path} holds") as stop:
+        quiet(fastvi.GaussianMixture(**kwargs).fit, X, callback=_ctrl_c_at_chunk(4),
+              checkpoint=fastvi.Checkpointer(path, meta={"run": "first"}))
+    assert stop.value.path == str(path)
+    first, _ = fastvi.load_checkpoint(path)
+    stood = (first.n_pass, first.position)       # (the resumed fit moves the state on)
+    # resumed with no checkpoint= and stopped again: the same file holds the later state
+    with pytest.raises(fastvi.FitInterrupted, match=f"the checkpoint {path} holds"):
+        quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=first,
+              callback=_ctrl_c_at_chunk(5))
+    second, meta = fastvi.load_checkpoint(path)
+    assert meta == {"run": "first"}             # the file's meta is kept
+    assert (second.n_pass, second.position) > stood
+    resumed = quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=second)
+    assert not path.exists()                     # the fit ended: nothing left to resume
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+    assert resumed.lower_bound_ == whole.lower_bound_
+
+
+def test_an_interrupted_fit_without_a_checkpoint_says_where_its_state_is():
+    X, _ = mixture_rows(3000, seed=2)
+    with pytest.raises(fastvi.FitInterrupted, match="no checkpoint was written") as stop:
+        quiet(fastvi.GaussianMixture(4, random_state=0, chunk_size=1000).fit, X,
+              callback=_ctrl_c_at_chunk(2))
+    assert stop.value.path is None and isinstance(stop.value.state, FitState)
+
+
 def test_file_supports_round_trip_and_reopen_their_file(tmp_path):
     X, _ = mixture_rows(6000, seed=2)
     kwargs = dict(n_components=6, random_state=0, chunk_size=1000, max_iter=3, tol=0,
@@ -170,7 +215,10 @@ def test_file_supports_round_trip_and_reopen_their_file(tmp_path):
     supports = crash.loaded.supports
     assert type(supports).__name__ == "FileSupports"
     assert supports.path == str(tmp_path / "supports.h5") and supports.rows(0, 3).shape == (3, 2)
-    resumed = quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=crash.loaded)
+    # checkpoint=False: the file stays as it is (resumed, a fit would write it and remove
+    # it at its end)
+    resumed = quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=crash.loaded,
+                    checkpoint=False)
     # supports written after the checkpoint are valid ones: the same optimum, not the bits
     assert resumed.lower_bound_ == pytest.approx(whole.lower_bound_, rel=1e-6)
     (tmp_path / "supports.h5").unlink()

@@ -60,11 +60,18 @@ class ResumeMismatch(ValueError):
 
 class FitInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a fit at a chunk boundary; ``state`` is where it stood (and what a
-    checkpoint, if any, now holds)."""
+    checkpoint, if any, now holds: ``path`` is its file, or None)."""
 
-    def __init__(self, state):
-        super().__init__("fit interrupted")
+    def __init__(self, state, path=None):
+        if path is None:
+            message = ("fit interrupted; no checkpoint was written: this exception's .state "
+                       "is where it stood (fit(..., resume=exc.state) goes on)")
+        else:
+            message = (f"fit interrupted; the checkpoint {path} holds where it stood: "
+                       f"fit(..., resume=fastvi.load_checkpoint({path!r})[0]) goes on")
+        super().__init__(message)
         self.state = state
+        self.path = path
 
 
 @dataclass
@@ -328,7 +335,8 @@ class ChunkLoop:
                             with interrupts.held():
                                 self.checkpoint(state, force=interrupted())
                         if interrupted():
-                            raise FitInterrupted(state)
+                            raise FitInterrupted(state, getattr(self.checkpoint, "path",
+                                                                None))
             self._end_pass(state)
             if self.checkpoint is not None:
                 with interrupts.held():

@@ -77,7 +77,8 @@ import time
 import numpy as np
 
 # validate_state and CorruptCheckpoint are read from here too (the callers' import path)
-from .resume_checks import CorruptCheckpoint, _remember_file, validate_state  # noqa: F401
+from .resume_checks import (CorruptCheckpoint, _loaded_from, _remember_file,  # noqa: F401
+                            validate_state)
 from .tree import Decoder, Encoder
 
 FORMAT = "fastvi-checkpoint"
@@ -265,5 +266,22 @@ def load_checkpoint(path):
             # h5py reports a truncated dataset as OSError or KeyError, a bad tree as the rest
             # (a DecodeError, which says where in the tree)
             raise ValueError(f"{path}: not a readable fastvi checkpoint ({exc})") from None
-    _remember_file(state, path)
+    _remember_file(state, path, meta)
     return state, meta
+
+
+def resumed_checkpointer(state, checkpoint):
+    """The checkpoint a fit given ``checkpoint=`` and ``resume=state`` writes to:
+    ``checkpoint`` if given (False: none at all); else, for a state that
+    ``load_checkpoint`` read, a ``Checkpointer`` of that same file (with its meta and the
+    default schedule), so that the resumed fit can be stopped and resumed again, and
+    removes the file when it ends; else None."""
+    if checkpoint is False:
+        return None
+    if checkpoint is not None or state is None:
+        return checkpoint
+    found = _loaded_from(state)
+    if found is None:
+        return None
+    path, meta = found
+    return Checkpointer(path, meta=meta if isinstance(meta, dict) else None)

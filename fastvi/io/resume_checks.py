@@ -28,24 +28,32 @@ class CorruptCheckpoint(ValueError):
     fit reads it, with a message naming the file and the field."""
 
 
-# id(state) -> (a weak reference to it, the file it was read from), so that the error of
-# a corrupt state given to ``fit(..., resume=state)`` names the file it came from
+# id(state) -> (a weak reference to it, the file it was read from, that file's meta), so
+# that the error of a corrupt state given to ``fit(..., resume=state)`` names the file it
+# came from, and a resumed fit goes on checkpointing to it
 _LOADED_FROM = {}
 
 
-def _remember_file(state, path):
+def _remember_file(state, path, meta=None):
     key = id(state)
     try:
         ref = weakref.ref(state, lambda _, key=key: _LOADED_FROM.pop(key, None))
     except TypeError:                # a state of a kind that takes no weak references
         return
-    _LOADED_FROM[key] = (ref, path)
+    _LOADED_FROM[key] = (ref, path, meta)
+
+
+def _loaded_from(state):
+    """``(path, meta)`` of the checkpoint file ``state`` was read from by
+    ``load_checkpoint``, or None."""
+    ref, path, meta = _LOADED_FROM.get(id(state), (None, None, None))
+    return (path, meta) if ref is not None and ref() is state else None
 
 
 def _file_of(state):
     """The checkpoint file ``state`` was read from by ``load_checkpoint``, or None."""
-    ref, path = _LOADED_FROM.get(id(state), (None, None))
-    return path if ref is not None and ref() is state else None
+    found = _loaded_from(state)
+    return None if found is None else found[0]
 
 
 def validate_state(state, model, source, path=None):

@@ -35,6 +35,7 @@ from ..engine import loop as _loop
 from ..engine import steps as _steps
 from ..engine.backend import KernelParams, get_backend, total_stats
 from ..engine.truncation import FileSupports, MemorySupports, make_truncation
+from ..io.checkpoint import resumed_checkpointer
 
 __all__ = ["BaseMixture", "ConvergenceWarning", "NotFittedError"]
 
@@ -197,12 +198,14 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
         callback : callable, optional
             Called with a dict after every chunk (``{"event": "chunk", ...}``) and every
             pass (``{"event": "pass", "bound": ..., ...}``): progress bars and logs.
-        checkpoint : callable, optional
+        checkpoint : callable or False, optional
             Called with the fit state between chunks (see ``fastvi.io.checkpoint``); a
             ``fastvi.Checkpointer`` removes its file when the fit ends, unless it was made
             with ``keep=True``: only an interrupted or crashed fit leaves one.
         resume : FitState, optional
-            Go on from a checkpointed state instead of initialising.
+            Go on from a checkpointed state instead of initialising.  A state read by
+            ``fastvi.load_checkpoint`` goes on checkpointing to its file (and removes it
+            at the end) unless ``checkpoint`` says otherwise (False: no checkpoint).
 
         Returns
         -------
@@ -223,6 +226,7 @@ class BaseMixture(_missing.MissingValues, DensityMixin, BaseEstimator):
             if n_weighted < self.n_components:
                 raise ValueError(f"Expected at least n_components = {self.n_components} rows "
                                  f"of nonzero sample_weight, got {n_weighted}")
+        checkpoint = resumed_checkpointer(resume, checkpoint)
         if checkpoint is not None and self.n_init > 1 and resume is None:
             raise ValueError("checkpoints hold one initialisation: use n_init=1 with a "
                              "checkpoint")

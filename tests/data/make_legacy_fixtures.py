@@ -580,9 +580,11 @@ def interrupted_fit(case, inputs, path, stop):
 
 def resume(case, state, meta, inputs):
     """Resume a checkpoint as the API does: the estimator rebuilt from the checkpoint's
-    meta, ``fit(X, ..., resume=state)`` with the case's data and weights."""
+    meta, ``fit(X, ..., resume=state)`` with the case's data and weights; with
+    ``checkpoint=False``, so that the fixture file is never written (a resumed fit goes
+    on checkpointing to the file it was read from, and removes it when it ends)."""
     estimator = getattr(fastvi, meta["class"])(**meta["params"])
-    run_calls(estimator, case, inputs, resume=state)
+    run_calls(estimator, case, inputs, resume=state, checkpoint=False)
     return estimator
 
 
