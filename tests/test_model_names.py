@@ -211,14 +211,21 @@ def test_info_on_a_model_file_shows_what_the_estimator_showed(tmp_path, frame, k
     assert _info(tmp_path / "m.h5") == _summary_from_estimator(tmp_path / "m.h5")
 
 
-def test_info_on_a_corrupt_model_file_names_it(tmp_path, fitted, capsys):
-    """``fastvi info`` checks what it shows as loading does, with loading's message."""
-    fitted["GaussianMixture"].save(tmp_path / "m.h5")
+@pytest.mark.parametrize("kind, key, value, expected", [
+    ("GaussianMixture", "means_", np.zeros((5, 3)), "means_ has shape (5, 3), expected (2, 3)"),
+    ("VAE", "decoder/W1", np.zeros((5, 4)), "decoder/W1 has shape (5, 4), expected (5, 3)"),
+    ("VAE", "encoder/b0", np.full(4, np.nan), "encoder/b0 contains NaN or infinity"),
+    ("PPCA", "psi", np.zeros((120, 3)), "psi has shape (120, 3), expected (120, 2)"),
+])
+def test_info_on_a_corrupt_model_file_names_it(tmp_path, fitted, capsys, kind, key, value,
+                                               expected):
+    """``fastvi info`` checks what it reads as loading does, with loading's message."""
+    fitted[kind].save(tmp_path / "m.h5")
     with h5py.File(tmp_path / "m.h5", "a") as f:
-        del f["means_"]
-        f["means_"] = np.zeros((5, 3))
+        del f[key]
+        f[key] = value
     with pytest.raises(ValueError) as loading:
         fastvi.load(tmp_path / "m.h5")
     assert main(["info", str(tmp_path / "m.h5")]) != 0
     assert capsys.readouterr().err.strip() == f"fastvi: error: {loading.value}"
-    assert "means_ has shape (5, 3), expected (2, 3)" in str(loading.value)
+    assert expected in str(loading.value)

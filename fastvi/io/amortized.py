@@ -95,9 +95,16 @@ def _read_header(f, path):
     return version, name, params, n_features, log_variance, history
 
 
+def _unbuilt(sizes, activation, weights, biases):
+    """The ``network`` hook of ``describe_amortized``: the layers are checked, and no
+    network is made."""
+    return None
+
+
 def describe_amortized(path):
     """What ``fastvi info`` shows of an amortized model file, read from its attributes
-    and the shapes of its datasets, without building the model (nor importing it).
+    and datasets, without building the model (nor importing it: no Numba, no
+    scikit-learn).
 
     Returns
     -------
@@ -109,14 +116,37 @@ def describe_amortized(path):
     Raises
     ------
     ValueError
-        Not a fastvi amortized model, a newer format, or an unknown class.
+        Not a fastvi amortized model, a newer format, an unknown class, or a corrupt file:
+        the layers are checked as ``load_amortized`` checks them, with its messages, and
+        psi's shape and dtype (its values are not read: it has a row per example).
     """
     path = str(path)
     with _open(path) as f:
         version, name, params, n_features, log_variance, history = _read_header(f, path)
         if name not in CLASS_NAMES:
             raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
+        d = params.get("n_latent")
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ValueError(f"model file {path!r}: n_latent {d!r} is not an integer >= 1 "
+                             "(its params attribute is corrupt)")
+        if not np.isfinite(log_variance):
+            raise ValueError(f"model file {path!r}: log_variance_ is {log_variance}")
+        if "decoder" not in f:
+            raise ValueError(f"model file {path!r} lacks the group 'decoder'")
+        _network(f["decoder"], None, path, d, n_features, _unbuilt)
+        if "encoder" in f:
+            _network(f["encoder"], None, path, n_features, 2 * d, _unbuilt)
         psi = f.get("psi")
+        if psi is not None:
+            # _check_array's messages, from the dataset's metadata alone
+            if not isinstance(psi, h5py.Dataset):
+                raise ValueError(f"model file {path!r}: psi is not a dataset")
+            if psi.dtype.kind != "f":
+                raise ValueError(f"model file {path!r}: psi holds {psi.dtype} values, "
+                                 "expected floating point")
+            if psi.ndim != 2 or psi.shape[1] != 2 * d:
+                raise ValueError(f"model file {path!r}: psi has shape {psi.shape}, expected "
+                                 f"{(psi.shape[0] if psi.ndim else 0, 2 * d)}")
         return {"format_version": version, "class": name, "params": params,
                 "n_features_in_": n_features, "log_variance_": log_variance,
                 "elbo_history_": history, "encoder": "encoder" in f,
