@@ -21,7 +21,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from fastvi.cli import main  # noqa: E402
-from fastvi.cli.jobs import local_cluster_kwargs  # noqa: E402
+from fastvi.engine.dask_local import local_cluster_kwargs  # noqa: E402
 from fastvi.datasets import write_mixture_h5  # noqa: E402
 
 from bad_inputs import CASES, expand  # noqa: E402

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..data.atomic import OutputError, output_error
 from ..data.files import split_spec
+from ..engine.dask_local import local_cluster_kwargs
 
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -366,36 +367,6 @@ def _import_distributed(option):
         raise ClusterError(f"{option} needs dask.distributed, which is not installed: "
                            "pip install 'fastvi[dask]'") from None
     return distributed
-
-
-def available_cores():
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):       # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def local_cluster_kwargs(n_workers, cores=None, debug=False):
-    """``distributed.LocalCluster`` arguments for ``--workers N`` on ``cores`` cores.
-
-    One task at a time per worker process (``threads_per_worker=1``), each task's Numba
-    kernel on ``max(1, cores // N)`` threads (``NUMBA_NUM_THREADS`` in the workers'
-    environment, read when a worker first imports Numba): N workers then fill the cores
-    without oversubscribing them, and no process ever runs two parallel Numba kernels at
-    once (the workqueue threading layer cannot).  No dashboard, the scheduler's HTTP
-    routes on a free local port (not 8787, which another cluster may hold: a warning), and
-    the workers' logs silenced below CRITICAL (a failed task is the command's one error
-    line) unless ``debug``.
-    """
-    import logging
-    cores = available_cores() if cores is None else int(cores)
-    threads = max(1, cores // int(n_workers))
-    return {"n_workers": int(n_workers), "threads_per_worker": 1, "processes": True,
-            "dashboard_address": None,
-            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
-            "silence_logs": logging.ERROR if debug else logging.CRITICAL,
-            "env": {"NUMBA_NUM_THREADS": str(threads)}}
 
 
 @contextmanager
