@@ -106,6 +106,12 @@ def test_fit_with_births_grows_the_components_and_logs_them(workdir, tmp_path, c
               for move in record.get("moves", ()) if move["move"] == "birth"]
     assert births[0]["accepted"] and births[0]["components"] == [0] and births[0]["gain"] > 0
     assert "params" not in births[0]
+    # the summary counts them in English: "1 birth", "3 births", "0 merges"
+    moves = [move for record in passes if record.get("event") == "pass"
+             for move in record.get("moves", ()) if move["accepted"]]
+    said = {kind: sum(move["move"] == kind for move in moves) for kind in ("birth", "merge")}
+    words = [f"{n} {kind}" + ("" if n == 1 else "s") for kind, n in said.items()]
+    assert f"moves        accepted {words[0]}, {words[1]}:" in text
 
 
 def test_moves_need_the_bayesian_model(workdir, tmp_path, capsys):
@@ -604,6 +610,10 @@ def test_fit_progress_ends_at_100_percent_per_pass(workdir, tmp_path, capsys):
     assert states[-1].startswith(f"fit pass {passes}/50: 100%"), states[-1]
     for n in range(1, passes + 1):                      # every pass reached its end
         assert any(s.startswith(f"fit pass {n}/50: 100%") for s in states), n
+    # and once ended, a pass is never drawn again from 0% (the next pass's bar is)
+    for before, after in zip(states, states[1:]):
+        if re.match(r"fit pass \d+/50: 100%", before) and " 0%" in after:
+            assert after.split(":")[0] != before.split(":")[0], (before, after)
 
 
 def test_convergence_warning_names_the_cli_options(workdir, tmp_path, capsys):

@@ -297,3 +297,18 @@ def test_memoized_on_rows_sorted_by_cluster_ends_as_well_as_batch(shuffle):
         assert (model.weights_ > 1e-3).sum() == 16, algorithm
     batch = scores.pop(("batch", None))
     assert batch > 0.99 and min(scores.values()) >= batch - 0.01, scores
+
+
+def test_the_repr_of_a_source_says_what_it_reads(tmp_path):
+    path = tmp_path / "rows.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=np.zeros((10_000, 3), "f4"), chunks=(1000, 3),
+                         compression="gzip")
+        f.create_dataset("flat", data=np.zeros((100, 2)))
+    source = fastvi.HDF5Source(path, "/X", chunk_rows=2500)
+    source.close()                                      # repr does not read the file
+    assert repr(source) == (f"HDF5Source('{path}:/X', shape=(10000, 3), dtype=float32, "
+                            "chunk_rows=3000, n_chunks=4, stored in HDF5 chunks of 1000 "
+                            "rows, gzip)")
+    assert repr(fastvi.HDF5Source(path, "/flat")).endswith(
+        "shape=(100, 2), dtype=float64, chunk_rows=65536, n_chunks=1, stored contiguous)")

@@ -78,6 +78,11 @@ def _format_weights(weights, top=8):
     return "  ".join(f"{weights[k]:.4f} (k={k})" for k in order)
 
 
+def _counted(n, noun):
+    """``n noun``, plural when n is not 1: "1 birth", "2 merges"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
     """Lines describing a fitted model and its fit time.
 
@@ -126,7 +131,7 @@ def fit_summary(model, label, shape, elapsed, rows=None, chunk_rows=None):
     ]
     if getattr(model, "moves", None):
         accepted = [move["move"] for move in getattr(model, "history_", ()) if move["accepted"]]
-        counts = ", ".join(f"{accepted.count(kind)} {kind}s" for kind in model.moves)
+        counts = ", ".join(_counted(accepted.count(kind), kind) for kind in model.moves)
         lines.append(f"moves        accepted {counts}: {len(weights)} of the cap "
                      f"{model.n_components} components live")
     return lines

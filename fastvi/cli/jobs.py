@@ -306,8 +306,10 @@ class FitProgress:
         if record["event"] == "chunk":
             if record["pass"] != self.n_pass:       # the first chunk of a new pass
                 self.n_pass = record["pass"]
-                self.bar.reset(total=self.n_rows)
+                # the new description first: reset() redraws the bar (at 0%), which with
+                # the old one read "pass 1/5: 0%" after the first pass had ended
                 self.bar.set_description(self._desc(), refresh=False)
+                self.bar.reset(total=self.n_rows)
             self.bar.update(record["rows"])
         elif record["event"] == "pass":
             postfix = {"bound": f"{record['bound']:.6g}"}

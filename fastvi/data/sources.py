@@ -58,6 +58,15 @@ class ChunkSource:
     def shape(self):
         return (self.n_rows, self.n_features)
 
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.label!r}, shape={self.shape}, "
+                f"dtype={np.dtype(self.dtype).name}, chunk_rows={self.chunk_rows}, "
+                f"n_chunks={self.n_chunks}{self._storage_text()})")
+
+    def _storage_text(self):
+        """What ``repr`` adds about where the rows are stored (HDF5's chunking)."""
+        return ""
+
     @property
     def max_chunk_rows(self):
         """The most rows a chunk holds: ``chunk_rows`` clamped to the rows there are (a
@@ -271,6 +280,15 @@ class HDF5Source(ChunkSource):
         self.n_rows, self.n_features = dataset.shape
         self.chunk_rows = aligned_chunk_rows(dataset, chunk_rows)
         self._map_ok = None
+        # kept for repr, which must not touch a file that may since have been closed
+        self._hdf5_layout = (dataset.chunks, dataset.compression)
+
+    def _storage_text(self):
+        chunks, compression = self._hdf5_layout
+        if chunks is None:
+            return ", stored contiguous"
+        filtered = f", {compression}" if compression else ""
+        return f", stored in HDF5 chunks of {chunks[0]} rows{filtered}"
 
     def _read(self, start, stop):
         try:
