@@ -35,7 +35,7 @@ ALLOWED = {
 # (module, layer) -> why it imports that layer inside a function, where its top may not
 LAZY = {
     ("amortized/encoder.py", "mixture"): "a MixtureEncoder fits its mixture",
-    ("mixture/sizes.py", "kernels"): "the memory the kernels' per-thread buffers take",
+    ("mixture/sizes.py", "kernels"): "the kernels' block sizes, for the memory a fit takes",
 }
 
 

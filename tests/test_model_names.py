@@ -229,3 +229,23 @@ def test_info_on_a_corrupt_model_file_names_it(tmp_path, fitted, capsys, kind, k
     assert main(["info", str(tmp_path / "m.h5")]) != 0
     assert capsys.readouterr().err.strip() == f"fastvi: error: {loading.value}"
     assert expected in str(loading.value)
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("GaussianMixture", "MixtureEncoder"),      # a class checkpoints hold, no model file's
+    ("GaussianMixture", "VAE"),                 # the other format's
+    ("VAE", "GaussianMixture"),
+    ("VAE", "os.system"),
+])
+def test_a_class_the_format_does_not_list_is_refused(tmp_path, fitted, kind, name):
+    """The registry is an allow-list per format: a ``class`` attribute names a class of
+    that format, or the file is refused (by ``load`` and by ``fastvi info``) before any
+    constructor runs."""
+    fitted[kind].save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "a") as f:
+        f.attrs["class"] = name
+    with pytest.raises(ValueError, match=f"holds an unknown model class '{name}'"):
+        fastvi.load(tmp_path / "m.h5")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["info", str(tmp_path / "m.h5")]) != 0
+    assert f"holds an unknown model class '{name}'" in err.getvalue()
