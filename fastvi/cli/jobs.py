@@ -33,7 +33,6 @@ import numpy as np
 
 from ..data.atomic import OutputError, output_error
 from ..data.files import split_spec
-from ..engine.dask_local import local_cluster_kwargs
 
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -507,6 +506,7 @@ def cluster_backend(args):
                          "workers run the local kernels")
     distributed = _import_distributed(option)
     from ..engine.cluster import DaskBackend
+    from ..engine.dask_local import local_cluster_kwargs
     debug = getattr(args, "debug", False) or bool(os.environ.get("FASTVI_DEBUG"))
     with ExitStack() as stack:
         if not debug:
