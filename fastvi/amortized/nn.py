@@ -7,7 +7,8 @@ asked.  The loss is a sum over rows.
 """
 import numpy as np
 
-from ..kernels.dense import ACTIVATIONS, activate, adam_step, dense_backward, dense_forward
+from ..kernels.dense import (ACTIVATIONS, activate, adam_step, dense_backward,
+                             dense_backward_input, dense_forward)
 
 
 class MLP:
@@ -47,6 +48,18 @@ class MLP:
         state["_cache"] = None
         return state
 
+    def astype(self, dtype):
+        """A copy whose weights are cast to ``dtype`` (a copy even in the same dtype: its
+        own ``forward`` cache, for another thread)."""
+        dtype = np.dtype(dtype)
+        copy = object.__new__(MLP)
+        copy.__dict__.update(self.__dict__)
+        copy.dtype = dtype
+        copy.params = [p.astype(dtype) for p in self.params]
+        copy.grads = [np.zeros_like(p) for p in copy.params]
+        copy._cache = None
+        return copy
+
     @property
     def n_layers(self):
         return len(self.sizes) - 1
@@ -81,6 +94,20 @@ class MLP:
                            grad, grad_in, self.grads[2 * layer], self.grads[2 * layer + 1])
             grad = grad_in
         return grad if need_input_grad else None
+
+    def input_gradient(self, grad_output):
+        """dL/d(input) from dL/d(output) of the last ``forward``, without the parameter
+        gradients (``grads`` is left as it was): for optimising the input, as the gap
+        report's psi* does with the decoder fixed."""
+        inputs, pres, outs = self._cache
+        grad = np.array(grad_output, dtype=self.dtype)   # a copy: the kernel overwrites it
+        for layer in reversed(range(self.n_layers)):
+            W = self.params[2 * layer]
+            grad_in = np.empty((grad.shape[0], W.shape[0]), dtype=self.dtype)
+            dense_backward_input(W, pres[layer], outs[layer], self.activations[layer], grad,
+                                 grad_in)
+            grad = grad_in
+        return grad
 
 
 class Adam:

@@ -33,6 +33,7 @@ from .training import (blas_threads, check_dtype, check_networks, check_unit_int
 from ..data import interrupts
 from ..data.checks import check_random_state, validate_rows
 from ..data.memory import array_bytes, check_memory, shape_text
+from ..io.checkpoint import resumed_checkpointer
 from ..kernels import dense
 
 INFERENCE = ("amortized", "per_example", "semi_amortized")
@@ -162,7 +163,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                              chunk_rows=self.chunk_size)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, *, checkpoint=None, resume=None):
+    def fit(self, X, y=None, *, checkpoint=None, resume=None, callback=None):
         """Train the decoder and the inference (encoder or per-example psi) on ``X``.
 
         Parameters
@@ -172,20 +173,30 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             ``feature_names_in_``) are checked as scikit-learn checks them; a dataset or
             a chunk source is streamed, never read whole.
         y : ignored
-        checkpoint : callable, optional
+        checkpoint : callable or False, optional
             Called with the training state after every epoch, ``force=True`` (a
             ``fastvi.Checkpointer`` writes it atomically, and removes it when the fit
             ends unless made with ``keep=True``).
         resume : EpochState, optional
             A checkpointed state: training goes on from the epoch after it with the
             checkpointed model's parameters and settings, and ends as the uninterrupted
-            fit would have.
+            fit would have.  A state read by ``fastvi.load_checkpoint`` goes on
+            checkpointing to its file (and removes it at the end) unless ``checkpoint``
+            says otherwise (False: no checkpoint).
+        callback : callable, optional
+            Called with a dict after every minibatch, ``{"event": "chunk", "pass": e,
+            "rows": n, "elbo": ...}`` (``e`` the epochs done, ``n`` the minibatch's rows,
+            ``elbo`` the epoch's mean training ELBO per row so far), and after every epoch,
+            ``{"event": "pass", "pass": e + 1, "bound": ..., "seconds": ...}`` (the
+            epoch's ELBO and time): the records of the mixtures' fit loop, so the CLI's
+            progress bar and log read both.
 
         Returns
         -------
         self : VAE
         """
         self._check_parameters()
+        checkpoint = resumed_checkpointer(resume, checkpoint)
         source = self._source(X, reset=True)
         self._check_sizes(source)
         if resume is None:
@@ -225,10 +236,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                         check_unit_interval(batch, rows_index, source.label)
                     total += self._train_step(batch, rows_index, rng)
                     rows += batch.shape[0]
+                    if callback is not None:
+                        callback({"event": "chunk", "pass": epoch, "rows": batch.shape[0],
+                                  "elbo": -total / rows})
                 self.elbo_history_.append(-total / rows)
+                seconds = time.perf_counter() - started
                 if self.verbose:
                     print(f"epoch {epoch + 1}: ELBO {self.elbo_history_[-1]:.4f} per row "
-                          f"({time.perf_counter() - started:.1f} s)")
+                          f"({seconds:.1f} s)")
+                if callback is not None:
+                    callback({"event": "pass", "pass": epoch + 1,
+                              "bound": self.elbo_history_[-1], "seconds": seconds})
                 if checkpoint is not None:
                     # a signal while it is written waits for the whole file, as in the
                     # mixtures' fit loop (fastvi.data.interrupts)
@@ -534,20 +552,29 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._iw_bound(rows, self._psi(rows, noise), noise, n_samples))))
 
     def gap_report(self, X, n_importance=1000, optimise_steps=200, n_samples=64,
-                   random_state=0):
+                   random_state=0, precision="auto", callback=None):
         """Mean nats per row on ``X``: log p(x), the ELBO with psi optimised per row, the
         ELBO of the fitted inference, and the two gaps (Cremer, Li & Duvenaud 2018).
 
         log p(x) is the importance-weighted bound with ``n_importance`` draws from the
         optimised q; psi* takes ``optimise_steps`` gradient steps per row from the
         inference's psi (4-draw gradients, decaying steps); the ELBOs average
-        ``n_samples`` draws.
+        ``n_samples`` draws.  The draws of a block of rows go through the decoder stacked,
+        as GEMMs of thousands of rows (``fastvi.amortized.gaps``).
 
         Parameters
         ----------
         X : array-like, h5py.Dataset or ChunkSource (n_samples, n_features)
         n_importance, optimise_steps, n_samples : int
         random_state : int, Generator or None, default=0
+        precision : {'auto', 'float32', 'model'}, default='auto'
+            The dtype the decoder runs in on the draws.  'auto': float32 (3x faster; its
+            rounding is far below the Monte Carlo noise), except for Gaussian rows with a
+            value beyond 1024 noise standard deviations, where x - f(z) would cancel;
+            'model': the model's dtype.
+        callback : callable, optional
+            Called with the fraction (0 to 1) of a block's work done since the last
+            call, as the work goes: a progress bar's step.
 
         Returns
         -------
@@ -556,27 +583,15 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         # The report returns means over rows only, so it keeps drawing eps for each block
         # from one generator (its figures as before) instead of the row-keyed draws of
-        # score_samples; psi and psi* are compared on common draws within a block.
+        # score_samples; psi and psi* are compared on common draws within a block.  The
+        # work, the decoder on stacked draws, is in ``fastvi.amortized.gaps``.
+        from .gaps import gap_report
         rng = check_random_state(random_state)
-        fresh = self._draws(rng)
 
         def rows_report(rows):
-            # before psi* is optimised (optimise_steps per row)
             self._check_draws(rows.shape[0], n_importance, "n_importance (--importance)")
-            psi = self._psi(rows, fresh)
-            best_psi = self._refine(rows, psi.copy(), fresh, optimise_steps, draws=4,
-                                    decay=0.6)
-            # psi* is the better of the two per row, judged on the *same* draws (a row-wise
-            # maximum of independent estimates would be biased upwards); both ELBOs are
-            # then estimated afresh, again on common draws, so rows where psi* = psi add
-            # exactly nothing to the gap
-            noise = [fresh(rows.shape[0]) for _ in range(n_samples)]
-            better = self._elbo(rows, best_psi, noise) >= self._elbo(rows, psi, noise)
-            best_psi = np.where(better[:, None], best_psi, psi)
-            noise = [fresh(rows.shape[0]) for _ in range(n_samples)]
-            given = self._elbo(rows, psi, noise)
-            best = self._elbo(rows, best_psi, noise)
-            return self._iw_bound(rows, best_psi, fresh, n_importance), best, given
+            return gap_report(self, rows, n_importance, optimise_steps, n_samples, rng,
+                              precision, callback)
 
         log_px, best, given = self._per_block(X, rows_report)
         return report(log_px.mean(), best.mean(), given.mean())
