@@ -2,7 +2,8 @@
 
 Usage::
 
-    python bench/amortization_gap.py [--epochs 150] [--latent 8] [--svg OUT.svg]
+    python bench/amortization_gap.py [--epochs 150] [--latent 8]   # run, write JSON, plot
+    python bench/amortization_gap.py plot                          # redraw the PNG
 
 A Bernoulli VAE (decoder 8 -> 128 -> 64, tanh) is trained on 1500 of scikit-learn's
 bundled digits (scaled to [0, 1]) with each encoder; the gap report is computed on the
@@ -10,15 +11,24 @@ other 297 rows (Cremer, Li & Duvenaud 2018): log p(x) by the importance-weighted
 (1000 draws from the optimised q), the ELBO with psi optimised per row (400 gradient
 steps from the encoder's psi), and the ELBO with the encoder's psi, then with the
 encoder's psi refined by a number of steps (semi-amortized inference at test time).
-Prints markdown tables and writes an SVG plot of both gaps.
+Prints markdown tables, writes them to ``bench/results/amortization_gap.json`` and draws
+``bench/results/amortization_gap.png`` (both gaps, nats per row, against the encoder's
+width and the refinement steps).
 """
 import argparse
+import json
+import os
+import platform
+import time
 
 import numpy as np
 from sklearn.datasets import load_digits
 
 import fastvi
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+RESULTS_JSON = os.path.join(RESULTS, "amortization_gap.json")
 WIDTHS = [(), (16,), (64,), (256,), (256, 256)]
 STEPS = [0, 5, 20, 100]
 
@@ -33,37 +43,44 @@ def report(model, test):
     return model.gap_report(test, n_importance=1000, optimise_steps=400, n_samples=64)
 
 
-def svg_plot(path, widths, width_rows, step_rows):
-    """Two small line plots side by side, hand-written SVG (no plotting dependency)."""
-    def panel(x0, title, labels, rows):
-        gaps = [(r["approximation_gap"], r["amortization_gap"]) for r in rows]
-        top = max(max(g) for g in gaps) * 1.15 or 1.0
-        w, h, left = 300, 200, 45
-        parts = [f'<text x="{x0 + left}" y="15" font-size="12">{title}</text>',
-                 f'<line x1="{x0 + left}" y1="{h}" x2="{x0 + w}" y2="{h}" stroke="black"/>',
-                 f'<line x1="{x0 + left}" y1="25" x2="{x0 + left}" y2="{h}" stroke="black"/>',
-                 f'<text x="{x0 + 2}" y="30" font-size="10">{top:.2f}</text>',
-                 f'<text x="{x0 + 30}" y="{h}" font-size="10">0</text>']
-        step = (w - left - 20) / max(1, len(labels) - 1)
-        for i, label in enumerate(labels):
-            parts.append(f'<text x="{x0 + left + i * step - 10}" y="{h + 15}" '
-                         f'font-size="10">{label}</text>')
-        for series, colour, name in ((0, "#1f77b4", "approximation"),
-                                     (1, "#d62728", "amortization")):
-            points = " ".join(f"{x0 + left + i * step:.1f},{h - (h - 25) * g[series] / top:.1f}"
-                              for i, g in enumerate(gaps))
-            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                         'stroke-width="2"/>')
-            parts.append(f'<text x="{x0 + w - 90}" y="{40 + 14 * series}" font-size="10" '
-                         f'fill="{colour}">{name} gap</text>')
-        parts.append(f'<text x="{x0 + left}" y="{h + 28}" font-size="10">nats per example</text>')
-        return parts
-
-    body = (panel(0, "gap vs encoder width", widths, width_rows)
-            + panel(330, "gap vs refinement steps", [str(s) for s in STEPS], step_rows))
-    with open(path, "w") as f:
-        f.write('<svg xmlns="http://www.w3.org/2000/svg" width="660" height="240" '
-                'font-family="sans-serif">\n' + "\n".join(body) + "\n</svg>\n")
+def plot(path_json=RESULTS_JSON):
+    """Both gaps against the encoder's width and against the refinement steps, from the
+    JSON the run wrote: two panels in the style of ``bench/scaling.py``'s plots."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(path_json) as handle:
+        data = json.load(handle)
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.2), sharey=True)
+    panels = ((axes[0], "encoder", "encoder hidden widths (linear: no hidden layer)",
+               "against the encoder's width"),
+              (axes[1], "steps", "test-time refinement steps of the encoder 64's psi",
+               "against refinement (semi-amortized inference)"))
+    for ax, key, xlabel, title in panels:
+        ax.set_title(title, fontsize=9)
+        rows = data[key]
+        x = np.arange(len(rows))
+        for gap, colour, label in (("approximation_gap", "#1f77b4", "approximation gap: "
+                                    "log p(x) - ELBO(psi*)"),
+                                   ("amortization_gap", "#d62728", "amortization gap: "
+                                    "ELBO(psi*) - ELBO(inference)")):
+            ax.plot(x, [r[gap] for r in rows], "-", marker="o", markersize=4,
+                    color=colour, label=label)
+        ax.set_xticks(x, [r["name"] for r in rows])
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("gap (nats per row, held-out digits)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(data["title"], fontsize=9)
+    fig.text(0.01, 0.005, f"{data['machine']}; {data['date']}; {data['command']}",
+             fontsize=6, color="0.4")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    path = os.path.join(RESULTS, "amortization_gap.png")
+    fig.savefig(path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+    print("wrote", path)
 
 
 def table(label, names, rows):
@@ -77,10 +94,17 @@ def table(label, names, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", nargs="?", choices=["run", "plot"], default="run")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--latent", type=int, default=8)
-    parser.add_argument("--svg", default="amortization_gap.svg")
+    parser.add_argument("--machine", default=f"{platform.processor() or platform.machine()}, "
+                                             f"{os.cpu_count()} cores",
+                        help="the machine's words for the plot's footnote")
     args = parser.parse_args(argv)
+    if args.what == "plot":
+        plot()
+        return
+    started = time.perf_counter()
     train, test = split()
     common = dict(decoder_hidden=(128,), likelihood="bernoulli", max_epochs=args.epochs,
                   learning_rate=2e-3, random_state=0)
@@ -101,8 +125,21 @@ def main(argv=None):
         step_rows.append(report(model, test))
     print()
     table("refinement steps (encoder 64)", [str(s) for s in STEPS], step_rows)
-    svg_plot(args.svg, names, width_rows, step_rows)
-    print(f"\nplot: {args.svg}")
+    seconds = time.perf_counter() - started
+    print(f"\n{seconds:.0f} s")
+    command = "python bench/amortization_gap.py" + (
+        f" --epochs {args.epochs}" if args.epochs != 150 else "") + (
+        f" --latent {args.latent}" if args.latent != 8 else "")
+    data = dict(title=f"gaps on 297 held-out digits: Bernoulli VAE, d = {args.latent}, "
+                      f"decoder 128 tanh, {args.epochs} epochs on 1500 rows",
+                encoder=[dict(name=n, **r) for n, r in zip(names, width_rows)],
+                steps=[dict(name=str(s), **r) for s, r in zip(STEPS, step_rows)],
+                machine=args.machine, date=time.strftime("%Y-%m-%d"), command=command,
+                seconds=seconds)
+    with open(RESULTS_JSON + ".tmp", "w") as handle:
+        json.dump(data, handle, indent=1)
+    os.replace(RESULTS_JSON + ".tmp", RESULTS_JSON)
+    plot()
 
 
 if __name__ == "__main__":
