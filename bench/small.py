@@ -70,7 +70,8 @@ def one_fit_rows(X, dataset, classes, covariance_types, ks, repeats):
             fitted = {}
 
             def fit(name):
-                fitted[name] = classes[name](k, covariance_type=cov, random_state=0).fit(X)
+                fitted[name] = classes[name](n_components=k, covariance_type=cov,
+                                               random_state=0).fit(X)
 
             seconds = alternate({name: (lambda name=name: fit(name)) for name in classes},
                                 repeats)
