@@ -135,26 +135,42 @@ class Stack:
         if self.pool is not None:
             self.pool.shutdown()
 
-    def _map(self, method, psi, eps):
-        """``part.method(psi[rows], eps[rows])`` for every part, the draw-major ``eps``
-        (S B, d) cut by rows; their results in the parts' order."""
+    def submit(self, method, psi, eps):
+        """Start ``part.method(psi[rows], eps[rows])`` on every part, the draw-major
+        ``eps`` (S B, d) cut by rows; ``collect`` gives the results.  The caller draws the
+        next eps while the parts work (the generator, one stream, runs on its thread)."""
         if self.pool is None:
             return [getattr(self.parts[0], method)(psi, eps)]
         d = self.model.n_latent
         eps = eps.reshape(-1, self.n_rows, d)
-        futures = [self.pool.submit(getattr(part, method), psi[rows],
-                                    np.ascontiguousarray(eps[:, rows]).reshape(-1, d))
-                   for part, rows in zip(self.parts, self.slices)]
-        return [future.result() for future in futures]
+        return [self.pool.submit(getattr(part, method), psi[rows],
+                                 np.ascontiguousarray(eps[:, rows]).reshape(-1, d))
+                for part, rows in zip(self.parts, self.slices)]
+
+    @staticmethod
+    def collect(pending, axis=0):
+        """The parts' results of ``submit``, joined along ``axis`` (rows)."""
+        return np.concatenate([item if isinstance(item, np.ndarray) else item.result()
+                               for item in pending], axis=axis)
+
+    def _groups(self, method, psi, draws, n_draws, axis):
+        """``method`` on ``n_draws`` draws, in groups of up to ``STACK_ROWS`` rows of z,
+        each group's draws taken while the one before is computed."""
+        per_call = max(1, STACK_ROWS // self.n_rows)
+        counts = [min(per_call, n_draws - start) for start in range(0, n_draws, per_call)]
+        eps = draws(counts[0] * self.n_rows)
+        for i, count in enumerate(counts):
+            pending = self.submit(method, psi, eps)
+            if i + 1 < len(counts):
+                eps = draws(counts[i + 1] * self.n_rows)
+            yield self.collect(pending, axis)
+            self.tick(count)
 
     def tick(self, forwards):
         """Report ``forwards`` decoder passes of the block done (a gradient step counts
         as two per draw: its backward costs about a forward)."""
         if self.progress is not None:
             self.progress(forwards / self.work)
-
-    def _per_call(self):
-        return max(1, STACK_ROWS // self.n_rows)
 
     def kl(self, psi):
         d = self.model.n_latent
@@ -167,25 +183,15 @@ class Stack:
         """Each row's ELBO, the mean over ``n_draws`` draws of eps from ``draws`` (one
         reparameterised sample each; the KL to the prior in closed form)."""
         total = np.zeros(self.n_rows)
-        for start in range(0, n_draws, self._per_call()):
-            count = min(self._per_call(), n_draws - start)
-            total -= np.concatenate(self._map("nll_sum", psi, draws(count * self.n_rows)))
-            self.tick(count)
+        for nll_sum in self._groups("nll_sum", psi, draws, n_draws, axis=0):
+            total -= nll_sum
         return total / n_draws - self.kl(psi)
-
-    def loss_gradient(self, psi, eps):
-        return np.concatenate(self._map("loss_gradient", psi, eps))
 
     def iw_bound(self, psi, draws, n_samples):
         """The importance-weighted bound (Burda, Grosse & Salakhutdinov 2016) with
         ``n_samples`` draws from q(psi): log mean_k w_k per row."""
-        weights = []
-        for start in range(0, n_samples, self._per_call()):
-            count = min(self._per_call(), n_samples - start)
-            weights.append(np.concatenate(
-                self._map("log_weights", psi, draws(count * self.n_rows)), axis=1))
-            self.tick(count)
-        weights = np.concatenate(weights)
+        weights = np.concatenate(list(self._groups("log_weights", psi, draws, n_samples,
+                                                   axis=1)))
         return logsumexp(weights.T) - np.log(n_samples)
 
 
@@ -194,9 +200,12 @@ def optimise(stack, psi, draws, steps, learning_rate, n_draws=4, decay=0.6):
     ``n_draws`` one-sample gradients, the step ``learning_rate (1 + t / 20) ** -decay``
     (a Robbins-Monro schedule); plain steps, as ``VAE._refine`` takes them."""
     n_rows = stack.n_rows
+    eps = draws(n_draws * n_rows)
     for t in range(steps):
-        grad = stack.loss_gradient(psi, draws(n_draws * n_rows))
-        psi -= (learning_rate * (1.0 + t / 20.0) ** -decay / n_draws) * grad
+        pending = stack.submit("loss_gradient", psi, eps)
+        if t + 1 < steps:
+            eps = draws(n_draws * n_rows)       # the next step's, while the parts work
+        psi -= (learning_rate * (1.0 + t / 20.0) ** -decay / n_draws) * stack.collect(pending)
         stack.tick(2 * n_draws)
     return psi
 

@@ -350,7 +350,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return mu, log_sigma, z, nll, grad_out, total_sq
 
     def _noise(self, rng, n_rows):
-        return rng.standard_normal((n_rows, self.n_latent)).astype(self.dtype)
+        return rng.standard_normal((n_rows, self.n_latent)).astype(self.dtype, copy=False)
 
     def _train_step(self, X, rows, rng):
         """One minibatch; returns the sum of its rows' negative ELBO."""
