@@ -142,3 +142,23 @@ def test_closed_form_start_from_a_streamed_source(tmp_path, readme_rows):
     per_example = fastvi.PPCA(2, inference="per_example", max_epochs=0).fit(readme_rows)
     means, _ = ppca.posterior(readme_rows, *per_example._model())
     np.testing.assert_allclose(per_example.psi_[:, :2], means, rtol=1e-9, atol=1e-12)
+
+
+def test_a_model_from_before_init_existed_reads_as_closed_form(readme_rows):
+    """A PPCA pickled (or checkpointed) before ``init`` was a parameter has no such
+    attribute: it reads as the default, so get_params, clone and the resume checks
+    work on it; its optimisers, without ``scales``, step as before (all 1)."""
+    import pickle
+
+    import fastvi
+    from sklearn.base import clone
+    model = fastvi.PPCA(2, max_epochs=1, random_state=0).fit(readme_rows[:500])
+    del model.__dict__["init"]
+    model._decoder_opt.__dict__.pop("scales")
+    old = pickle.loads(pickle.dumps(model))
+    assert old.get_params()["init"] == "closed_form" and clone(old).init == "closed_form"
+    unit = pickle.loads(pickle.dumps(old))
+    unit._decoder_opt.scales = [1.0, 1.0]
+    for each in (old, unit):
+        each._decoder_opt.step([np.ones_like(p) for p in each.decoder_.params])
+    np.testing.assert_array_equal(old.components_, unit.components_)

@@ -180,6 +180,10 @@ class PPCA(VAE):
     decoder_hidden = ()
     likelihood = "gaussian"
     variance = "learned"
+    # the default of ``init`` for a model pickled or checkpointed before it existed
+    # (such a model was trained from the random start, and a resumed fit does not start
+    # again)
+    init = "closed_form"
 
     def __init__(self, n_latent=2, *, encoder_hidden=(), activation="tanh",
                  inference="amortized", refine_steps=10, refine_learning_rate=0.01,
