@@ -156,7 +156,7 @@ class BlockShare:
 
 
 def gap_in_blocks(model, source, max_rows=None, n_importance=1000,
-                  optimise_steps=OPTIMISE_STEPS, progress=None):
+                  optimise_steps=OPTIMISE_STEPS, progress=None, precision="auto"):
     """``model.gap_report`` on the first ``max_rows`` rows of ``source`` (all if None),
     one block at a time: block ``i`` of a VAE uses ``random_state=i``, and the blocks'
     means are combined weighted by their rows.
@@ -188,7 +188,7 @@ def gap_in_blocks(model, source, max_rows=None, n_importance=1000,
                     report = model.gap_report(rows, n_importance=n_importance,
                                               optimise_steps=optimise_steps,
                                               random_state=done // block_rows,
-                                              callback=moved)
+                                              precision=precision, callback=moved)
                 for key, value in report.items():
                     sums[key] = sums.get(key, 0.0) + value * rows.shape[0]
                 done += rows.shape[0]
@@ -206,7 +206,8 @@ def cmd_gap(args):
     source = open_source(args.data, chunk_rows=block)
     with source:
         report, n_rows = gap_in_blocks(model, source, args.max_rows, args.importance,
-                                       args.optimise_steps, progress=args.progress or None)
+                                       args.optimise_steps, progress=args.progress or None,
+                                       precision=args.precision)
     of = "" if n_rows == source.n_rows else f"the first {n_rows} of "
     print(f"gap report of {args.model} on {of}{source.label} ({n_rows} rows)")
     _print_report(report)
@@ -324,7 +325,8 @@ def add_parser(sub):
     f.add_argument("--batch-size", type=positive_int, default=128, metavar="ROWS",
                    help="rows per minibatch (128)")
     f.add_argument("--learning-rate", type=finite_positive_float, default=1e-3,
-                   metavar="LR", help="Adam's step (0.001)")
+                   metavar="LR", help="Adam's step; ppca's W and b take it times the rows' "
+                                      "spread (0.001)")
     f.add_argument("--chunk-size", type=positive_int, default=65536, metavar="ROWS",
                    help="rows read at a time; minibatches are drawn within a chunk (65536)")
     f.add_argument("--dtype", choices=("float32", "float64"), default="float64",
@@ -351,6 +353,10 @@ def add_parser(sub):
                                      f"({OPTIMISE_STEPS})")
     g.add_argument("--max-rows", type=positive_int, metavar="N",
                    help="use only the first N rows of DATA (all)")
+    g.add_argument("--precision", choices=("auto", "float32", "model"), default="auto",
+                   help="the decoder's dtype on the draws, vae only: auto is float32 "
+                        "unless Gaussian rows lie beyond 1024 noise sd; model: the "
+                        "model's dtype (auto)")
     g.add_argument("--progress", action="store_true",
                    help="draw the progress bar (rows done, time left) even when stderr "
                         "is not a terminal")
