@@ -37,11 +37,12 @@ def _widths(text):
 class EpochProgress:
     """``fastvi fit``'s bar (``jobs.FitProgress``: one bar per pass over the rows, rows/s
     and the time left in the pass) drawn for every epoch, the epoch's ELBO so far in its
-    postfix; the fit's records (``VAE.fit``'s ``callback``) move it.  The line each
-    epoch ends with is printed on stdout above the bar (tqdm.write), as ``verbose=1``
-    printed it."""
+    postfix; the fit's records (``VAE.fit``'s ``callback``) move it.  With ``lines``, the
+    line each epoch ends with is printed on stdout above the bar (tqdm.write), as
+    ``verbose=1`` printed it."""
 
-    def __init__(self, enabled, n_rows, epochs, first_epoch=0):
+    def __init__(self, enabled, n_rows, epochs, first_epoch=0, lines=True):
+        self.lines = lines
         from .jobs import FitProgress
         # its description counts the epochs: "amortized fit pass 3/20"
         self.progress = FitProgress(enabled, n_rows, epochs, done_rows=first_epoch * n_rows,
@@ -52,7 +53,7 @@ class EpochProgress:
         self.progress(record)
         if record["event"] == "chunk":
             self.progress.bar.set_postfix({"ELBO": f"{record['elbo']:.4f}"}, refresh=False)
-        elif record["event"] == "pass":
+        elif record["event"] == "pass" and self.lines:
             tqdm.write(f"epoch {record['pass']}: ELBO {record['bound']:.4f} per row "
                        f"({record['seconds']:.1f} s)", file=sys.stdout)
 
@@ -270,7 +271,7 @@ def cmd_demo(args):
     started = time.perf_counter()
     model = VAE(8, decoder_hidden=(128,), encoder_hidden=(64,), likelihood="bernoulli",
                 max_epochs=args.epochs, learning_rate=2e-3, random_state=args.seed)
-    progress = EpochProgress(enabled, len(train), args.epochs)
+    progress = EpochProgress(enabled, len(train), args.epochs, lines=False)
     try:
         model.fit(train, callback=progress)
     finally:
