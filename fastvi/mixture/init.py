@@ -151,7 +151,8 @@ def _kmeans_labels(sample, weights, n_components, rng, lloyd):
     """
     order = np.lexsort(sample.T[::-1])
     rows = sample[order]
-    w = np.ones(rows.shape[0]) if weights is None else weights[order]
+    # None, not ones: scikit-learn makes the same ones itself, without validating ours
+    w = None if weights is None else weights[order]
     with limit_threads(1), warnings.catch_warnings():
         # fewer distinct rows than components: the empty components are handled (N_k floor)
         warnings.simplefilter("ignore", ConvergenceWarning)
