@@ -3,9 +3,9 @@ and the gap report (Cremer, Li & Duvenaud 2018: approximation and amortization g
 import contextlib
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..data.memory import check_memory
+from ..data.threads import limit_threads
 
 
 def check_dtype(dtype):
@@ -81,7 +81,7 @@ def blas_threads(n_jobs):
     """BLAS threads for the networks' matrix products (None: as they are)."""
     if n_jobs is None:
         return contextlib.nullcontext()
-    return threadpool_limits(int(n_jobs), user_api="blas")
+    return limit_threads(int(n_jobs), user_api="blas")
 
 
 def logsumexp(a):
