@@ -202,6 +202,12 @@ def test_an_interrupted_fit_without_a_checkpoint_says_where_its_state_is():
         quiet(fastvi.GaussianMixture(4, random_state=0, chunk_size=1000).fit, X,
               callback=_ctrl_c_at_chunk(2))
     assert stop.value.path is None and isinstance(stop.value.state, FitState)
+    seen = []                   # a checkpoint callable of the user's own: it had the state
+    with pytest.raises(fastvi.FitInterrupted, match="the checkpoint callable was given it"):
+        quiet(fastvi.GaussianMixture(4, random_state=0, chunk_size=1000).fit, X,
+              callback=_ctrl_c_at_chunk(2),
+              checkpoint=lambda state, force=False: seen.append(force))
+    assert seen[-1] is True
 
 
 def test_file_supports_round_trip_and_reopen_their_file(tmp_path):
@@ -253,6 +259,61 @@ def test_an_amortized_fit_resumed_from_a_checkpoint_file_ends_as_the_uninterrupt
         np.testing.assert_array_equal(ours, theirs)
     assert resumed.elbo_history_ == whole.elbo_history_
     np.testing.assert_array_equal(resumed.transform(X), whole.transform(X))
+
+
+def test_a_resumed_amortized_fit_goes_on_checkpointing_to_its_file(tmp_path):
+    X, *_ = ppca_data(1500, n_features=5, n_latent=2, seed=0)
+    path = tmp_path / "fit.ckpt"
+    whole = AMORTIZED["vae"]().fit(X)
+    crash = SaveThrough(2, path)                            # after the second epoch
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        AMORTIZED["vae"]().fit(X, checkpoint=crash)
+    written = []                                            # the file's epochs, as it goes
+
+    def after_epoch(record):
+        if record["event"] == "pass":
+            written.append(fastvi.load_checkpoint(path)[0].epochs)
+    resumed = AMORTIZED["vae"]().fit(X, resume=crash.loaded, callback=after_epoch)
+    # an epoch's event comes before its checkpoint: the file held epoch 2, then 3 (written
+    # by the resumed fit), and is removed when the fit ends
+    assert written == [2, 3] and not path.exists()
+    assert resumed.elbo_history_ == whole.elbo_history_
+
+
+def test_a_resumed_fit_keeps_its_writers_settings_and_refuses_a_bad_checkpoint(tmp_path):
+    X, _ = mixture_rows(3000, seed=2)
+    kwargs = dict(n_components=3, random_state=0, chunk_size=1000, max_iter=2, tol=0)
+    path = tmp_path / "kept.ckpt"
+    crash = SaveThrough(3, path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        quiet(fastvi.GaussianMixture(**kwargs).fit, X, checkpoint=crash)
+    # a snapshot written with keep=True stays after the fit resumed from it ends
+    fastvi.Checkpointer(path, keep=True, every_chunks=2).write(crash.loaded)
+    state, _ = fastvi.load_checkpoint(path)
+    quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=state)
+    assert path.exists()
+    assert fastvi.load_checkpoint(path)[0].n_pass == 2      # it holds the fit's end
+    with pytest.raises(TypeError, match="checkpoint must be a fastvi.Checkpointer .* got True"):
+        fastvi.GaussianMixture(**kwargs).fit(X, checkpoint=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_a_state_from_a_read_only_folder_is_refused_before_the_fit(tmp_path):
+    X, _ = mixture_rows(3000, seed=2)
+    kwargs = dict(n_components=3, random_state=0, chunk_size=1000, max_iter=2, tol=0)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    crash = SaveThrough(3, folder / "fit.ckpt")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        quiet(fastvi.GaussianMixture(**kwargs).fit, X, checkpoint=crash)
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OSError, match="fit.ckpt.*checkpoint=False"):
+            fastvi.GaussianMixture(**kwargs).fit(X, resume=crash.loaded)
+        quiet(fastvi.GaussianMixture(**kwargs).fit, X, resume=crash.loaded,
+              checkpoint=False)
+    finally:
+        folder.chmod(0o700)
 
 
 def test_values_of_every_kind_round_trip(tmp_path):

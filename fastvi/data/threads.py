@@ -8,25 +8,32 @@ the scan is made again whenever ``sys.modules`` has changed size since the last 
 loaded later (SciPy's own OpenBLAS, scikit-learn's OpenMP) is never missed.
 """
 import sys
+import threading
 from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
 
-_libraries = {}             # user_api -> the native libraries it selects
-_modules_seen = -1
+_lock = threading.Lock()
+# (the sys.modules size it was made at, {user_api: the native libraries it selects}),
+# replaced whole, never changed in place: a thread that read it keeps a consistent one
+_scan = (-1, {})
 
 
 def _selected(user_api):
-    """The thread-pool controllers of ``user_api``'s libraries (None: all), rescanned
-    when a module has been imported since the last scan."""
-    global _modules_seen
-    if len(sys.modules) != _modules_seen:
-        _libraries.clear()
-        _libraries[None] = ThreadpoolController().lib_controllers
-        _modules_seen = len(sys.modules)
-    if user_api not in _libraries:
-        _libraries[user_api] = [lib for lib in _libraries[None] if lib.user_api == user_api]
-    return _libraries[user_api]
+    """The thread-pool controllers of ``user_api``'s libraries (None: all), scanned again
+    when ``sys.modules`` has changed size since the last scan."""
+    global _scan
+    seen, libraries = _scan
+    if len(sys.modules) != seen:
+        with _lock:
+            seen, libraries = _scan
+            if len(sys.modules) != seen:
+                every = ThreadpoolController().lib_controllers
+                libraries = {None: every}
+                for api in ("blas", "openmp"):
+                    libraries[api] = [lib for lib in every if lib.user_api == api]
+                _scan = (len(sys.modules), libraries)
+    return libraries[user_api]
 
 
 @contextmanager

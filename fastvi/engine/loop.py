@@ -62,10 +62,12 @@ class FitInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a fit at a chunk boundary; ``state`` is where it stood (and what a
     checkpoint, if any, now holds: ``path`` is its file, or None)."""
 
-    def __init__(self, state, path=None):
+    def __init__(self, state, path=None, checkpointed=False):
         if path is None:
-            message = ("fit interrupted; no checkpoint was written: this exception's .state "
-                       "is where it stood (fit(..., resume=exc.state) goes on)")
+            given = ("the checkpoint callable was given it" if checkpointed
+                     else "no checkpoint was written")
+            message = (f"fit interrupted; {given}: this exception's .state is where it "
+                       "stood (fit(..., resume=exc.state) goes on)")
         else:
             message = (f"fit interrupted; the checkpoint {path} holds where it stood: "
                        f"fit(..., resume=fastvi.load_checkpoint({path!r})[0]) goes on")
@@ -336,7 +338,8 @@ class ChunkLoop:
                                 self.checkpoint(state, force=interrupted())
                         if interrupted():
                             raise FitInterrupted(state, getattr(self.checkpoint, "path",
-                                                                None))
+                                                                None),
+                                                 self.checkpoint is not None)
             self._end_pass(state)
             if self.checkpoint is not None:
                 with interrupts.held():

@@ -169,6 +169,7 @@ class Checkpointer:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["fastvi_version"] = __version__
+            f.attrs["writer"] = json.dumps(self.settings())
             for key, tree in trees.items():
                 f.create_dataset(key, data=json.dumps(tree, allow_nan=False),
                                  dtype=h5py.string_dtype())
@@ -180,6 +181,12 @@ class Checkpointer:
         self._chunks = 0
         self._last = time.monotonic()
         self.writes += 1
+
+    def settings(self):
+        """What a resumed fit's own ``Checkpointer`` of this file keeps (``keep`` and the
+        schedule), stored in the file as its ``writer`` attribute."""
+        return {"keep": bool(self.keep), "every_chunks": self.every_chunks,
+                "every_seconds": self.every_seconds}
 
     def finish(self):
         """The fit ended: remove the checkpoint file unless ``keep`` (a missing file is
@@ -266,22 +273,68 @@ def load_checkpoint(path):
             # h5py reports a truncated dataset as OSError or KeyError, a bad tree as the rest
             # (a DecodeError, which says where in the tree)
             raise ValueError(f"{path}: not a readable fastvi checkpoint ({exc})") from None
-    _remember_file(state, path, meta)
+        settings = _writer_settings(f.attrs.get("writer"))
+    # the path as given names the file in messages; the absolute one is where a resumed
+    # fit writes, whatever the working folder is by then
+    _remember_file(state, path, meta, {**settings, "path": os.path.abspath(path)})
     return state, meta
 
 
+def _writer_settings(text):
+    """The ``Checkpointer`` settings a file records (``writer``), or {} for a file that
+    records none (written before they were stored) or garbled ones."""
+    try:
+        settings = json.loads(text.decode() if isinstance(text, bytes) else str(text))
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(settings, dict):
+        return {}
+    kept = {}
+    if isinstance(settings.get("keep"), bool):
+        kept["keep"] = settings["keep"]
+    for name in ("every_chunks", "every_seconds"):
+        value = settings.get(name)
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and 0 < value < float("inf")):
+            kept[name] = value
+    return kept
+
+
 def resumed_checkpointer(state, checkpoint):
-    """The checkpoint a fit given ``checkpoint=`` and ``resume=state`` writes to:
+    """The checkpoint a fit given ``checkpoint=`` and ``resume=state`` writes to.
+
     ``checkpoint`` if given (False: none at all); else, for a state that
-    ``load_checkpoint`` read, a ``Checkpointer`` of that same file (with its meta and the
-    default schedule), so that the resumed fit can be stopped and resumed again, and
-    removes the file when it ends; else None."""
+    ``load_checkpoint`` read, a ``Checkpointer`` of that same file, with its meta and the
+    settings of the ``Checkpointer`` that wrote it (``keep``, the schedule), so that the
+    resumed fit can be stopped and resumed again and, unless ``keep``, removes the file
+    when it ends; else None.
+
+    Raises
+    ------
+    TypeError
+        If ``checkpoint`` is not None, False or a callable.
+    fastvi.data.atomic.OutputError
+        If the resumed state's file cannot be written again (a read-only folder): before
+        the fit starts, naming the file and ``checkpoint=False``.
+    """
     if checkpoint is False:
         return None
-    if checkpoint is not None or state is None:
+    if checkpoint is not None:
+        if not callable(checkpoint):
+            raise TypeError(f"checkpoint must be a fastvi.Checkpointer (or any callable "
+                            f"taking the fit state), None or False, got {checkpoint!r}")
         return checkpoint
-    found = _loaded_from(state)
+    found = None if state is None else _loaded_from(state)
     if found is None:
         return None
-    path, meta = found
-    return Checkpointer(path, meta=meta if isinstance(meta, dict) else None)
+    path, meta, settings = found
+    settings = dict(settings)
+    path = settings.pop("path", path)
+    from ..data.atomic import OutputError, check_writable
+    try:
+        check_writable(path, "the checkpoint")
+    except OutputError as exc:
+        raise OutputError(f"{exc}; the fit resumed from it would go on writing it: pass "
+                          "checkpoint=False (or another Checkpointer) to resume without "
+                          "writing it") from None
+    return Checkpointer(path, meta=meta if isinstance(meta, dict) else None, **settings)

@@ -28,26 +28,27 @@ class CorruptCheckpoint(ValueError):
     fit reads it, with a message naming the file and the field."""
 
 
-# id(state) -> (a weak reference to it, the file it was read from, that file's meta), so
-# that the error of a corrupt state given to ``fit(..., resume=state)`` names the file it
-# came from, and a resumed fit goes on checkpointing to it
+# id(state) -> (a weak reference to it, the file it was read from, that file's meta and
+# the settings of the Checkpointer that wrote it), so that the error of a corrupt state
+# given to ``fit(..., resume=state)`` names the file it came from, and a resumed fit goes
+# on checkpointing to it as its writer did
 _LOADED_FROM = {}
 
 
-def _remember_file(state, path, meta=None):
+def _remember_file(state, path, meta=None, settings=None):
     key = id(state)
     try:
         ref = weakref.ref(state, lambda _, key=key: _LOADED_FROM.pop(key, None))
     except TypeError:                # a state of a kind that takes no weak references
         return
-    _LOADED_FROM[key] = (ref, path, meta)
+    _LOADED_FROM[key] = (ref, path, meta, settings or {})
 
 
 def _loaded_from(state):
-    """``(path, meta)`` of the checkpoint file ``state`` was read from by
+    """``(path, meta, settings)`` of the checkpoint file ``state`` was read from by
     ``load_checkpoint``, or None."""
-    ref, path, meta = _LOADED_FROM.get(id(state), (None, None, None))
-    return (path, meta) if ref is not None and ref() is state else None
+    ref, path, meta, settings = _LOADED_FROM.get(id(state), (None, None, None, None))
+    return (path, meta, settings) if ref is not None and ref() is state else None
 
 
 def _file_of(state):
