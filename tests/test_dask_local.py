@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from fastvi.engine.dask_local import _has_main_guard, local_cluster_kwargs  # noqa: E402
+from fastvi.engine.dask_local import _guarded_lines, local_cluster_kwargs  # noqa: E402
 
 SCRIPT = """\
 import numpy as np
@@ -52,16 +52,27 @@ def test_an_unguarded_script_is_told_in_one_sentence(tmp_path):
     assert "bootstrapping phase" not in proc.stderr
 
 
-@pytest.mark.parametrize("source,guarded", [
-    ('if __name__ == "__main__":\n    pass\n', True),
-    ("if '__main__' == __name__:\n    pass\n", True),
-    ("import fastvi\nfastvi.GaussianMixture(2)\n", False),
-    ("def main():\n    if __name__ == '__main__':\n        pass\n", False),
+@pytest.mark.parametrize("source,lines", [
+    ('if __name__ == "__main__":\n    pass\n', [(2, 2)]),
+    ("import os\nif '__main__' == __name__:\n    x = 1\n    y = 2\n", [(3, 4)]),
+    ("import fastvi\nfastvi.GaussianMixture(2)\n", []),
+    ("def main():\n    if __name__ == '__main__':\n        pass\n", []),
 ])
-def test_the_guard_is_found_at_the_top_level_only(tmp_path, source, guarded):
+def test_the_guarded_lines_are_those_of_top_level_guards(tmp_path, source, lines):
     path = tmp_path / "s.py"
     path.write_text(source)
-    assert _has_main_guard(str(path)) is guarded
+    assert _guarded_lines(str(path)) == lines
+
+
+def test_a_guard_elsewhere_in_the_script_does_not_hide_an_unguarded_start(tmp_path):
+    # local_client at the top level, a guard (for something else) at the bottom
+    script = SCRIPT.format(guard="if True:") + 'if __name__ == "__main__":\n    pass\n'
+    (tmp_path / "script.py").write_text(script)
+    proc = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "RuntimeError: the Dask cluster cannot start")
 
 
 def test_the_workers_share_the_cores():

@@ -9,6 +9,7 @@ sentence instead: in the worker (whose bootstrapping flag multiprocessing itself
 and in the script.
 """
 import ast
+import inspect
 import logging
 import multiprocessing
 import os
@@ -58,16 +59,29 @@ def _main_script():
     return path if path and os.path.isfile(path) else None
 
 
-def _has_main_guard(path):
-    """Whether the script at ``path`` has a top-level ``if __name__ == "__main__":``."""
+def _guarded_lines(path):
+    """The line ranges of the bodies of ``path``'s top-level ``if __name__ ==
+    "__main__":`` blocks (the blocks a worker's import of the script skips), or None when
+    the script cannot be read."""
     try:
         with open(path, encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
     except (OSError, SyntaxError, ValueError):
-        return True                 # cannot tell: do not blame the script
-    for node in tree.body:
-        if isinstance(node, ast.If) and "__name__" in ast.dump(node.test):
-            return True
+        return None
+    return [(node.body[0].lineno, node.end_lineno) for node in tree.body
+            if isinstance(node, ast.If) and "__name__" in ast.dump(node.test)]
+
+
+def _started_unguarded(script):
+    """Whether this call was made from a line of the main ``script`` outside its top-level
+    ``__main__`` guard (False when that cannot be told: not called from the script, or it
+    cannot be read)."""
+    guarded = _guarded_lines(script)
+    if guarded is None:
+        return False
+    for frame in inspect.stack(context=0):
+        if os.path.abspath(frame.filename) == os.path.abspath(script):
+            return not any(first <= frame.lineno <= last for first, last in guarded)
     return False
 
 
@@ -112,8 +126,10 @@ def local_client(n_workers=2, debug=False):
     try:
         cluster = distributed.LocalCluster(**local_cluster_kwargs(n_workers, debug=debug))
     except RuntimeError:
+        # said only when the call is outside the guard for sure; any other failure of the
+        # cluster (a port, a timeout) is raised as it is
         script = _main_script()
-        if script is not None and not _has_main_guard(script):
+        if script is not None and _started_unguarded(script):
             raise RuntimeError(UNGUARDED.format(script=script)) from None
         raise
     with cluster, distributed.Client(cluster, set_as_default=False) as client:
