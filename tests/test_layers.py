@@ -194,3 +194,15 @@ def test_pyproject_lists_every_package():
               for init in KERNELS.rglob("__init__.py") if init.parent != KERNELS}
     found.add("fastvi.kernels")
     assert listed == found
+
+
+def test_the_io_submodules_are_attributes_of_the_package():
+    """``import fastvi.io`` then ``fastvi.io.model.save``: the submodules load on first use
+    (the package imports them lazily), as when it imported them at its top."""
+    names = _fresh("""
+import json
+import fastvi.io
+print(json.dumps([fastvi.io.model.save.__name__, fastvi.io.checkpoint.Checkpointer.__name__,
+                  fastvi.io.amortized.__name__, sorted(set(dir(fastvi.io)) & {"model", "tree"})]))
+""")
+    assert names == ["save", "Checkpointer", "fastvi.io.amortized", ["model", "tree"]]

@@ -22,6 +22,10 @@ import importlib
 # public name -> the module that defines it
 _PUBLIC = {"Checkpointer": "checkpoint", "load_checkpoint": "checkpoint", "load": "model",
            "save": "model"}
+# the submodules, reachable as attributes (fastvi.io.model.save) as when they were
+# imported here eagerly
+_SUBMODULES = ("amortized", "checkpoint", "model", "names", "registry", "resume_checks",
+               "tree")
 
 __all__ = sorted(_PUBLIC)
 
@@ -31,8 +35,10 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
         globals()[name] = value         # later lookups skip this hook
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | set(_SUBMODULES))
