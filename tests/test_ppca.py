@@ -114,7 +114,7 @@ def test_default_fit_is_the_maximum_likelihood_solution(readme_rows, seed):
     assert 0.0 <= report["amortization_gap"] < 0.05
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1e3])
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1e3])
 def test_default_fit_does_not_depend_on_the_data_scale(readme_rows, scale):
     """Adam's steps are scaled to the rows' spread: rows in other units end as close to
     the optimum (log p shifts by -D log scale)."""
@@ -162,3 +162,18 @@ def test_a_model_from_before_init_existed_reads_as_closed_form(readme_rows):
     for each in (old, unit):
         each._decoder_opt.step([np.ones_like(p) for p in each.decoder_.params])
     np.testing.assert_array_equal(old.components_, unit.components_)
+
+
+def test_the_closed_form_start_has_one_sign_whatever_the_eigensolver_gives():
+    """T&B's W from a known eigen-decomposition, each column with its largest entry
+    positive (scikit-learn's svd_flip convention), whichever signs LAPACK returns."""
+    from fastvi.amortized.ppca import from_moments
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    values = np.array([9.0, 4.0, 1.0, 0.5, 0.25])
+    W, _, sigma2 = from_moments(np.zeros(5), basis @ np.diag(values) @ basis.T, 2)
+    assert sigma2 == pytest.approx(values[2:].mean())
+    for k, column in enumerate(W.T):
+        expected = basis[:, k] * np.sqrt(values[k] - sigma2)
+        expected *= np.sign(expected[np.argmax(np.abs(expected))])
+        np.testing.assert_allclose(column, expected, atol=1e-12)

@@ -92,16 +92,21 @@ def from_moments(mean, cov, n_latent):
 
     With ``n_latent >= D`` the ML noise variance is 0 (the model is degenerate); it is
     floored, as it is for data of rank below ``n_latent``, at 1e-6 of the mean
-    eigenvalue (and at 1e-10), so that log sigma^2 stays finite; W then has zero columns
-    past the D-th.
+    eigenvalue (relative, so that data of any scale get the same start; the smallest
+    positive float for constant data), so that log sigma^2 stays finite; W then has zero
+    columns past the D-th.  Each eigenvector's sign is fixed (its largest entry
+    positive, as scikit-learn's ``svd_flip``), so the start, and the fit from it, do not
+    depend on the LAPACK build.
     """
     n_features = cov.shape[0]
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
+    largest = eigenvectors[np.argmax(np.abs(eigenvectors), axis=0), np.arange(n_features)]
+    eigenvectors = eigenvectors * np.where(largest < 0, -1.0, 1.0)
     kept = min(n_latent, n_features)
     sigma2 = float(eigenvalues[kept:].mean()) if kept < n_features else 0.0
-    sigma2 = max(sigma2, 1e-6 * float(eigenvalues.mean()), 1e-10)
+    sigma2 = max(sigma2, 1e-6 * float(eigenvalues.mean()), np.finfo(float).tiny)
     W = np.zeros((n_features, n_latent))
     W[:, :kept] = eigenvectors[:, :kept] * np.sqrt(np.maximum(eigenvalues[:kept] - sigma2,
                                                               0.0))
