@@ -60,6 +60,10 @@ def _runs(block):
 
 def test_every_block_names_its_language_and_runnable_ones_are_run():
     blocks = readme_blocks()
+    # every fence is one this parser reads (an indented one, or a language in capitals,
+    # would be skipped: two fence lines a block, none left over)
+    fences = re.findall(r"^\s*```", README.read_text(), flags=re.M)
+    assert len(fences) == 2 * len(blocks), "a fence the parser does not read"
     unlabelled = [b["heading"] for b in blocks if b["language"] not in LANGUAGES]
     assert not unlabelled, f"fenced blocks without python/bash/text under {unlabelled}"
     markers = [b["marker"] for b in blocks if b["marker"]]
