@@ -26,9 +26,9 @@ from fastvi.engine.dask_local import local_client
 """
 
 
-def _run(tmp_path, guard):
+def _run(tmp_path, guard, tail=""):
     script = tmp_path / "script.py"
-    script.write_text(SCRIPT.format(guard=guard))
+    script.write_text(SCRIPT.format(guard=guard) + tail)
     return subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
 
@@ -40,7 +40,10 @@ def test_a_guarded_script_fits_on_its_local_cluster_quietly(tmp_path):
 
 
 def test_an_unguarded_script_is_told_in_one_sentence(tmp_path):
-    proc = _run(tmp_path, "if True:               # no __main__ guard")
+    # local_client at the top level; a guard (for something else) at the bottom does not
+    # hide it
+    proc = _run(tmp_path, "if True:               # no __main__ guard",
+                tail='if __name__ == "__main__":\n    pass\n')
     assert proc.returncode != 0 and "same bits" not in proc.stdout
     sentence = (f"the Dask cluster cannot start: its worker processes import the script "
                 f"{tmp_path / 'script.py'} again")
@@ -62,17 +65,6 @@ def test_the_guarded_lines_are_those_of_top_level_guards(tmp_path, source, lines
     path = tmp_path / "s.py"
     path.write_text(source)
     assert _guarded_lines(str(path)) == lines
-
-
-def test_a_guard_elsewhere_in_the_script_does_not_hide_an_unguarded_start(tmp_path):
-    # local_client at the top level, a guard (for something else) at the bottom
-    script = SCRIPT.format(guard="if True:") + 'if __name__ == "__main__":\n    pass\n'
-    (tmp_path / "script.py").write_text(script)
-    proc = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "RuntimeError: the Dask cluster cannot start")
 
 
 def test_the_workers_share_the_cores():
