@@ -33,7 +33,7 @@ def _import_estimators():
     """Import the packages that register with ``fastvi.io.registry`` (their
     ``persistence`` modules); the registry calls this before its first full lookup."""
     importlib.import_module("fastvi.mixture")
-    importlib.import_module("fastvi.amortized")
+    importlib.import_module("fastvi.amortized.persistence")
 
 
 _registry.add_provider(_import_estimators)
@@ -50,9 +50,9 @@ _PUBLIC = {
     "GaussianMixture": "fastvi.mixture.estimators",
     "BayesianGaussianMixture": "fastvi.mixture.estimators",
     "MixtureImputer": "fastvi.mixture.missing",
-    "VAE": "fastvi.amortized.vae",
-    "PPCA": "fastvi.amortized.ppca",
-    "MixtureEncoder": "fastvi.amortized.encoder",
+    "VAE": "fastvi.amortized",
+    "PPCA": "fastvi.amortized",
+    "MixtureEncoder": "fastvi.amortized",
     "Checkpointer": "fastvi.io.checkpoint",
     "load_checkpoint": "fastvi.io.checkpoint",
     "load": "fastvi.io.model",

@@ -11,10 +11,27 @@
 Imports: ``fastvi.io`` (model files, checkpoints), ``fastvi.kernels.dense``,
 ``fastvi.data``, and, inside a function, ``fastvi.mixture`` (the mixture an encoder
 amortizes).
+
+The estimators are imported on first use (PEP 562), with ``persistence``: so ``fastvi
+amortized gap`` on a VAE file can run ``nn`` and ``gaps`` without importing
+scikit-learn (a second and more of imports); ``fastvi.io``'s registry imports
+``persistence`` itself before it reads a file.
 """
-from .encoder import MixtureEncoder
-from .ppca import PPCA
-from .vae import VAE
-from . import persistence  # noqa: F401  (registers the classes with fastvi.io)
+import importlib
+
+_PUBLIC = {"MixtureEncoder": ".encoder", "PPCA": ".ppca", "VAE": ".vae"}
 
 __all__ = ["MixtureEncoder", "PPCA", "VAE"]
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(".persistence", __name__)   # registers the classes with fastvi.io
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -40,6 +40,16 @@ class MLP:
         self.grads = [np.zeros_like(p) for p in self.params]
         self._cache = None
 
+    @classmethod
+    def from_layers(cls, sizes, activation, weights, biases):
+        """An MLP of ``sizes`` holding the given layers (the same arrays: a model read
+        from a file predicts bit for bit as the saved one); the ``network`` hook of
+        ``fastvi.io.amortized``."""
+        net = cls(sizes, activation, np.random.default_rng(0), weights[0].dtype)
+        net.params = [a for i in range(len(weights)) for a in (weights[i], biases[i])]
+        net.grads = [np.zeros_like(p) for p in net.params]
+        return net
+
     def __getstate__(self):
         """Pickled (and deep-copied) without the last ``forward``'s activations: every
         ``backward`` follows its own ``forward``, so they are never needed afterwards,

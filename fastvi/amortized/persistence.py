@@ -27,10 +27,7 @@ from ..io.amortized import FORMAT
 def _network(sizes, activation, weights, biases):
     """An ``MLP`` of ``sizes`` holding the checked layers a model file stores (the same
     arrays, so a loaded model predicts bit for bit as the saved one)."""
-    net = MLP(sizes, activation, np.random.default_rng(0), weights[0].dtype)
-    net.params = [a for i in range(len(weights)) for a in (weights[i], biases[i])]
-    net.grads = [np.zeros_like(p) for p in net.params]
-    return net
+    return MLP.from_layers(sizes, activation, weights, biases)
 
 
 # Where the classes lived before the package was split by concern (fastvi 0.1.0,

@@ -16,7 +16,7 @@ import numpy as np
 from .jobs import stop_status, stop_words
 
 DEMO_EPOCHS = 40
-OPTIMISE_STEPS = 400            # gap's psi* steps (gap_report's own default is 200)
+OPTIMISE_STEPS = 100            # gap's psi* steps (gap_report's own default)
 GAP_BLOCK_ROWS = 1024           # rows per gap_report call of a VAE: the progress step
 PPCA_GAP_BLOCK_ROWS = 65536
 
@@ -201,8 +201,13 @@ def gap_in_blocks(model, source, max_rows=None, n_importance=1000,
 
 def cmd_gap(args):
     from ..data.files import open_source
-    from ..io.amortized import load_amortized
-    model = load_amortized(args.model)
+    from ..amortized.gaps import FileVAE
+    # a VAE with an encoder is read without its class (no scikit-learn to import: a
+    # second and more of the command's start); anything else is loaded as a model
+    model = FileVAE.read(args.model)
+    if model is None:
+        from ..io.amortized import load_amortized
+        model = load_amortized(args.model)
     block = PPCA_GAP_BLOCK_ROWS if type(model).__name__ == "PPCA" else GAP_BLOCK_ROWS
     source = open_source(args.data, chunk_rows=block)
     with source:

@@ -153,6 +153,38 @@ def describe_amortized(path):
                 "psi_rows": psi.shape[0] if isinstance(psi, h5py.Dataset) else None}
 
 
+def read_networks(path, network):
+    """The parts of a model file that its decoder's computations need, read and checked
+    as ``load_amortized`` reads and checks them, without its class (no estimator is
+    imported; ``fastvi amortized gap`` builds its report's model of them).
+
+    Returns
+    -------
+    dict
+        ``class``, ``params`` (as stored), ``n_features_in_``, ``log_variance_``,
+        ``decoder`` and ``encoder`` (None if the file has none) made by ``network``.
+    """
+    path = str(path)
+    with _open(path) as f:
+        version, name, params, n_features, log_variance, history = _read_header(f, path)
+        if name not in CLASS_NAMES:
+            raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
+        d = params.get("n_latent")
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ValueError(f"model file {path!r}: n_latent {d!r} is not an integer >= 1 "
+                             "(its params attribute is corrupt)")
+        if not np.isfinite(log_variance):
+            raise ValueError(f"model file {path!r}: log_variance_ is {log_variance}")
+        if "decoder" not in f:
+            raise ValueError(f"model file {path!r} lacks the group 'decoder'")
+        activation = params.get("activation", "tanh")
+        decoder = _network(f["decoder"], activation, path, d, n_features, network)
+        encoder = (_network(f["encoder"], activation, path, n_features, 2 * d, network)
+                   if "encoder" in f else None)
+    return {"class": name, "params": params, "n_features_in_": n_features,
+            "log_variance_": log_variance, "decoder": decoder, "encoder": encoder}
+
+
 def load_amortized(path):
     """Read a model written by ``save_amortized``.
 

@@ -115,12 +115,17 @@ def model_entries(format):
 
 def model_entry(model):
     """The (format, ModelEntry) under which the class of ``model`` is registered, or
-    (None, None).  No provider runs: a model's class registered when it was imported."""
+    (None, None).  The providers run only if the class is not found: a class may be
+    imported from its own module before its package's ``persistence`` registered it
+    (``fastvi.amortized`` imports that on first use)."""
     cls = type(model)
-    for format, entries in _MODELS.items():
-        entry = entries.get(cls.__name__)
-        if entry is not None and entry.cls is cls:
-            return format, entry
+    for attempt in range(2):
+        for format, entries in _MODELS.items():
+            entry = entries.get(cls.__name__)
+            if entry is not None and entry.cls is cls:
+                return format, entry
+        if attempt == 0:
+            _provide()
     return None, None
 
 

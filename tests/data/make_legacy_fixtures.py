@@ -534,8 +534,16 @@ def predictions(estimator, kind, X):
             out["log_likelihood"] = estimator.log_likelihood(X)
             report = estimator.gap_report(X)
         else:
+            # computed as the fixtures' code computed it: psi*'s steps by the 'plain'
+            # optimiser and the decoder in the model's dtype, which later code names
+            # (its defaults became 'control' and float32); older code has no such
+            # arguments and computes so anyway
+            accepted = inspect.signature(estimator.gap_report).parameters
+            plain = {key: value for key, value in (("optimiser", "plain"),
+                                                    ("precision", "model"))
+                     if key in accepted}
             report = estimator.gap_report(X[:40], n_importance=20, optimise_steps=5,
-                                          n_samples=4)
+                                          n_samples=4, **plain)
         for key, value in report.items():
             out[f"gap_report.{key}"] = np.asarray(value)
     elif kind == "encoder":
