@@ -28,12 +28,13 @@ from threadpoolctl import threadpool_limits
 
 from .training import logsumexp
 from ..data.memory import array_bytes, check_memory, shape_text
-from ..kernels import dense
 
 STACK_ROWS = 4096        # rows of z per decoder call: larger blocks left the L2 cache
 PART_ROWS = 256          # a block is cut into parts of at least these rows, one a thread
 FLOAT32_RANGE = 1024.0   # |x| / sigma up to which 'auto' runs the decoder in float32
 PRECISIONS = ("auto", "float32", "model")
+# kernels.dense.ACTIVATIONS' codes (tests/test_gaps.py checks they agree)
+ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "softplus": 3}
 OPTIMISE_STEPS = 100     # psi*'s steps (optimise_control's), gap_report's default
 CONTROL_LEARNING_RATE = 0.04   # optimise_control's first step (tests/test_gaps.py)
 
@@ -68,6 +69,68 @@ def check_draws(n_rows, n_samples, name="n_samples"):
                  f"(2 x {shape_text(shape)})")
 
 
+class Network:
+    """A network's layers (``MLP``'s ``params`` and ``activations``) in ``dtype``, run by
+    NumPy: ``forward`` keeps each layer's output for ``input_gradient`` (one per thread).
+
+    The report runs its networks here, not on ``kernels.dense``'s Numba kernels: the
+    same products (np.dot), the activations as NumPy's ufuncs (its float32 tanh, within
+    1.3 ulp, took 60% of the time of fastvi's correctly rounded one here; the report's
+    Monte Carlo noise is 1e-3 nats), and ``fastvi amortized gap`` then loads no Numba
+    (its import and its first calls were most of a second of the command's start)."""
+
+    def __init__(self, params, activations, dtype):
+        self.dtype = np.dtype(dtype)
+        self.params = [np.ascontiguousarray(p, dtype=self.dtype) for p in params]
+        self.activations = list(activations)
+        self._outputs = None
+
+    @classmethod
+    def of(cls, net, dtype):
+        """The network of an ``MLP`` (or a ``Network``) in ``dtype``."""
+        return cls(net.params, net.activations, dtype)
+
+    def forward(self, h):
+        outputs = []
+        for layer, activation in enumerate(self.activations):
+            out = np.dot(h, self.params[2 * layer])
+            out += self.params[2 * layer + 1]
+            if activation == 1:
+                np.tanh(out, out=out)
+            elif activation == 2:
+                np.maximum(out, 0, out=out)
+            elif activation == 3:
+                out = np.logaddexp(out.dtype.type(0), out)    # softplus, overflow-free
+            outputs.append(out)
+            h = out
+        self._outputs = outputs
+        return h
+
+    def input_gradient(self, grad):
+        """dL/d(input) from dL/d(output) of the last ``forward`` (the derivatives from
+        the outputs, as ``kernels.dense``: tanh' = 1 - y^2, relu' = [y > 0], softplus' =
+        1 - e^-y)."""
+        for layer in reversed(range(len(self.activations))):
+            y, activation = self._outputs[layer], self.activations[layer]
+            if activation == 1:         # in place, into y: no longer needed
+                np.multiply(y, y, out=y)
+                np.subtract(y.dtype.type(1), y, out=y)
+                grad = np.multiply(grad, y, out=y)
+            elif activation == 2:
+                grad = grad * (y > 0)
+            elif activation == 3:
+                grad = grad * -np.expm1(-y)
+            grad = np.dot(grad, self.params[2 * layer].T)
+        self._outputs = None
+        return grad
+
+
+def gaussian_kl(psi, d):
+    """KL(q || N(0, I)) of every row's q (as ``kernels.dense.gaussian_kl``)."""
+    mu, log_sigma = psi[:, :d], psi[:, d:]
+    return 0.5 * np.sum(mu * mu + np.exp(2.0 * log_sigma) - 1.0 - 2.0 * log_sigma, axis=1)
+
+
 class Part:
     """Rows ``X`` (b, D) of a block, with their own float copy of the decoder (its forward
     keeps activations for the backward: one per thread), and the decoder's terms of S
@@ -75,7 +138,7 @@ class Part:
 
     def __init__(self, model, X, dtype):
         self.model, self.X = model, np.ascontiguousarray(X, dtype=dtype)
-        self.decoder = model.decoder_.astype(dtype)
+        self.decoder = Network.of(model.decoder_, dtype)
         self._tiled = {}
 
     def rows(self, n_draws):
@@ -85,18 +148,28 @@ class Part:
         return self._tiled[n_draws]
 
     def decode(self, psi, eps):
-        """(z (S b, d), the negative log-likelihood of every draw (S, b), dnll/d(output))."""
+        """(z (S b, d), the negative log-likelihood of every draw (S, b), dnll/d(output)),
+        the likelihood's terms as ``kernels.dense.gaussian_nll`` and ``bernoulli_nll``
+        compute them (each row's sum of squares in the decoder's dtype)."""
         model = self.model
         d, n_rows = model.n_latent, self.X.shape[0]
         n_draws = eps.shape[0] // n_rows
         mu, sigma = psi[:, :d], np.exp(psi[:, d:])
         z = (eps.reshape(n_draws, n_rows, d) * sigma + mu).reshape(-1, d)
         out = self.decoder.forward(np.ascontiguousarray(z, dtype=self.decoder.dtype))
-        nll, grad_out = np.empty(out.shape[0]), np.empty_like(out)
+        X = self.rows(n_draws)
         if model.likelihood == "gaussian":
-            dense.gaussian_nll(self.rows(n_draws), out, model.log_variance_, nll, grad_out)
+            log_var = float(model.log_variance_)
+            inv_var = np.exp(-log_var)
+            residual = out - X
+            nll = (0.5 * X.shape[1] * (np.log(2.0 * np.pi) + log_var)
+                   + 0.5 * inv_var * np.einsum("ij,ij->i", residual, residual))
+            residual *= residual.dtype.type(inv_var)
+            grad_out = residual
         else:
-            dense.bernoulli_nll(self.rows(n_draws), out, nll, grad_out)
+            e = np.exp(-np.abs(out))
+            nll = (np.maximum(out, 0) + np.log1p(e) - X * out).sum(axis=1, dtype=np.float64)
+            grad_out = np.where(out >= 0, 1 / (1 + e), e / (1 + e)) - X
         return z, nll.reshape(n_draws, n_rows), grad_out
 
     def nll_sum(self, psi, eps):
@@ -133,10 +206,10 @@ class Part:
         d, n_rows = self.model.n_latent, self.X.shape[0]
         z, nll, _ = self.decode(psi, eps)
         n_draws = nll.shape[0]
-        eps64 = eps.astype(np.float64).reshape(n_draws, n_rows, d)
-        z64 = z.astype(np.float64).reshape(n_draws, n_rows, d)
-        log_q = -0.5 * np.sum(eps64 ** 2, axis=2) - np.sum(psi[:, d:], axis=1)
-        return -nll - 0.5 * np.sum(z64 ** 2, axis=2) - log_q
+        eps64 = eps.astype(np.float64, copy=False).reshape(n_draws, n_rows, d)
+        z64 = z.astype(np.float64, copy=False).reshape(n_draws, n_rows, d)
+        log_q = -0.5 * np.einsum("sbi,sbi->sb", eps64, eps64) - np.sum(psi[:, d:], axis=1)
+        return -nll - 0.5 * np.einsum("sbi,sbi->sb", z64, z64) - log_q
 
 
 class Stack:
@@ -196,11 +269,7 @@ class Stack:
             self.progress(forwards / self.work)
 
     def kl(self, psi):
-        d = self.model.n_latent
-        out = np.empty(psi.shape[0])
-        dense.gaussian_kl(np.ascontiguousarray(psi[:, :d]), np.ascontiguousarray(psi[:, d:]),
-                          out)
-        return out
+        return gaussian_kl(psi, self.model.n_latent)
 
     def elbo(self, psi, draws, n_draws):
         """Each row's ELBO, the mean over ``n_draws`` draws of eps from ``draws`` (one
@@ -350,8 +419,14 @@ class FileVAE:
         """The file's ``FileVAE``, or None where the report needs the model's class (a
         PPCA, semi-amortized or per-example inference, parameters it does not know)."""
         from ..io.amortized import read_networks
-        from .nn import MLP
-        parts = read_networks(path, MLP.from_layers)
+
+        def network(sizes, activation, weights, biases):
+            if activation not in ACTIVATIONS:
+                raise ValueError(f"model file {path!r}: unknown activation {activation!r}")
+            params = [a for pair in zip(weights, biases) for a in pair]
+            return Network(params, [ACTIVATIONS[activation]] * (len(weights) - 1) + [0],
+                           weights[0].dtype)
+        parts = read_networks(path, network)
         params = parts["params"]
         if (parts["class"] != "VAE" or parts["encoder"] is None
                 or params.get("inference", "amortized") != "amortized"
@@ -368,7 +443,18 @@ class FileVAE:
         return lambda n_rows: self._noise(rng, n_rows)
 
     def _psi(self, X, noise=None):
-        return self.encoder_.forward(np.ascontiguousarray(X, dtype=self.dtype))
+        """The encoder's psi, as ``VAE._psi`` computes it: for a float32 tanh encoder, by
+        ``kernels.dense`` (its tanh is not NumPy's), else by NumPy, which gives the same
+        numbers (the same products, bias sums and ufuncs) without loading Numba."""
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if self.dtype == np.float32 and 1 in self.encoder_.activations:
+            from .nn import MLP
+            sizes = [X.shape[1]] + [W.shape[1] for W in self.encoder_.params[::2]]
+            activation = [k for k, v in ACTIVATIONS.items() if v == 1][0]
+            net = MLP.from_layers(sizes, activation, self.encoder_.params[::2],
+                                  self.encoder_.params[1::2])
+            return net.forward(X)
+        return self.encoder_.forward(X)
 
     def gap_report(self, X, n_importance=1000, optimise_steps=OPTIMISE_STEPS, n_samples=64,
                    random_state=0, precision="auto", callback=None, optimiser="control",
