@@ -233,3 +233,37 @@ def test_a_model_file_read_without_its_class_gives_the_models_report(tmp_path, m
                       random_state=0).fit(rows[:500])
     save_amortized(semi, str(tmp_path / "semi.h5"))
     assert gaps.FileVAE.read(str(tmp_path / "semi.h5")) is None
+
+
+def test_the_reports_activation_codes_are_the_kernels():
+    from fastvi.kernels.dense import ACTIVATIONS
+    assert gaps.ACTIVATIONS == ACTIVATIONS
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "softplus"])
+def test_numpy_network_is_the_mlp(activation, rows):
+    """``gaps.Network`` (NumPy) computes what ``MLP`` (the Numba kernels) does: forward
+    and the input gradient, float64 to rounding, float32 to float32's."""
+    from fastvi.amortized.nn import MLP
+    rng = np.random.default_rng(0)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-6)):
+        mlp = MLP((2, 16, 8, 5), activation, rng, dtype)
+        net = gaps.Network.of(mlp, dtype)
+        z = rng.standard_normal((50, 2)).astype(dtype)
+        grad = rng.standard_normal((50, 5)).astype(dtype)
+        np.testing.assert_allclose(net.forward(z), mlp.forward(z), rtol=tol, atol=tol)
+        np.testing.assert_allclose(net.input_gradient(grad.copy()), mlp.input_gradient(grad),
+                                   rtol=10 * tol, atol=10 * tol)
+
+
+def test_a_float32_model_file_gives_the_models_report(tmp_path, rows):
+    """A float32 tanh encoder's psi comes from the model's own kernels (their tanh is not
+    NumPy's), so the report of the file is the model's, exactly."""
+    from fastvi.io.amortized import save_amortized
+    model = fastvi.VAE(2, decoder_hidden=(8,), encoder_hidden=(8,), dtype="float32",
+                       max_epochs=1, random_state=0).fit(rows[:500])
+    path = str(tmp_path / "f32.h5")
+    save_amortized(model, path)
+    kwargs = dict(n_importance=20, optimise_steps=4, n_samples=4, random_state=1)
+    assert gaps.FileVAE.read(path).gap_report(rows[:300], **kwargs) == model.gap_report(
+        rows[:300], **kwargs)
