@@ -6,15 +6,18 @@ steps of 4 draws (psi*), 2 x 64 draws for each of the two ELBOs, ``n_importance`
 the bound.  Here the draws of a block of rows are stacked, ``S`` draws of ``B`` rows as one
 (S B, d) matrix through the decoder (its dense layers are then GEMMs of S B rows, not S
 calls of B), the ELBOs and the bound run the decoder forward only, and psi*'s steps take
-the gradient in z alone (``MLP.input_gradient``: the decoder's own parameter gradients,
-a third of a backward pass, are not needed).  The draws come from the generator in the
-same order and the same numbers as one (B, d) call per draw would take them, so the
-report is the one the per-draw code gave, to rounding.
+the gradient in z alone (``Network.input_gradient``: the decoder's own parameter
+gradients, a third of a backward pass, are not needed).  The draws come from the
+generator in the same order and the same numbers as one (B, d) call per draw would take
+them, so the report is the one the per-draw code gave, to rounding (tests/test_gaps.py).
+psi*'s steps are ``optimise_control``'s by default (antithetic pairs and a control
+variate: 100 of them end nearer psi* than 200 of ``optimise``'s plain steps did).  The
+networks run by NumPy (``Network``), not by ``kernels.dense``'s Numba kernels, so that
+``fastvi amortized gap`` on a model file (``FileVAE``) loads no Numba.
 
 Precision: with ``precision='auto'`` the decoder runs in float32 on the draws (a float32
 copy of its weights; psi, the log-weights' sums and the report stay float64), which is
-3x faster than float64 here (twice the GEMM lanes, and ``kernels.dense``'s own float32
-tanh).  Its rounding, ~6e-8 of a value, is far below the Monte Carlo noise of the
+3x faster than float64 here (twice the GEMM lanes and tanh's).  Its rounding, ~6e-8 of a value, is far below the Monte Carlo noise of the
 report (~1e-3 nats): on the README's VAE the float32 and float64 reports of the same
 draws agreed to 2e-8 nats.  It would not be for Gaussian rows far from the origin
 against the noise, where x - f(z) cancels: 'auto' keeps the model's dtype for a block
