@@ -13,7 +13,6 @@ tells it which classes stand behind the names in those files:
 ``MixtureEncoder`` is held by checkpoints but has no model file (``fastvi.io.save``
 refuses it).
 """
-import numpy as np
 
 from . import state_checks
 from .encoder import MixtureEncoder
