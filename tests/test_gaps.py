@@ -267,3 +267,25 @@ def test_a_float32_model_file_gives_the_models_report(tmp_path, rows):
     kwargs = dict(n_importance=20, optimise_steps=4, n_samples=4, random_state=1)
     assert gaps.FileVAE.read(path).gap_report(rows[:300], **kwargs) == model.gap_report(
         rows[:300], **kwargs)
+
+
+def test_the_report_and_the_package_load_no_estimator_until_asked():
+    """``fastvi.amortized.gaps`` (what ``fastvi amortized gap`` runs on a VAE file) loads
+    neither scikit-learn nor Numba; the estimators, their modules as attributes of the
+    package, load on first use and register with ``fastvi.io``."""
+    import subprocess
+    import sys
+    code = """
+import sys
+import fastvi.amortized.gaps
+heavy = sorted(m for m in ("sklearn", "numba", "fastvi.amortized.vae") if m in sys.modules)
+import fastvi.amortized as package
+from fastvi.io import registry
+assert package.vae.VAE is package.VAE
+assert registry.model_entries("fastvi-amortized")["VAE"].cls is package.VAE
+print(heavy)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -20,18 +20,27 @@ scikit-learn (a second and more of imports); ``fastvi.io``'s registry imports
 import importlib
 
 _PUBLIC = {"MixtureEncoder": ".encoder", "PPCA": ".ppca", "VAE": ".vae"}
+# the submodules, reachable as attributes (fastvi.amortized.vae.VAE) as when the
+# estimators were imported here eagerly; the estimators' modules register on first use
+_SUBMODULES = ("encoder", "gaps", "nn", "persistence", "ppca", "state_checks",
+               "training", "vae")
+_ESTIMATOR_MODULES = ("encoder", "ppca", "vae")
 
 __all__ = ["MixtureEncoder", "PPCA", "VAE"]
 
 
 def __getattr__(name):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    importlib.import_module(".persistence", __name__)   # registers the classes with fastvi.io
-    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-    globals()[name] = value
-    return value
+    if name in _PUBLIC:
+        importlib.import_module(".persistence", __name__)   # registers with fastvi.io
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value         # later lookups skip this hook
+        return value
+    if name in _SUBMODULES:
+        if name in _ESTIMATOR_MODULES:
+            importlib.import_module(".persistence", __name__)
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | set(_SUBMODULES))
