@@ -89,10 +89,11 @@ OTHER_SIMD = 1e-12 if _has_avx512() else None
 
 
 def _refitted_rtol(entry, default):
-    """The tolerance of a fixture entry (a case or a checkpoint of cases.json) that
-    ``make_legacy_fixtures.py --refit`` wrote again after a change that moved fitted bits
-    on purpose: bit for bit (0.0) on a CPU of the SIMD width it was written on, else
-    OTHER_SIMD's rounding (1e-12); ``default`` for an entry never refitted.
+    """The tolerance of a fixture entry (a case, a model file or a checkpoint of
+    cases.json) that ``make_legacy_fixtures.py --refit`` wrote again after a change that
+    moved fitted bits on purpose: bit for bit (0.0) on a CPU of the SIMD width it was
+    written on, else OTHER_SIMD's rounding (1e-12), or FLOAT32_OTHER_SIMD's for a float32
+    VAE; ``default`` for an entry never refitted.
 
     Refitted (issue 28): every sum over chunks became a pairwise tree sum
     (``fastvi.engine.reduce``; more accurate, and the same bits in any order of arrival),
@@ -100,11 +101,32 @@ def _refitted_rtol(entry, default):
     of rows sorted by cluster and never recovered); then ``init_params="random"`` drew
     each block of rows from its own stream.  The memoized and random-initialised fits
     moved; a batch pass of five or more chunks moves in the last bits; every checkpoint's
-    resumed fit was computed again, from the old code's checkpoint files."""
+    resumed fit was computed again, from the old code's checkpoint files.
+
+    Refitted (issue 30): the VAE's gap report runs its networks by NumPy (``np.dot``,
+    its ufuncs and einsum row sums) instead of ``kernels.dense``'s Numba loops, the same
+    products summed in another order (measured: 1e-15 relative in float64; 1.2e-7 for
+    the float32 model, whose report runs in float32); its model files and checkpoints
+    too."""
     refitted = entry.get("refitted")
     if refitted is None:
         return default
-    return 0.0 if refitted["avx512"] == _has_avx512() else 1e-12
+    if refitted["avx512"] == _has_avx512():
+        return 0.0
+    case = CASES[entry.get("case", entry.get("name"))]
+    return FLOAT32_OTHER_SIMD if _float32_vae(case) else 1e-12
+
+
+# A float32 VAE's gap report runs its decoder in float32 through OpenBLAS's sgemm and
+# NumPy's SIMD loops, whose kernels (and so the order of each sum) follow the CPU's SIMD
+# width: float32 rounding (6e-8 an operation) where the fixture was written on another
+# width.  Not measured (no AVX2 machine at hand when it was refitted): the bound of a
+# float32 sum of the report's lengths (hidden 8, 3 features), with room.
+FLOAT32_OTHER_SIMD = 1e-5
+
+
+def _float32_vae(case):
+    return case["class"] == "VAE" and case["params"].get("dtype") == "float32"
 
 
 
@@ -235,7 +257,8 @@ def test_legacy_model_file_loads(path, inputs):
     assert type(loaded).__name__ == model["class"]
     got = gen.outcome(loaded, model, inputs)
     assert_same(_group(MODEL_RESULTS, os.path.basename(path)), got, model["case"],
-                label=f"{path} (model of {model['case']})")
+                label=f"{path} (model of {model['case']})",
+                rtol=_refitted_rtol(model, None))
 
 
 # ----------------------------------------------------------------------------- (c) checkpoints

@@ -5,8 +5,9 @@ Usage::
     python tests/data/make_legacy_fixtures.py OUTDIR
     python tests/data/make_legacy_fixtures.py --refit OUTDIR REASON CASE [CASE ...]
 
-(``--refit``: a change moved fitted bits on purpose; the named fits and every checkpoint's
-resumed fit are computed again by today's code, the files of the old code kept.)
+(``--refit``: a change moved fitted bits on purpose; the named fits, what their model files
+load to and every checkpoint's resumed fit are computed again by today's code, the files
+of the old code kept.)
 
 The committed copy is ``tests/data/legacy/``, written by the code before the package was
 split into sub-packages (``fastvi.mixture``, ``fastvi.engine``, ...).  It lets the tests
@@ -736,18 +737,23 @@ def has_avx512():
 
 
 def refit(outdir, reason, case_names):
-    """Rewrite, with today's code, the results of the fits ``case_names`` (a) and of
-    resuming every checkpoint file (c), keeping the data, the model files and the
-    checkpoint files that the old code wrote: for a change that moves fitted bits on
-    purpose.  Each rewritten entry records ``refitted``: the reason, the versions, and
-    whether this CPU has AVX-512 (the tests compare bit for bit only on a CPU of the same
-    SIMD width; see tests/test_legacy.py)."""
+    """Rewrite, with today's code, the results of the fits ``case_names`` (a), of
+    loading their model files (b) and of resuming every checkpoint file (c), keeping the
+    data, the model files and the checkpoint files that the old code wrote: for a change
+    that moves fitted bits on purpose.  Each rewritten entry records ``refitted``: the
+    reason, the versions, and whether this CPU has AVX-512 (the tests compare bit for bit
+    only on a CPU of the same SIMD width; see tests/test_legacy.py).  A checkpoint whose
+    results come out the same bits as before keeps its entry and its stamp."""
     with open(os.path.join(outdir, "cases.json")) as f:
         spec = json.load(f)
     with np.load(os.path.join(outdir, "data.npz")) as f:
         data = {key: f[key] for key in f.files}
     with np.load(os.path.join(outdir, "results.npz")) as f:
         results = {key: f[key] for key in f.files}
+    with np.load(os.path.join(outdir, "models.npz")) as f:
+        models = {key: f[key] for key in f.files}
+    with np.load(os.path.join(outdir, "checkpoints.npz")) as f:
+        old_checkpoints = {key: f[key] for key in f.files}
     by_name = {case["name"]: case for case in spec["cases"]}
     unknown = sorted(set(case_names) - set(by_name))
     if unknown:
@@ -766,6 +772,16 @@ def refit(outdir, reason, case_names):
                     results[f"{name}/{key}"] = value
                 case["refitted"] = stamp
                 inputs.close()
+            for model in spec["models"]:
+                if model["case"] not in case_names:
+                    continue
+                filename = os.path.basename(model["file"])
+                loaded = fastvi.load(os.path.join(outdir, model["file"]))
+                models = {k: v for k, v in models.items() if not k.startswith(filename + "/")}
+                for key, value in outcome(loaded, by_name[model["case"]], inputs).items():
+                    models[f"{filename}/{key}"] = value
+                model["refitted"] = stamp
+                inputs.close()
             for ckpt in spec["checkpoints"]:
                 case = by_name[ckpt["case"]]
                 state, meta = fastvi.load_checkpoint(os.path.join(outdir, ckpt["file"]))
@@ -773,17 +789,23 @@ def refit(outdir, reason, case_names):
                 inputs.close()
                 uninterrupted = {k.split("/", 1)[1]: v for k, v in results.items()
                                  if k.startswith(case["name"] + "/")}
+                entries = {f"{ckpt['name']}/resumed/{key}": value
+                           for key, value in got.items()}
+                entries.update({f"{ckpt['name']}/uninterrupted/{key}": value
+                                for key, value in uninterrupted.items()
+                                if not key.startswith("predict:")})
+                before = {k: v for k, v in old_checkpoints.items()
+                          if k.startswith(ckpt["name"] + "/")}
+                checkpoints.update(entries)
+                if same(entries, before):
+                    continue
                 ckpt["resumed_equals_uninterrupted"] = same(got, uninterrupted)
                 ckpt["resumed_differs_by"] = largest_difference(got, uninterrupted)
                 ckpt["refitted"] = stamp
-                for key, value in got.items():
-                    checkpoints[f"{ckpt['name']}/resumed/{key}"] = value
-                for key, value in uninterrupted.items():
-                    if not key.startswith("predict:"):
-                        checkpoints[f"{ckpt['name']}/uninterrupted/{key}"] = value
         finally:
             inputs.close()
     np.savez_compressed(os.path.join(outdir, "results.npz"), **results)
+    np.savez_compressed(os.path.join(outdir, "models.npz"), **models)
     np.savez_compressed(os.path.join(outdir, "checkpoints.npz"), **checkpoints)
     with open(os.path.join(outdir, "cases.json"), "w") as f:
         json.dump(spec, f, indent=1, sort_keys=False)
