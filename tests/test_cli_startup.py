@@ -65,3 +65,15 @@ def test_loads_neither_sklearn_nor_numba(files, argv):
     status, loaded = _loaded(argv, files)
     assert status == 0
     assert loaded == [], f"fastvi {' '.join(argv)} loaded {', '.join(loaded)}"
+
+
+def test_the_gap_report_of_a_vae_file_loads_neither_sklearn_nor_numba(files):
+    """``fastvi amortized gap`` on a VAE file runs ``fastvi.amortized.gaps`` (NumPy) on the
+    file's networks: no estimator, so no scikit-learn (its import was a second of the
+    command) and no Numba."""
+    argv = ["amortized", "gap", "vae_amortized.h5", "data.h5:/X", "--importance", "20",
+            "--optimise-steps", "5"]
+    status, loaded = _loaded(argv, files)
+    assert status == 0
+    heavy = [name for name in loaded if name in ("sklearn", "numba", "scipy")]
+    assert heavy == [], f"fastvi {' '.join(argv)} loaded {', '.join(heavy)}"

@@ -6,11 +6,14 @@ converted, sparse matrices, complex and 1-D input refused, pandas column names r
 sources are never read whole: their shape and dtype are checked by the source, and the
 feature count here, in scikit-learn's words.  NaN and inf are found chunk by chunk as the
 rows are read (the error names the first bad row), not by a scan of the whole array.
+
+scikit-learn is imported inside the two functions that call it: the rest of this module
+(parameter checks, ``check_data``) serves commands that build no estimator, such as
+``fastvi amortized gap`` on a model file, and its import is most of a second.
 """
 import numbers
 
 import numpy as np
-from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from .sources import DEFAULT_CHUNK_ROWS, ChunkSource, as_source, is_dask_array
 
@@ -138,6 +141,7 @@ def validate_rows(estimator, X, *, reset, dtype=None, chunk_rows=DEFAULT_CHUNK_R
     """
     name = type(estimator).__name__
     if not _is_streamed(X):
+        from sklearn.utils.validation import validate_data
         X = validate_data(estimator, X, reset=reset, ensure_all_finite=False,
                           dtype=list(FLOAT_DTYPES) if dtype is None else dtype)
         return as_source(X, chunk_rows, dtype)
@@ -167,5 +171,6 @@ def check_sample_weight(sample_weight, n_rows):
     finite, non-negative, not all zero."""
     if sample_weight is None:
         return None
+    from sklearn.utils.validation import _check_sample_weight
     return _check_sample_weight(sample_weight, np.empty((n_rows, 0)), dtype=np.float64,
                                 ensure_non_negative=True)
