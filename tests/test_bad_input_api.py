@@ -6,7 +6,6 @@ The cases are the rows of the "Python API" table of docs/errors.md; ``API_CASES`
 one list both use (``test_errors_doc_lists_api_cases`` checks the doc against it).
 """
 import os
-import re
 
 import h5py
 import numpy as np

@@ -132,9 +132,9 @@ def test_parts_and_threads_do_not_change_the_report(mlp_vae, rows, monkeypatch):
     """A block cut into parts, one a thread, gets each row the same draws."""
     X = rows[:2 * gaps.PART_ROWS]
     kwargs = dict(n_importance=20, optimise_steps=5, n_samples=8, random_state=1)
-    monkeypatch.setattr(gaps, "n_threads", lambda: 1)
+    monkeypatch.setattr(gaps, "available_cores", lambda: 1)
     one = mlp_vae.gap_report(X, **kwargs)
-    monkeypatch.setattr(gaps, "n_threads", lambda: 2)
+    monkeypatch.setattr(gaps, "available_cores", lambda: 2)
     two = mlp_vae.gap_report(X, **kwargs)
     for key in one:
         assert two[key] == pytest.approx(one[key], abs=1e-9), key
@@ -233,6 +233,26 @@ def test_a_model_file_read_without_its_class_gives_the_models_report(tmp_path, m
                       random_state=0).fit(rows[:500])
     save_amortized(semi, str(tmp_path / "semi.h5"))
     assert gaps.FileVAE.read(str(tmp_path / "semi.h5")) is None
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"n_importance": 0}, "n_importance"), ({"n_samples": 0}, "n_samples"),
+    ({"n_samples": 1.5}, "n_samples"), ({"optimise_steps": -1}, "optimise_steps"),
+    ({"optimise_steps": True}, "optimise_steps"), ({"precision": "half"}, "precision"),
+    ({"optimiser": "adam"}, "optimiser"), ({"learning_rate": 0.0}, "learning_rate")])
+def test_bad_report_arguments_are_refused_by_name(tmp_path, mlp_vae, rows, bad, named):
+    """Before any draw: a bound or an ELBO of no draws is no estimate (it was an
+    IndexError from inside the report); the model and its file say the same."""
+    from fastvi.io.amortized import save_amortized
+    path = str(tmp_path / "vae.h5")
+    save_amortized(mlp_vae, path)
+    for model in (mlp_vae, gaps.FileVAE.read(path)):
+        with pytest.raises(ValueError, match=f"^{named} must be") as error:
+            model.gap_report(rows[:20], **bad)
+        assert isinstance(error.value, TypeError)      # InvalidParameterError, as sklearn's
+    # 0 steps is allowed: psi* is then the encoder's psi, and the amortization gap 0
+    assert mlp_vae.gap_report(rows[:20], optimise_steps=0, n_importance=5,
+                              n_samples=2)["amortization_gap"] == 0.0
 
 
 def test_the_reports_activation_codes_are_the_kernels():

@@ -23,14 +23,14 @@ draws agreed to 2e-8 nats.  It would not be for Gaussian rows far from the origi
 against the noise, where x - f(z) cancels: 'auto' keeps the model's dtype for a block
 with a value beyond ``FLOAT32_RANGE`` noise standard deviations.
 """
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .training import logsumexp
+from ..data.checks import InvalidParameterError, check_integer, check_real
 from ..data.memory import array_bytes, check_memory, shape_text
+from ..data.threads import available_cores, limit_threads
 
 STACK_ROWS = 4096        # rows of z per decoder call: larger blocks left the L2 cache
 PART_ROWS = 256          # a block is cut into parts of at least these rows, one a thread
@@ -40,14 +40,6 @@ PRECISIONS = ("auto", "float32", "model")
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "softplus": 3}
 OPTIMISE_STEPS = 100     # psi*'s steps (optimise_control's), gap_report's default
 CONTROL_LEARNING_RATE = 0.04   # optimise_control's first step (tests/test_gaps.py)
-
-
-def n_threads():
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # not on Linux
-        return os.cpu_count() or 1
 
 
 def evaluation_dtype(model, X, precision):
@@ -61,6 +53,22 @@ def evaluation_dtype(model, X, precision):
     sigma = float(np.exp(0.5 * model.log_variance_))
     return (np.dtype(np.float32) if np.max(np.abs(X)) <= FLOAT32_RANGE * sigma
             else model.decoder_.dtype)
+
+
+def check_report_params(n_importance, optimise_steps, n_samples, precision, optimiser,
+                        learning_rate):
+    """Refuse the report's arguments before any of its work, each error naming the
+    argument: draws at least 1 (a bound or an ELBO of no draws is no estimate), steps at
+    least 0 (0: psi* is the inference's psi)."""
+    check_integer("n_importance", n_importance, low=1)
+    check_integer("optimise_steps", optimise_steps, low=0)
+    check_integer("n_samples", n_samples, low=1)
+    if precision not in PRECISIONS:
+        raise InvalidParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if optimiser not in OPTIMISERS:
+        raise InvalidParameterError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
+    if learning_rate is not None:
+        check_real("learning_rate", learning_rate, low=0.0, low_open=True)
 
 
 def check_draws(n_rows, n_samples, name="n_samples"):
@@ -299,6 +307,8 @@ def optimise(stack, psi, draws, steps, learning_rate, n_draws=4, decay=0.6):
     (a Robbins-Monro schedule); plain steps, as ``VAE._refine`` takes them.  The report's
     optimiser before ``optimise_control`` (``optimiser='plain'``)."""
     n_rows = stack.n_rows
+    if steps == 0:
+        return psi
     eps = draws(n_draws * n_rows)
     for t in range(steps):
         pending = stack.submit("loss_gradient", psi, eps)
@@ -321,6 +331,8 @@ def optimise_control(stack, psi, draws, steps, learning_rate, n_draws=4):
     end closer to psi* than ``optimise``'s 200 steps (tests/test_gaps.py)."""
     n_rows, half = stack.n_rows, max(1, n_draws // 2)
     n_draws = 2 * half
+    if steps == 0:
+        return psi
 
     def pairs():
         eps = draws(half * n_rows)
@@ -347,13 +359,13 @@ def gap_report(model, X, n_importance, optimise_steps, n_samples, rng, precision
                          else model.refine_learning_rate)
     fresh = model._draws(rng)
     psi = model._psi(X, fresh).astype(np.float64)
-    n_parts = max(1, min(n_threads(), X.shape[0] // PART_ROWS))
+    n_parts = max(1, min(available_cores(), X.shape[0] // PART_ROWS))
     stack = Stack(model, X, evaluation_dtype(model, X, precision), n_parts)
     stack.progress = progress
     stack.work = float(2 * 4 * optimise_steps + 4 * n_samples + n_importance)
     steps = optimise_control if optimiser == "control" else optimise
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with limit_threads(1, user_api="blas"):
             best_psi = steps(stack, psi.copy(), fresh, optimise_steps, learning_rate)
             return _report(stack, psi, best_psi, fresh, n_importance, n_samples)
     finally:
@@ -464,6 +476,8 @@ class FileVAE:
                    learning_rate=None):
         """``VAE.gap_report`` (see there)."""
         from .training import report
+        check_report_params(n_importance, optimise_steps, n_samples, precision, optimiser,
+                            learning_rate)
         checked = (isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] > 0
                    and X.shape[1] == self.n_features_in_ and X.dtype.kind == "f"
                    and np.isfinite(X).all())

@@ -202,7 +202,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if resume is None:
             rng = check_random_state(self.random_state)
             self._build(source.n_features, source.n_rows, rng)
-            self._initialise(source)
+            with blas_threads(self.n_jobs):     # PPCA's start: a pass of GEMMs
+                self._initialise(source)
             self.elbo_history_ = []
             first_epoch = 0
         else:
@@ -594,7 +595,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # from one generator (its figures as before) instead of the row-keyed draws of
         # score_samples; psi and psi* are compared on common draws within a block.  The
         # work, the decoder on stacked draws, is in ``fastvi.amortized.gaps``.
-        from .gaps import gap_report
+        from .gaps import check_report_params, gap_report
+        check_report_params(n_importance, optimise_steps, n_samples, precision, optimiser,
+                            learning_rate)
         rng = check_random_state(random_state)
 
         def rows_report(rows):

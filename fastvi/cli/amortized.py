@@ -5,7 +5,6 @@ their files (``fastvi.amortized``, ``fastvi.io.amortized``: Numba's kernels, and
 scikit-learn) are imported by the commands that use them, so registering the parser, or
 ``fastvi info`` on a data file, loads neither.
 """
-import json
 import os
 import sys
 import time
@@ -232,32 +231,6 @@ def is_amortized_file(path):
         return False            # a data file: no need to load the models to tell
     from ..io.amortized import FORMAT
     return kind == FORMAT
-
-
-def info_lines(path):
-    """The summary ``fastvi info`` prints for an amortized model file."""
-    from ..io.amortized import FORMAT, load_amortized
-    model = load_amortized(path)
-    with h5py.File(path, "r") as f:
-        version = int(f.attrs["format_version"])
-        params = json.loads(f.attrs["params"])
-    history = model.elbo_history_
-    widths = {name: "-".join(str(w) for w in params.get(f"{name}_hidden") or ()) or "linear"
-              for name in ("encoder", "decoder")}
-    inference = model.inference + ("" if model.encoder_ is not None else
-                                   f" ({model.psi_.shape[0]} rows of psi)")
-    lines = [f"{path}: fastvi amortized model (format {FORMAT}, format_version {version})",
-             f"class        {type(model).__name__}",
-             f"n_latent     {model.n_latent}",
-             f"n_features   {model.n_features_in_}",
-             f"inference    {inference}, encoder {widths['encoder']}"
-             + ("" if type(model).__name__ == "PPCA" else f", decoder {widths['decoder']}"),
-             f"likelihood   {model.likelihood}, variance "
-             f"{np.exp(model.log_variance_):.6g}" if model.likelihood == "gaussian"
-             else f"likelihood   {model.likelihood}",
-             f"epochs       {len(history)}",
-             f"final ELBO   {history[-1]:.6f} per row" if history else "final ELBO   -"]
-    return lines
 
 
 def cmd_demo(args):

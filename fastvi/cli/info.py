@@ -51,7 +51,8 @@ def _info_amortized(path):
             f"class        {model['class']}",
             f"n_latent     {params.get('n_latent')}",
             f"n_features   {model['n_features_in_']}",
-            f"inference    {inference}, encoder {widths['encoder']}"
+            f"inference    {inference}"
+            + (f", encoder {widths['encoder']}" if model["encoder"] else "")
             + ("" if ppca else f", decoder {widths['decoder']}"),
             f"likelihood   {likelihood}, variance {np.exp(model['log_variance_']):.6g}"
             if likelihood == "gaussian" else f"likelihood   {likelihood}",

@@ -7,6 +7,7 @@ limits are set through it in microseconds.  Libraries are loaded by imports, so
 the scan is made again whenever ``sys.modules`` has changed size since the last one: a library
 loaded later (SciPy's own OpenBLAS, scikit-learn's OpenMP) is never missed.
 """
+import os
 import sys
 import threading
 from contextlib import contextmanager
@@ -52,3 +53,11 @@ def limit_threads(limits, user_api=None):
     finally:
         for lib, n in changed:
             lib.set_num_threads(n)
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):       # pragma: no cover - not Linux
+        return os.cpu_count() or 1

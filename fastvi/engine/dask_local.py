@@ -16,17 +16,11 @@ import os
 import sys
 from contextlib import contextmanager
 
+from ..data.threads import available_cores
+
 UNGUARDED = ("the Dask cluster cannot start: its worker processes import the script {script} "
              "again, which starts a cluster again; put the code that starts it under "
              "'if __name__ == \"__main__\":'")
-
-
-def available_cores():
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):       # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def local_cluster_kwargs(n_workers, cores=None, debug=False):
