@@ -101,6 +101,24 @@ def _unbuilt(sizes, activation, weights, biases):
     return None
 
 
+def _checked_header(f, path):
+    """``_read_header``'s fields and ``n_latent``, checked as far as a model can be
+    described or its networks read: a known class, n_latent an integer >= 1, a finite
+    log-variance, a decoder group."""
+    version, name, params, n_features, log_variance, history = _read_header(f, path)
+    if name not in CLASS_NAMES:
+        raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
+    d = params.get("n_latent")
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"model file {path!r}: n_latent {d!r} is not an integer >= 1 "
+                         "(its params attribute is corrupt)")
+    if not np.isfinite(log_variance):
+        raise ValueError(f"model file {path!r}: log_variance_ is {log_variance}")
+    if "decoder" not in f:
+        raise ValueError(f"model file {path!r} lacks the group 'decoder'")
+    return version, name, params, n_features, log_variance, history, d
+
+
 def describe_amortized(path):
     """What ``fastvi info`` shows of an amortized model file, read from its attributes
     and datasets, without building the model (nor importing it: no Numba, no
@@ -122,17 +140,7 @@ def describe_amortized(path):
     """
     path = str(path)
     with _open(path) as f:
-        version, name, params, n_features, log_variance, history = _read_header(f, path)
-        if name not in CLASS_NAMES:
-            raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
-        d = params.get("n_latent")
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"model file {path!r}: n_latent {d!r} is not an integer >= 1 "
-                             "(its params attribute is corrupt)")
-        if not np.isfinite(log_variance):
-            raise ValueError(f"model file {path!r}: log_variance_ is {log_variance}")
-        if "decoder" not in f:
-            raise ValueError(f"model file {path!r} lacks the group 'decoder'")
+        version, name, params, n_features, log_variance, history, d = _checked_header(f, path)
         _network(f["decoder"], None, path, d, n_features, _unbuilt)
         if "encoder" in f:
             _network(f["encoder"], None, path, n_features, 2 * d, _unbuilt)
@@ -166,17 +174,7 @@ def read_networks(path, network):
     """
     path = str(path)
     with _open(path) as f:
-        version, name, params, n_features, log_variance, history = _read_header(f, path)
-        if name not in CLASS_NAMES:
-            raise ValueError(f"model file {path!r} holds an unknown model class {name!r}")
-        d = params.get("n_latent")
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"model file {path!r}: n_latent {d!r} is not an integer >= 1 "
-                             "(its params attribute is corrupt)")
-        if not np.isfinite(log_variance):
-            raise ValueError(f"model file {path!r}: log_variance_ is {log_variance}")
-        if "decoder" not in f:
-            raise ValueError(f"model file {path!r} lacks the group 'decoder'")
+        version, name, params, n_features, log_variance, history, d = _checked_header(f, path)
         activation = params.get("activation", "tanh")
         decoder = _network(f["decoder"], activation, path, d, n_features, network)
         encoder = (_network(f["encoder"], activation, path, n_features, 2 * d, network)
