@@ -234,3 +234,74 @@ def test_the_default_init_at_large_k_is_the_kmeans_parallel_fit():
                                                init_params=init, max_iter=1,
                                                random_state=0).fit(X))
     np.testing.assert_array_equal(fits[0].means_, fits[1].means_)
+
+
+# ----------------------------------------------------------------------------- k-means
+# fastvi's k-means++ seeds and Lloyd's iterations are its own (scikit-learn's argument
+# checks and set-up were most of a small fit's initialisation); they keep
+# scikit-learn's draws and rules, so the seeds and labels are those of its
+# ``kmeans_plusplus`` and ``KMeans(tol=0)``, the independent reference here.  A change of
+# scikit-learn's algorithm would show here first.
+
+def _kmeans_datasets():
+    from sklearn.datasets import load_iris, load_wine
+    rng = np.random.default_rng(3)
+    return {"iris": load_iris().data,            # one decimal: exact ties in distances
+            "wine": load_wine().data,
+            "gauss": rng.standard_normal((500, 3)),
+            "four rows x 30": np.repeat(rng.standard_normal((4, 2)), 30, axis=0)}
+
+
+def _weights(X, weighted, seed):
+    if not weighted:
+        return None
+    w = np.random.default_rng(seed).integers(0, 4, X.shape[0]).astype(float)
+    w[0] = 1.0                                    # never all zero
+    return w
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_kmeans_plusplus_seeds_are_scikit_learns(weighted):
+    from sklearn.cluster import kmeans_plusplus
+    for name, X in _kmeans_datasets().items():
+        for n_components in (1, 3, 10):
+            for seed in range(3):
+                w = _weights(X, weighted, seed)
+                expected, _ = kmeans_plusplus(X, n_components, sample_weight=w,
+                                              random_state=seed)
+                got = _init._kmeans_plusplus(X, n_components, w, seed)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{name} K={n_components}")
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_lloyd_labels_are_kmeans_labels(weighted):
+    """From the same k-means++ seeds on the centred rows (as KMeans centres them)."""
+    import warnings
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+    for name, X in _kmeans_datasets().items():
+        for n_components in (2, 5, 10):
+            for seed in range(3):
+                w = _weights(X, weighted, seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate rows
+                    expected = KMeans(n_components, n_init=1, tol=0.0, random_state=seed
+                                      ).fit(X, sample_weight=w).labels_
+                centred = X - X.mean(axis=0)
+                seeds = _init._kmeans_plusplus(centred, n_components, w, seed)
+                np.testing.assert_array_equal(_init._lloyd(centred, w, seeds), expected,
+                                              err_msg=f"{name} K={n_components} seed {seed}")
+
+
+def test_lloyd_relocates_an_empty_component_as_kmeans_does():
+    """A centre that no row is nearest to takes the farthest row (scikit-learn's rule),
+    the row's weight leaving its component; with more blocks than one."""
+    from sklearn.cluster import KMeans
+    X = data(n_rows=5000, n_features=3, seed=1)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0])
+    start = np.vstack([X[:3], X.mean(axis=0) + 1e4, X.mean(axis=0) - 1e4])   # two empty
+    expected = KMeans(5, init=start, n_init=1, tol=0.0).fit(X, sample_weight=w).labels_
+    mean = X.mean(axis=0)
+    got = _init._lloyd(X - mean, w, start - mean)
+    assert np.bincount(got, minlength=5).min() > 0          # the empty ones were filled
+    np.testing.assert_array_equal(got, expected)

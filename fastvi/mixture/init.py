@@ -18,11 +18,8 @@ centres on 200,000 x 16 rows (diag, ``random_from_data``) that made initialising
 faster, to 0.8 of a dense pass (``bench/init_cost.py``, old and new code in one run).
 """
 import concurrent.futures
-import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
-from sklearn.exceptions import ConvergenceWarning
 
 from ..data.threads import limit_threads
 from ..engine.stats import SufficientStats
@@ -67,8 +64,11 @@ def _map_blocks(function, n_rows):
     """``[function(start, stop) for each block]``, in block order, on the fit's threads
     (Numba's thread count: ``n_jobs``).  Each block is computed on its own with
     single-threaded BLAS (the fit limits BLAS to one thread), so the results do not
-    depend on the number of threads."""
+    depend on the number of threads.  One block runs here, without a thread pool (a
+    small fit's Lloyd iterations call this tens of times)."""
     blocks = _blocks(n_rows)
+    if len(blocks) == 1:
+        return [function(*blocks[0])]
     with concurrent.futures.ThreadPoolExecutor(_threads(len(blocks))) as pool:
         return list(pool.map(lambda block: function(*block), blocks))   # GEMMs drop the GIL
 
@@ -139,34 +139,136 @@ def _seed(rng):
 
 
 def _kmeans_labels(sample, weights, n_components, rng, lloyd):
-    """k-means++ centres (greedy, 2 + log K candidates per draw), then Lloyd's iterations
-    to a fixed point when ``lloyd``: scikit-learn's ``kmeans_plusplus`` and ``KMeans``,
-    with the row weights, on the rows in lexicographic order.
+    """k-means++ centres (greedy, 2 + log K candidates per draw: scikit-learn's
+    ``kmeans_plusplus``), then, when ``lloyd``, Lloyd's iterations to unchanged labels
+    (``_lloyd``), with the row weights, on the rows in lexicographic order.
 
-    scikit-learn's Lloyd adds its threads' partial sums in the order the threads finish,
-    so its centres change in the last bits with the thread count; it runs on one thread
-    here, which keeps fastvi's fits bit-identical for any ``n_jobs``.  ``tol=0`` stops at
-    unchanged labels (its default tolerance is scaled by the unweighted variance, which
-    would make a weighted fit differ from the fit on repeated rows).
+    With ``lloyd`` the rows are first centred on their (unweighted) mean, as
+    scikit-learn's ``KMeans`` centres them, so that the seeds and the labels are those
+    that ``KMeans(tol=0)`` gave here before (its set-up and checks cost more than the
+    iterations on small data).  Everything runs on one thread, so the labels do not
+    depend on ``n_jobs``.
     """
     order = np.lexsort(sample.T[::-1])
     rows = sample[order]
     # None, not ones: scikit-learn makes the same ones itself, without validating ours
     w = None if weights is None else weights[order]
-    with limit_threads(1), warnings.catch_warnings():
-        # fewer distinct rows than components: the empty components are handled (N_k floor)
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if lloyd:
-            model = KMeans(n_components, init="k-means++", n_init=1, tol=0.0, max_iter=300,
-                           random_state=_seed(rng)).fit(rows, sample_weight=w)
-            sorted_labels = model.labels_
-        else:
-            centres, _ = kmeans_plusplus(rows, n_components, sample_weight=w,
-                                         random_state=_seed(rng))
-            sorted_labels = _nearest(rows, centres)
+    if lloyd:
+        rows = rows - rows.mean(axis=0)
+    with limit_threads(1):
+        centres = _kmeans_plusplus(rows, n_components, w, _seed(rng))
+        sorted_labels = _lloyd(rows, w, centres) if lloyd else _nearest(rows, centres)
     labels = np.empty_like(sorted_labels)
     labels[order] = sorted_labels
     return labels
+
+
+def _kmeans_plusplus(rows, n_components, weights, seed):
+    """Greedy k-means++ centres (Arthur & Vassilvitskii 2007; the greedy variant, with
+    2 + log K candidates a draw): the first centre a row drawn with probability in
+    proportion to its weight; each next one the best of the candidates drawn in
+    proportion to weight x squared distance to the nearest centre so far, the one that
+    leaves the smallest weighted sum of squared distances.
+
+    The draws of ``numpy.random.RandomState(seed)`` in the order, and the arithmetic in
+    the shapes, of scikit-learn's ``kmeans_plusplus`` (fastvi called it before): the
+    same centres, without its argument checks, the largest fixed cost of a small fit's
+    initialisation (tests/test_init.py compares the two).
+    """
+    state = np.random.RandomState(seed)
+    n_rows = rows.shape[0]
+    w = np.ones(n_rows) if weights is None else weights
+    n_trials = 2 + int(np.log(n_components))
+    row_sq = np.einsum("ij,ij->i", rows, rows)
+    first = state.choice(n_rows, p=w / w.sum())
+    centres = np.empty((n_components, rows.shape[1]))
+    centres[0] = rows[first]
+    closest = _squared_distances(centres[:1], rows, row_sq)        # (1, N)
+    potential = closest @ w
+    for c in range(1, n_components):
+        targets = state.uniform(size=n_trials) * potential
+        candidates = np.searchsorted(np.cumsum(w * closest), targets)
+        np.clip(candidates, None, n_rows - 1, out=candidates)      # rounding at the end
+        d2 = _squared_distances(rows[candidates], rows, row_sq)
+        np.minimum(closest, d2, out=d2)
+        potentials = d2 @ w.reshape(-1, 1)
+        best = np.argmin(potentials)
+        potential, closest = potentials[best], d2[best]
+        centres[c] = rows[candidates[best]]
+    return centres
+
+
+def _squared_distances(points, rows, row_sq):
+    """Squared Euclidean distances (len(points), N) as ||p||^2 - 2 p.x + ||x||^2, at
+    least 0 (scikit-learn's ``euclidean_distances``, ``squared=True``, in float64)."""
+    d2 = -2 * (points @ rows.T)
+    d2 += np.einsum("ij,ij->i", points, points)[:, None]
+    d2 += row_sq[None, :]
+    np.maximum(d2, 0, out=d2)
+    return d2
+
+
+LLOYD_MAX_ITER = 300    # as scikit-learn's KMeans
+
+
+def _lloyd(rows, weights, centres, max_iter=LLOYD_MAX_ITER):
+    """The labels of Lloyd's algorithm (Lloyd 1982) from ``centres``: each row to its
+    nearest centre (the first on a tie), each centre to the weighted mean of its rows,
+    until the labels stop changing (at most ``max_iter`` rounds; then the labels of the
+    last centres).  A component left without weight takes the row farthest from its
+    centre, one row per empty component in decreasing distance, the row's weight
+    leaving the component it came from; where every row sits on its centre (fewer
+    distinct rows than components) an empty component keeps its centre, where it draws
+    no row.  The rule scikit-learn's ``KMeans`` follows, so that its labels are kept.
+    """
+    w = np.ones(rows.shape[0]) if weights is None else weights
+    weighted = rows * w[:, None]
+    previous = None
+    for _ in range(max_iter):
+        labels, totals, mass = _assign(rows, weighted, w, centres)
+        if previous is not None and np.array_equal(labels, previous):
+            return labels
+        empty = np.flatnonzero(mass == 0)
+        if empty.size:
+            distance = ((rows - centres[labels]) ** 2).sum(axis=1)
+            if distance.max() > 0:
+                farthest = np.argpartition(distance, -empty.size)[:-empty.size - 1:-1]
+                for component, row in zip(empty, farthest):
+                    totals[labels[row]] -= weighted[row]
+                    mass[labels[row]] -= w[row]
+                    totals[component], mass[component] = weighted[row], w[row]
+        filled = mass > 0
+        moved = centres.copy()
+        moved[filled] = totals[filled] * (1.0 / mass[filled])[:, None]
+        if np.array_equal(moved, centres):
+            return labels           # no centre moved: the next labels are these
+        centres, previous = moved, labels
+    return _nearest(rows, centres)
+
+
+def _assign(rows, weighted, w, centres):
+    """One Lloyd round's pass: each row's nearest centre (as ``_nearest``), and per
+    component the sum of its weighted rows and its weight, a block of rows at a time
+    (a block's sums by a one-hot GEMM, the blocks' added in block order)."""
+    n_components = centres.shape[0]
+    centre_sq = np.einsum("ij,ij->i", centres, centres)
+
+    def block(start, stop):
+        dist = np.matmul(rows[start:stop], centres.T)
+        dist *= -2.0
+        dist += centre_sq
+        labels = dist.argmin(axis=1)
+        onehot = np.zeros((n_components, stop - start))
+        onehot[labels, np.arange(stop - start)] = 1.0
+        return labels, onehot @ weighted[start:stop], onehot @ w[start:stop]
+
+    parts = _map_blocks(block, rows.shape[0])
+    labels = np.concatenate([part[0] for part in parts])
+    totals, mass = parts[0][1], parts[0][2]
+    for _, block_totals, block_mass in parts[1:]:
+        totals += block_totals
+        mass += block_mass
+    return labels, totals, mass
 
 
 def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
@@ -174,7 +276,7 @@ def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
     Euclidean distance, by blocked GEMMs on the fit's threads (``||x||^2 - 2 x.c +
     ||c||^2``, clipped at 0); with ``best`` and ``best_d2`` (the nearest so far), the
     nearer of the two, the earlier on a tie.  Returns ``(best, best_d2)``."""
-    centre_sq = (centres ** 2).sum(axis=1)
+    centre_sq = np.einsum("ij,ij->i", centres, centres)     # as scikit-learn's row_norms
 
     def block(start, stop):
         # one BLOCK_ROWS x K array in place; scaling by -2 is exact, so these are the bits
@@ -246,8 +348,7 @@ def _kmeans_parallel_labels(sample, weights, n_components, rng):
     # step 7: each candidate weighs what the rows nearest to it weigh
     weight = np.bincount(nearest, weights=w, minlength=len(picked))
     with limit_threads(1):
-        centres, _ = kmeans_plusplus(rows[picked], n_components, sample_weight=weight,
-                                     random_state=_seed(rng))
+        centres = _kmeans_plusplus(rows[picked], n_components, weight, _seed(rng))
     # each row goes to the seed nearest its nearest candidate (a K x (a few K) search,
     # not N x K: the rows' nearest candidates are known from the rounds)
     labels = np.empty(rows.shape[0], dtype=np.intp)
