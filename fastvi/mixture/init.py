@@ -209,6 +209,7 @@ def _squared_distances(points, rows, row_sq):
 
 
 LLOYD_MAX_ITER = 300    # as scikit-learn's KMeans
+ONE_HOT_MAX_K = 32      # Lloyd's sums by a one-hot GEMM up to this many components
 
 
 def _lloyd(rows, weights, centres, max_iter=LLOYD_MAX_ITER):
@@ -248,8 +249,10 @@ def _lloyd(rows, weights, centres, max_iter=LLOYD_MAX_ITER):
 
 def _assign(rows, weighted, w, centres):
     """One Lloyd round's pass: each row's nearest centre (as ``_nearest``), and per
-    component the sum of its weighted rows and its weight, a block of rows at a time
-    (a block's sums by a one-hot GEMM, the blocks' added in block order)."""
+    component the sum of its weighted rows and its weight, a block of rows at a time,
+    the blocks' sums added in block order.  A block's sums by a one-hot GEMM up to
+    ``ONE_HOT_MAX_K`` components, else by a bincount per feature (the one-hot array
+    grows with K: at K = 128 it took 10 times a bincount's time)."""
     n_components = centres.shape[0]
     centre_sq = np.einsum("ij,ij->i", centres, centres)
 
@@ -258,9 +261,16 @@ def _assign(rows, weighted, w, centres):
         dist *= -2.0
         dist += centre_sq
         labels = dist.argmin(axis=1)
-        onehot = np.zeros((n_components, stop - start))
-        onehot[labels, np.arange(stop - start)] = 1.0
-        return labels, onehot @ weighted[start:stop], onehot @ w[start:stop]
+        if n_components <= ONE_HOT_MAX_K:
+            onehot = np.zeros((n_components, stop - start))
+            onehot[labels, np.arange(stop - start)] = 1.0
+            return labels, onehot @ weighted[start:stop], onehot @ w[start:stop]
+        totals = np.empty((n_components, rows.shape[1]))
+        for j in range(rows.shape[1]):
+            totals[:, j] = np.bincount(labels, weights=weighted[start:stop, j],
+                                       minlength=n_components)
+        return labels, totals, np.bincount(labels, weights=w[start:stop],
+                                           minlength=n_components)
 
     parts = _map_blocks(block, rows.shape[0])
     labels = np.concatenate([part[0] for part in parts])
