@@ -134,7 +134,7 @@ def _nearest(sample, centres):
 
 
 def _seed(rng):
-    """An int seed for scikit-learn's k-means (it takes a RandomState, not a Generator)."""
+    """The int seed of the k-means++ draws (a ``RandomState``'s, as scikit-learn's)."""
     return int(rng.integers(2 ** 31 - 1))
 
 
@@ -146,12 +146,11 @@ def _kmeans_labels(sample, weights, n_components, rng, lloyd):
     With ``lloyd`` the rows are first centred on their (unweighted) mean, as
     scikit-learn's ``KMeans`` centres them, so that the seeds and the labels are those
     that ``KMeans(tol=0)`` gave here before (its set-up and checks cost more than the
-    iterations on small data).  Everything runs on one thread, so the labels do not
-    depend on ``n_jobs``.
+    iterations on small data).  BLAS runs on one thread and Lloyd's blocks are summed
+    in block order, so the labels do not depend on ``n_jobs``.
     """
     order = np.lexsort(sample.T[::-1])
     rows = sample[order]
-    # None, not ones: scikit-learn makes the same ones itself, without validating ours
     w = None if weights is None else weights[order]
     if lloyd:
         rows = rows - rows.mean(axis=0)
