@@ -136,3 +136,16 @@ def test_demo_shows_its_bars_and_gaps(capsys):
     captured = capsys.readouterr()
     assert "amortized fit pass 1/1" in captured.err and "gap:" in captured.err
     assert "amortization_gap" in captured.out
+
+
+def test_gap_with_no_optimisation_steps_reports_no_amortization_gap(tmp_path, capsys,
+                                                                     data_file):
+    """--optimise-steps 0 (psi* = the encoder's psi): the API's optimise_steps=0."""
+    model = str(tmp_path / "v.h5")
+    assert main(["amortized", "fit", data_file, "--epochs", "1", "--decoder-hidden", "8",
+                 "-o", model]) == 0
+    capsys.readouterr()
+    assert main(["amortized", "gap", model, data_file, "--max-rows", "100",
+                 "--importance", "20", "--optimise-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^amortization_gap +0\.0000 nats per example$", out, re.M), out

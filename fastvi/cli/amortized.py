@@ -327,9 +327,9 @@ def add_parser(sub):
     g.add_argument("--importance", type=positive_int, default=1000, metavar="N",
                    help="draws of the importance-weighted bound of log p(x), vae only "
                         "(1000)")
-    g.add_argument("--optimise-steps", type=positive_int, default=OPTIMISE_STEPS,
-                   metavar="N", help="gradient steps of the per-row optimum psi*, vae only "
-                                     f"({OPTIMISE_STEPS})")
+    g.add_argument("--optimise-steps", type=non_negative_int, default=OPTIMISE_STEPS,
+                   metavar="N", help="gradient steps of the per-row optimum psi*, vae only; "
+                                     f"0: psi* is the encoder's psi ({OPTIMISE_STEPS})")
     g.add_argument("--max-rows", type=positive_int, metavar="N",
                    help="use only the first N rows of DATA (all)")
     g.add_argument("--precision", choices=("auto", "float32", "model"), default="auto",
