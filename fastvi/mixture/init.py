@@ -217,9 +217,11 @@ def _lloyd(rows, weights, centres, max_iter=LLOYD_MAX_ITER):
     until the labels stop changing (at most ``max_iter`` rounds; then the labels of the
     last centres).  A component left without weight takes the row farthest from its
     centre, one row per empty component in decreasing distance, the row's weight
-    leaving the component it came from; where every row sits on its centre (fewer
+    leaving the component it came from: scikit-learn's ``KMeans`` relocates so, and its
+    labels are kept (tests/test_init.py).  Where every row sits on its centre (fewer
     distinct rows than components) an empty component keeps its centre, where it draws
-    no row.  The rule scikit-learn's ``KMeans`` follows, so that its labels are kept.
+    no row (scikit-learn moves it onto the heaviest component's; the labels agreed on
+    the tests' duplicated rows).
     """
     w = np.ones(rows.shape[0]) if weights is None else weights
     weighted = rows * w[:, None]
