@@ -149,3 +149,19 @@ def test_gap_with_no_optimisation_steps_reports_no_amortization_gap(tmp_path, ca
                  "--importance", "20", "--optimise-steps", "0"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^amortization_gap +0\.0000 nats per example$", out, re.M), out
+
+
+def test_the_ppca_start_has_a_bar_of_its_own(capsys):
+    """PPCA's closed-form start (a pass over the rows before the first epoch) draws its
+    own bar, per pass, gone when the epochs begin."""
+    from fastvi.cli.amortized import EpochProgress
+    progress = EpochProgress(True, 100, 2)
+    progress({"event": "init", "step": "moments", "rows": 60})
+    assert progress.start.desc == "closed-form start (moments)" and progress.start.n == 60
+    progress({"event": "init", "step": "moments", "rows": 40})
+    progress({"event": "init", "step": "psi", "rows": 100})
+    assert progress.start.desc == "closed-form start (psi)" and progress.start.n == 100
+    progress({"event": "chunk", "pass": 0, "rows": 50, "elbo": -1.0})
+    assert progress.start is None and progress.progress.bar.n == 50
+    progress.close()
+    assert "closed-form start (moments)" in capsys.readouterr().err

@@ -144,6 +144,28 @@ def test_closed_form_start_from_a_streamed_source(tmp_path, readme_rows):
     np.testing.assert_allclose(per_example.psi_[:, :2], means, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("inference, steps", [("amortized", ["moments"]),
+                                               ("per_example", ["moments", "psi"])])
+def test_the_closed_form_start_reports_its_passes(readme_rows, inference, steps):
+    """Before the first epoch's records: one ``init`` record per chunk of each pass of
+    the start (the moments; then per-example psi), the pass's rows adding up to N."""
+    import fastvi
+    records = []
+    fastvi.PPCA(2, inference=inference, max_epochs=1, chunk_size=1500).fit(
+        readme_rows, callback=records.append)
+    first_epoch = next(i for i, r in enumerate(records) if r["event"] != "init")
+    start = records[:first_epoch]
+    assert all(r["event"] == "init" for r in start)
+    assert not any(r["event"] == "init" for r in records[first_epoch:])
+    assert [r["step"] for r in start] == [s for s in steps for _ in range(
+        -(-readme_rows.shape[0] // 1500))]
+    for step in steps:
+        assert sum(r["rows"] for r in start if r["step"] == step) == readme_rows.shape[0]
+    records.clear()
+    fastvi.PPCA(2, init="random", max_epochs=1).fit(readme_rows, callback=records.append)
+    assert not any(r["event"] == "init" for r in records)
+
+
 def test_a_model_from_before_init_existed_reads_as_closed_form(readme_rows):
     """A PPCA pickled (or checkpointed) before ``init`` was a parameter has no such
     attribute: it reads as the default, so get_params, clone and the resume checks

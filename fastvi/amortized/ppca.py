@@ -113,11 +113,11 @@ def from_moments(mean, cov, n_latent):
     return W, np.asarray(mean, dtype=np.float64), sigma2
 
 
-def streamed_moments(source):
+def streamed_moments(source, progress=None):
     """The mean (D,) and the biased covariance (D, D) of a chunk source's rows, in one
     pass in float64.  Each chunk's sums are taken about the first chunk's mean (a shift
     that keeps the covariance from cancelling catastrophically when the mean is large
-    against the spread), then merged."""
+    against the spread), then merged.  ``progress`` is called with each chunk's rows."""
     shift, count = None, 0
     for _, _, chunk in source.chunks():
         rows = np.asarray(chunk, dtype=np.float64)
@@ -129,6 +129,8 @@ def streamed_moments(source):
         total += centred.sum(axis=0)
         outer += centred.T @ centred
         count += rows.shape[0]
+        if progress is not None:
+            progress(rows.shape[0])
     offset = total / count
     return shift + offset, outer / count - np.outer(offset, offset)
 
@@ -216,14 +218,21 @@ class PPCA(VAE):
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
-    def _initialise(self, source):
+    def _initialise(self, source, callback=None):
         """Start from the closed-form solution (``init='closed_form'``; see the class's
         docstring): the decoder from one streamed pass of moments, a linear encoder from
-        the exact posterior, per-example psi from each row's best diagonal q."""
+        the exact posterior, per-example psi from each row's best diagonal q (a second
+        pass); each pass's chunks reported to ``callback`` (``VAE.fit``'s ``init``
+        records)."""
         if self.init != "closed_form":
             return
+
+        def progress(step):
+            if callback is None:
+                return lambda n_rows: None
+            return lambda n_rows: callback({"event": "init", "step": step, "rows": n_rows})
         d = self.n_latent
-        mean, cov = streamed_moments(source)
+        mean, cov = streamed_moments(source, progress("moments"))
         W, b, sigma2 = from_moments(mean, cov, d)
         # Adam's steps in the data's units (its RMS spread s): W and b move by about
         # learning_rate * s, the encoder's weights (latent per data unit) by
@@ -247,11 +256,13 @@ class PPCA(VAE):
             weights[:, :d], weights[:, d:] = mean_map, 0.0
             bias[:d], bias[d:] = -b @ mean_map, log_sigma
         if self.encoder_ is None:
+            psi_done = progress("psi")
             for _, start, chunk in source.chunks():
                 means, _ = posterior(chunk, W, b, sigma2)
                 rows = slice(start, start + chunk.shape[0])
                 self.psi_[rows, :d] = means.astype(dtype)
                 self.psi_[rows, d:] = log_sigma.astype(dtype)
+                psi_done(chunk.shape[0])
 
     @property
     def components_(self):

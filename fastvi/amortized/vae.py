@@ -189,7 +189,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             ``elbo`` the epoch's mean training ELBO per row so far), and after every epoch,
             ``{"event": "pass", "pass": e + 1, "bound": ..., "seconds": ...}`` (the
             epoch's ELBO and time): the records of the mixtures' fit loop, so the CLI's
-            progress bar and log read both.
+            progress bar and log read both.  A start computed from the data (PPCA's
+            closed form) comes first, ``{"event": "init", "step": s, "rows": n}`` after
+            every chunk of its passes (``s`` names the pass: "moments", then "psi" for
+            per-example psi).
 
         Returns
         -------
@@ -203,7 +206,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
             self._build(source.n_features, source.n_rows, rng)
             with blas_threads(self.n_jobs):     # PPCA's start: a pass of GEMMs
-                self._initialise(source)
+                self._initialise(source, callback)
             self.elbo_history_ = []
             first_epoch = 0
         else:
@@ -309,9 +312,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                 rng, dtype)
             self._encoder_opt = Adam(self.encoder_.params, self.learning_rate)
 
-    def _initialise(self, source):
+    def _initialise(self, source, callback=None):
         """Set the built networks' starting point from the data (a subclass's hook: PPCA
-        starts from its closed-form solution); the VAE keeps ``_build``'s random one."""
+        starts from its closed-form solution), a pass over the rows reported to
+        ``callback`` as ``init`` records; the VAE keeps ``_build``'s random one."""
 
     def _loss(self, X, psi, eps):
         """Per-row negative ELBO (one sample per row) and d loss / d psi (B, 2d).

@@ -42,6 +42,8 @@ class EpochProgress:
 
     def __init__(self, enabled, n_rows, epochs, first_epoch=0, lines=True):
         self.lines = lines
+        self.enabled, self.n_rows = enabled, n_rows
+        self.start, self.start_step = None, None     # PPCA's closed-form start: its bar
         from .jobs import FitProgress
         # its description counts the epochs: "amortized fit pass 3/20"
         self.progress = FitProgress(enabled, n_rows, epochs, done_rows=first_epoch * n_rows,
@@ -49,6 +51,10 @@ class EpochProgress:
 
     def __call__(self, record):
         from tqdm import tqdm
+        if record["event"] == "init":
+            self._start(record)
+            return
+        self._end_start()
         self.progress(record)
         if record["event"] == "chunk":
             self.progress.bar.set_postfix({"ELBO": f"{record['elbo']:.4f}"}, refresh=False)
@@ -56,7 +62,25 @@ class EpochProgress:
             tqdm.write(f"epoch {record['pass']}: ELBO {record['bound']:.4f} per row "
                        f"({record['seconds']:.1f} s)", file=sys.stdout)
 
+    def _start(self, record):
+        """A bar of its own for each pass of a start computed from the data (PPCA's
+        moments, then per-example psi), gone when it ends."""
+        from tqdm import tqdm
+        if record["step"] != self.start_step:
+            self._end_start()
+            self.start_step = record["step"]
+            self.start = tqdm(total=self.n_rows, unit="rows", unit_scale=True, leave=False,
+                              disable=not self.enabled, file=sys.stderr, dynamic_ncols=True,
+                              desc=f"closed-form start ({record['step']})")
+        self.start.update(record["rows"])
+
+    def _end_start(self):
+        if self.start is not None:
+            self.start.close()
+            self.start, self.start_step = None, None
+
     def close(self):
+        self._end_start()
         self.progress.close()
 
 
