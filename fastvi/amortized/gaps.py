@@ -43,9 +43,8 @@ CONTROL_LEARNING_RATE = 0.04   # optimise_control's first step (tests/test_gaps.
 
 
 def evaluation_dtype(model, X, precision):
-    """The dtype the decoder runs in for the rows ``X`` (see the module's docstring)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    """The dtype the decoder runs in for the rows ``X`` (see the module's docstring;
+    ``precision`` checked by ``check_report_params``)."""
     if precision == "model" or model.decoder_.dtype == np.float32:
         return model.decoder_.dtype
     if precision == "float32" or model.likelihood == "bernoulli":
@@ -351,9 +350,8 @@ def gap_report(model, X, n_importance, optimise_steps, n_samples, rng, precision
                progress=None, optimiser="control", learning_rate=None):
     """Per-row log p(x), ELBO(psi*) and ELBO(inference) of a block of rows ``X`` (in the
     model's dtype), the draws from ``rng``; see ``VAE.gap_report``.  ``progress`` is
-    called with the fraction of the block's work done since its last call."""
-    if optimiser not in OPTIMISERS:
-        raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
+    called with the fraction of the block's work done since its last call.  The
+    arguments were checked by ``check_report_params``."""
     if learning_rate is None:
         learning_rate = (CONTROL_LEARNING_RATE if optimiser == "control"
                          else model.refine_learning_rate)

@@ -20,6 +20,12 @@ All of them maximise the ELBO with reparameterised gradients, z = mu + sigma * e
 Adam, on minibatches read from the chunk sources (so an HDF5 dataset is streamed).
 ``gap_report`` splits log p(x) - ELBO(encoder) into the approximation gap and the
 amortization gap (Cremer, Li & Duvenaud 2018).
+
+Why one module of 600-odd lines: it is the ``VAE`` class, whose fit, minibatch steps,
+per-row psi and scores share its private state (the networks, their optimisers, psi and
+its Adam moments); the report's stacked work is already ``fastvi.amortized.gaps``, the
+training arithmetic ``fastvi.amortized.training``.  Cutting the class would spread one
+estimator's state over files without a seam between them.
 """
 import time
 

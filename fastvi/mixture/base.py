@@ -14,6 +14,11 @@ and every statistic and per-row output comes from the estimator's backend
 
 ``lower_bound_`` is per row.  For the batch algorithm it is the bound of the parameters
 that entered the last pass, as in scikit-learn.
+
+Why one module of 600-odd lines: it is the one base class, whose fit loop, restarts,
+warm starts and ``partial_fit`` share the fit's state; the passes are already
+``fastvi.engine.loop``'s, the initialisation ``fastvi.mixture.init``'s, the missing
+values' ``fastvi.mixture.missing``'s and the memory sizes ``fastvi.mixture.sizes``'.
 """
 import dataclasses
 import os

@@ -258,10 +258,7 @@ def _assign(rows, weighted, w, centres):
     centre_sq = np.einsum("ij,ij->i", centres, centres)
 
     def block(start, stop):
-        dist = np.matmul(rows[start:stop], centres.T)
-        dist *= -2.0
-        dist += centre_sq
-        labels = dist.argmin(axis=1)
+        labels = _distance_terms(rows[start:stop], centres, centre_sq).argmin(axis=1)
         if n_components <= ONE_HOT_MAX_K:
             onehot = np.zeros((n_components, stop - start))
             onehot[labels, np.arange(stop - start)] = 1.0
@@ -282,20 +279,27 @@ def _assign(rows, weighted, w, centres):
     return labels, totals, mass
 
 
+def _distance_terms(rows, centres, centre_sq):
+    """The terms of each row's squared distance to each centre that depend on the centre,
+    ``||c||^2 - 2 x.c`` (rows, K): one array in place; scaling by -2 is exact, so these
+    are the bits of (-2 x) . c + ||c||^2, as scikit-learn's k-means computes them
+    (``centre_sq`` by einsum, as its row_norms)."""
+    dist = np.matmul(rows, centres.T)
+    dist *= -2.0
+    dist += centre_sq
+    return dist
+
+
 def _nearest_candidates(sample, centres, first=0, best=None, best_d2=None):
     """Each row's nearest of ``centres`` (indices offset by ``first``) and its squared
     Euclidean distance, by blocked GEMMs on the fit's threads (``||x||^2 - 2 x.c +
     ||c||^2``, clipped at 0); with ``best`` and ``best_d2`` (the nearest so far), the
     nearer of the two, the earlier on a tie.  Returns ``(best, best_d2)``."""
-    centre_sq = np.einsum("ij,ij->i", centres, centres)     # as scikit-learn's row_norms
+    centre_sq = np.einsum("ij,ij->i", centres, centres)
 
     def block(start, stop):
-        # one BLOCK_ROWS x K array in place; scaling by -2 is exact, so these are the bits
-        # of (-2 x) . c
         rows = sample[start:stop]
-        dist = np.matmul(rows, centres.T)
-        dist *= -2.0
-        dist += centre_sq
+        dist = _distance_terms(rows, centres, centre_sq)
         index = dist.argmin(axis=1)
         d2 = np.maximum(dist[np.arange(stop - start), index] + (rows ** 2).sum(axis=1), 0.0)
         return index + first, d2
